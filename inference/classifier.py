@@ -1,0 +1,129 @@
+"""The ONNX lesion classifier: one onnxruntime session, calibrated probabilities, heatmap, OOD.
+
+The exported graph has four outputs (see training/export.py):
+``logits`` (N, C), ``features`` (N, K, h, w), ``cam`` (N, C, h, w) = classifier weights x
+features, so the class-activation map is exact and needs no gradients, and
+``ood_distance`` (N,) = squared Mahalanobis distance of the pooled features to the
+nearest class centre of the training data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from inference.metadata import METADATA_KEY, ModelMetadata
+from inference.preprocess import to_model_input
+from inference.types import FloatMap, Prediction, RGBImage, Risk
+
+SHIPPED_MODEL = Path(__file__).resolve().parent / "models" / "lesion_classifier.onnx"
+
+
+class ModelLoadError(RuntimeError):
+    """The model file is missing or carries no usable metadata."""
+
+
+def load_session(path: Path, threads: int) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def read_metadata(session: ort.InferenceSession) -> ModelMetadata:
+    props = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in props:
+        raise ModelLoadError(f"model has no '{METADATA_KEY}' metadata")
+    return ModelMetadata.from_json(props[METADATA_KEY])
+
+
+def risk_level(malignant_probability: float, metadata: ModelMetadata) -> Risk:
+    if malignant_probability >= metadata.thresholds.high:
+        return Risk.HIGH
+    if malignant_probability >= metadata.thresholds.medium:
+        return Risk.MEDIUM
+    return Risk.LOW
+
+
+class OnnxClassifier:
+    """Classify lesion crops; thread-safe (onnxruntime sessions allow concurrent ``run``)."""
+
+    def __init__(self, path: Path | None = None, threads: int = 1) -> None:
+        path = path or SHIPPED_MODEL
+        if not path.is_file():
+            raise ModelLoadError(f"model file not found: {path}")
+        self.session = load_session(path, threads)
+        self.metadata = read_metadata(self.session)
+        self._input = self.session.get_inputs()[0].name
+
+    def raw_outputs(self, crop: RGBImage) -> dict[str, npt.NDArray[np.float32]]:
+        """Run the network on one lesion crop; outputs for the single image, batch axis dropped."""
+        m = self.metadata
+        x = to_model_input(crop, m.input_size, m.mean, m.std, m.color_constancy_power)
+        names = [o.name for o in self.session.get_outputs()]
+        values = self.session.run(names, {self._input: x[None]})
+        return {n: np.asarray(v[0], np.float32) for n, v in zip(names, values, strict=True)}
+
+    def predict(self, crop: RGBImage) -> Prediction:
+        m = self.metadata
+        out = self.raw_outputs(crop)
+        logits = out["logits"]
+        z = logits.astype(np.float64) / m.temperature
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        probs = {c: float(v) for c, v in zip(m.classes, p, strict=True)}
+        top = int(np.argmax(p))
+        mal = float(sum(probs[c] for c in m.malignant_classes))
+        ood = float(out["ood_distance"])
+        return Prediction(
+            probabilities=probs,
+            malignant_probability=mal,
+            top_class=m.classes[top],
+            ood_score=ood,
+            heatmap=normalise_cam(out["cam"][top]),
+        )
+
+
+def normalise_cam(cam: npt.NDArray[np.float32]) -> FloatMap:
+    """Scale a class-activation map to [0, 1]; only positive evidence is shown."""
+    pos = np.maximum(cam, 0.0)
+    peak = float(pos.max())
+    if peak <= 0:
+        return np.zeros_like(cam, dtype=np.float32)
+    return (pos / peak).astype(np.float32)
+
+
+def overlay_heatmap(
+    rgb: RGBImage, heatmap: FloatMap, box: tuple[int, int, int, int], alpha: float = 0.45
+) -> RGBImage:
+    """Draw ``heatmap`` (on the classifier crop) back onto the full photo at ``box``.
+
+    The crop box may reach past the photo's edge; only the visible part is drawn. The
+    rest of the photo stays as it was, with the crop outlined so the user sees what was
+    judged.
+    """
+    out = rgb.copy()
+    h, w = rgb.shape[:2]
+    x0, y0, x1, y1 = box
+    side_w, side_h = x1 - x0, y1 - y0
+    if side_w <= 0 or side_h <= 0:
+        return out
+    cam = cv2.resize(heatmap, (side_w, side_h), interpolation=cv2.INTER_CUBIC)
+    cam = np.clip(cam, 0.0, 1.0)
+    colour = cv2.applyColorMap((cam * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB).astype(np.float32)
+    vx0, vy0, vx1, vy1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if vx1 <= vx0 or vy1 <= vy0:
+        return out
+    region = out[vy0:vy1, vx0:vx1].astype(np.float32)
+    c = colour[vy0 - y0 : vy1 - y0, vx0 - x0 : vx1 - x0]
+    a = (alpha * cam[vy0 - y0 : vy1 - y0, vx0 - x0 : vx1 - x0])[..., None]
+    out[vy0:vy1, vx0:vx1] = np.clip(region * (1 - a) + c * a, 0, 255).astype(np.uint8)
+    thickness = max(2, min(h, w) // 250)
+    cv2.rectangle(out, (vx0, vy0), (vx1 - 1, vy1 - 1), (255, 255, 255), thickness)
+    return out

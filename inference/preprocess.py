@@ -1,0 +1,77 @@
+"""Pure image preprocessing shared by inference and training (numpy and OpenCV only)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from inference.types import LesionBox, RGBImage
+
+
+def shades_of_gray(rgb: RGBImage, power: float) -> RGBImage:
+    """Normalise the illuminant colour with the Shades of Gray estimate (Finlayson 2004).
+
+    Phone photos come under window light, tungsten or flash; dermoscopes have their own
+    light. Dividing out the estimated illuminant in both training and inference narrows
+    that gap, which is what skin-lesion domain-shift studies found helps most cheaply.
+    """
+    if power <= 0:
+        return rgb
+    img = rgb.astype(np.float32)
+    norm = np.power(np.mean(np.power(img, power), axis=(0, 1)), 1.0 / power)
+    norm = np.maximum(norm, 1e-6)
+    gain = norm.mean() / norm
+    out = img * gain[None, None, :]
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def square_crop_box(
+    box: LesionBox, width: int, height: int, margin: float, *, fit_inside: bool = True
+) -> LesionBox:
+    """Grow a lesion box by ``margin`` of its longer side on each side, make it square.
+
+    With ``fit_inside`` the square is shrunk to the image's shorter side and shifted into
+    the frame, so the classifier sees real pixels rather than padding (a lesion that fills
+    the photo simply gets a tighter margin). Without it the square may extend past the
+    image, as training wants when it continues the skin synthetically.
+    """
+    side = max(box.width, box.height)
+    side = max(int(round(side * (1.0 + 2.0 * margin))), 8)
+    if fit_inside:
+        side = min(side, width, height)
+    cx = (box.x0 + box.x1) / 2.0
+    cy = (box.y0 + box.y1) / 2.0
+    x0 = int(round(cx - side / 2.0))
+    y0 = int(round(cy - side / 2.0))
+    if fit_inside:
+        x0 = min(max(x0, 0), width - side)
+        y0 = min(max(y0, 0), height - side)
+    return LesionBox(x0, y0, x0 + side, y0 + side)
+
+
+def crop_square(rgb: RGBImage, box: LesionBox) -> RGBImage:
+    """Cut ``box`` out of ``rgb``, replicating edge pixels where it reaches outside."""
+    h, w = rgb.shape[:2]
+    pad_l, pad_t = max(0, -box.x0), max(0, -box.y0)
+    pad_r, pad_b = max(0, box.x1 - w), max(0, box.y1 - h)
+    inner = rgb[max(0, box.y0) : min(h, box.y1), max(0, box.x0) : min(w, box.x1)]
+    if pad_l or pad_t or pad_r or pad_b:
+        inner = cv2.copyMakeBorder(inner, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_REPLICATE)
+    return np.ascontiguousarray(inner)
+
+
+def to_model_input(
+    rgb: RGBImage,
+    size: int,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+    color_constancy_power: float,
+) -> npt.NDArray[np.float32]:
+    """Resize a lesion crop to the network's input: float32 CHW, normalised."""
+    interp = cv2.INTER_AREA if min(rgb.shape[:2]) > size else cv2.INTER_LINEAR
+    resized = cv2.resize(rgb, (size, size), interpolation=interp)
+    balanced = shades_of_gray(resized, color_constancy_power)
+    x = balanced.astype(np.float32) / 255.0
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))

@@ -1,0 +1,124 @@
+"""Value types shared by the inference pipeline, the offline CLI and the bot.
+
+Everything here is a frozen dataclass or an enum: expected failures (a bad upload, a
+blurry photo) are values, not exceptions, so callers can render them without try/except.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+RGBImage = npt.NDArray[np.uint8]  # H x W x 3, RGB order
+FloatMap = npt.NDArray[np.float32]
+
+
+class DecodeFailure(StrEnum):
+    """Why uploaded bytes could not be turned into a still RGB photo."""
+
+    EMPTY = "empty"
+    TOO_MANY_BYTES = "too_many_bytes"
+    NOT_AN_IMAGE = "not_an_image"
+    CORRUPT = "corrupt"
+    TOO_MANY_PIXELS = "too_many_pixels"
+    TOO_SMALL = "too_small"
+    ANIMATED = "animated"
+
+
+@dataclass(frozen=True)
+class DecodeRejected:
+    reason: DecodeFailure
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    rgb: RGBImage  # EXIF orientation already applied
+    source_format: str  # "JPEG", "PNG", ...
+    original_width: int
+    original_height: int
+
+
+class QualityIssue(StrEnum):
+    """A reason to refuse a photo, each with its own retake advice in the bot.
+
+    Declared in priority order: when several apply, the first one is what the user
+    must fix first (an unrecognisable photo before a slightly dark one).
+    """
+
+    NOT_A_LESION = "not_a_lesion"  # not skin, or no lesion found, or out of distribution
+    LOW_RESOLUTION = "low_resolution"
+    TOO_DARK = "too_dark"
+    OVEREXPOSED = "overexposed"
+    BLURRY = "blurry"
+    GLARE = "glare"
+    LESION_TOO_SMALL = "lesion_too_small"
+    LESION_CUT_OFF = "lesion_cut_off"  # touches the frame edge or far from the centre
+
+
+QUALITY_PRIORITY: tuple[QualityIssue, ...] = tuple(QualityIssue)
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    issues: tuple[QualityIssue, ...] = ()
+    # Raw measurements behind the verdict, for logging and threshold calibration.
+    measurements: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+
+@dataclass(frozen=True)
+class LesionBox:
+    """Lesion bounding box in pixels of the image it was found in (x1, y1 exclusive)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    def as_list(self) -> list[int]:
+        return [self.x0, self.y0, self.x1, self.y1]
+
+
+class Risk(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    UNASSESSABLE = "unassessable"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probabilities: dict[str, float]  # calibrated, one per class code, sums to 1
+    malignant_probability: float
+    top_class: str
+    ood_score: float  # higher means less like the training data
+    heatmap: FloatMap  # class-activation map on the classifier input, values in [0, 1]
+
+
+@dataclass(frozen=True)
+class ScreeningResult:
+    """Everything the pipeline learnt about one photo."""
+
+    width: int
+    height: int
+    quality: QualityReport
+    lesion_box: LesionBox | None
+    prediction: Prediction | None  # None only when no lesion crop could be classified
+    risk: Risk
+    model_version: str
+    heatmap_overlay: RGBImage | None = None  # heatmap drawn on the full photo
+    elapsed_ms: float = 0.0

@@ -1,0 +1,101 @@
+"""Training, export and the shipped model's metadata (CI never trains the real model)."""
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from inference.classifier import SHIPPED_MODEL, read_metadata  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
+from training.data import CLASSES, split_by_lesion, read_records  # noqa: E402
+from training.export import ExportModule, export_onnx, fit_ood, parity, quantize  # noqa: E402
+from training.model import LesionNet, load_imagenet_backbone  # noqa: E402
+from training.train import train  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    """A HAM10000-shaped folder: the four sample images, each copied as several lesions."""
+    images = tmp_path / "images"
+    images.mkdir()
+    rows = []
+    for i, src in enumerate(sorted(DATA.glob("ISIC_*.jpg")) * 3):
+        image_id = f"ISIC_9{i:06d}"
+        shutil.copy(src, images / f"{image_id}.jpg")
+        rows.append({"lesion_id": f"HAM_9{i:06d}", "image_id": image_id, "dx": src.stem.split("_")[-1],
+                     "dx_type": "histo", "age": "50", "sex": "male", "localization": "back"})
+    with (tmp_path / "HAM10000_metadata.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return tmp_path
+
+
+def test_split_keeps_every_lesion_in_one_split(tiny_dataset: Path) -> None:
+    records = read_records(tiny_dataset)
+    # Two images of one lesion must land together.
+    records[1] = records[1].__class__(records[1].image_id, records[0].lesion_id, records[0].label, None)
+    splits = split_by_lesion(records, (0.5, 0.25, 0.25), seed=1)
+    where = {r.lesion_id: name for name, rs in splits.items() for r in rs}
+    for name, rs in splits.items():
+        assert all(where[r.lesion_id] == name for r in rs)
+    assert sum(len(v) for v in splits.values()) == len(records)
+    assert split_by_lesion(records, (0.5, 0.25, 0.25), seed=1) == splits  # reproducible
+
+
+def test_imagenet_weights_load_into_our_network() -> None:
+    model = LesionNet(len(CLASSES))
+    load_imagenet_backbone(model)  # raises on any key or shape mismatch
+    assert float(model._conv_stem.weight.abs().sum()) > 0
+
+
+def test_one_training_step_writes_a_checkpoint_with_its_config(tiny_dataset: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(data_dir=str(tiny_dataset), out_dir=str(tmp_path / "run"), epochs=1,
+                      batch_size=4, warmup_steps=1, num_workers=0, split=(0.5, 0.25, 0.25))
+    best = train(cfg, pretrained=False)
+    ckpt = torch.load(best, map_location="cpu", weights_only=False)
+    assert ckpt["config"]["data_dir"] == str(tiny_dataset)
+    assert ckpt["epoch"] == 1
+    assert np.isfinite(ckpt["metrics"]["train_loss"])
+
+
+def test_onnx_export_matches_torch_and_int8_stays_close(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = LesionNet(len(CLASSES)).eval()
+    x = np.random.default_rng(0).normal(0, 1, (24, 3, 64, 64)).astype(np.float32)
+    y = np.arange(24) % len(CLASSES)
+    module = ExportModule(net, *fit_ood(net, x, y)).eval()
+    path = tmp_path / "m.onnx"
+    export_onnx(module, 64, path)
+    diffs = parity(module, path, x[:4])
+    assert diffs["logits"] < 1e-4
+    assert diffs["cam"] < 1e-3
+    # The class-activation maps average (plus the bias) to exactly the logits.
+    logits, _, cam, _ = ort.InferenceSession(str(path)).run(None, {"input": x[:2]})
+    bias = net._fc.bias.detach().numpy()
+    np.testing.assert_allclose(cam.mean(axis=(2, 3)) + bias, logits, atol=1e-4)
+    int8 = tmp_path / "m8.onnx"
+    quantize(path, int8, x[:8])
+    assert int8.stat().st_size < path.stat().st_size / 2
+
+
+def test_shipped_model_metadata_matches_the_graph() -> None:
+    session = ort.InferenceSession(str(SHIPPED_MODEL))
+    meta = read_metadata(session)
+    inp = session.get_inputs()[0]
+    assert inp.shape[1:] == [3, meta.input_size, meta.input_size]
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    assert set(outputs) == {"logits", "features", "cam", "ood_distance"}
+    assert outputs["logits"][1] == len(meta.classes) == outputs["cam"][1]
+    assert set(meta.malignant_classes) <= set(meta.classes)
+    assert set(meta.class_names) == set(meta.classes)
+    assert 0.0 < meta.thresholds.medium <= meta.thresholds.high < 1.0
+    assert meta.temperature > 0 and np.isfinite(meta.ood_threshold)
+    assert SHIPPED_MODEL.stat().st_size < 6 * 1024 * 1024

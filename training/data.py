@@ -1,0 +1,105 @@
+"""HAM10000 loading and the lesion-grouped split.
+
+Several images can show the same lesion; splitting by image would put near-duplicates in
+train and test and inflate every metric, so the split is by ``lesion_id``, stratified by
+the lesion's diagnosis, with a fixed seed.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from inference.types import LesionBox, RGBImage
+
+CLASSES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+CLASS_NAMES: dict[str, str] = {
+    "akiec": "actinic keratosis or Bowen's disease (sun-damage lesion, can become cancer)",
+    "bcc": "basal cell carcinoma (a common, slow-growing skin cancer)",
+    "bkl": "benign keratosis (harmless age spot or seborrhoeic keratosis)",
+    "df": "dermatofibroma (harmless firm skin bump)",
+    "mel": "melanoma (a dangerous skin cancer)",
+    "nv": "melanocytic nevus (an ordinary mole)",
+    "vasc": "vascular lesion (blood-vessel spot such as a cherry angioma)",
+}
+MALIGNANT: tuple[str, ...] = ("akiec", "bcc", "mel")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Record:
+    image_id: str
+    lesion_id: str
+    label: int
+    box: LesionBox | None  # third-party box in the 200x150 image, if any
+
+
+def read_records(data_dir: Path) -> list[Record]:
+    """Read the metadata and the optional lesion boxes."""
+    boxes: dict[str, LesionBox] = {}
+    box_file = data_dir / "lesion_boxes.csv"
+    if box_file.exists():
+        with box_file.open() as f:
+            for row in csv.DictReader(f):
+                b = LesionBox(
+                    int(float(row["left"])),
+                    int(float(row["top"])),
+                    int(float(row["right"])),
+                    int(float(row["bottom"])),
+                )
+                if b.width > 4 and b.height > 4:
+                    boxes[row["image_id"]] = b
+    records = []
+    with (data_dir / "HAM10000_metadata.csv").open() as f:
+        for row in csv.DictReader(f):
+            records.append(
+                Record(
+                    image_id=row["image_id"],
+                    lesion_id=row["lesion_id"],
+                    label=CLASSES.index(row["dx"]),
+                    box=boxes.get(row["image_id"]),
+                )
+            )
+    return records
+
+
+def split_by_lesion(
+    records: list[Record], fractions: tuple[float, float, float], seed: int
+) -> dict[str, list[Record]]:
+    """Assign whole lesions to train/val/test, stratified by class, reproducibly."""
+    by_lesion: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        by_lesion[r.lesion_id].append(r)
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for lesion_id in sorted(by_lesion):
+        by_class[by_lesion[lesion_id][0].label].append(lesion_id)
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[Record]] = {s: [] for s in SPLITS}
+    for label in sorted(by_class):
+        ids = by_class[label]
+        order = rng.permutation(len(ids))
+        n_val = int(round(len(ids) * fractions[1]))
+        n_test = int(round(len(ids) * fractions[2]))
+        for rank, idx in enumerate(order):
+            split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+            out[split].extend(by_lesion[ids[idx]])
+    for split in SPLITS:
+        out[split].sort(key=lambda r: r.image_id)
+    return out
+
+
+def load_image(data_dir: Path, image_id: str) -> RGBImage:
+    bgr = cv2.imread(str(data_dir / "images" / f"{image_id}.jpg"), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(image_id)
+    return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def default_box(width: int, height: int) -> LesionBox:
+    """Where HAM10000 lesions sit when no box is known: centred, most of the frame."""
+    return LesionBox(int(width * 0.2), int(height * 0.2), int(width * 0.8), int(height * 0.8))

@@ -1,0 +1,104 @@
+"""Photos for calibration and evaluation, and running them through the real pipeline.
+
+Two domains per split, of the same lesions: the dermoscopy images as they are, and a
+synthetic phone photo of each (lesion shrunk into a 1024x768 skin photo, off-centre,
+through the simulated phone camera), with a fixed seed so every run sees the same photos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.pipeline import Screener
+from inference.types import LesionBox, RGBImage, ScreeningResult
+from training.config import TrainConfig
+from training.data import CLASSES, MALIGNANT, Record, default_box
+from training.phone import compose_phone_photo, phone_camera
+from training.train import load_split
+
+DOMAINS = ("dermoscopy", "phone")
+
+
+@dataclass(frozen=True)
+class Photo:
+    rgb: RGBImage
+    label: int
+    box: LesionBox  # where the lesion truly is, in this photo's pixels
+
+
+def domain_photos(
+    images: list[RGBImage], records: list[Record], domain: str, seed: int
+) -> Iterator[Photo]:
+    rng = np.random.default_rng(seed)
+    for img, rec in zip(images, records, strict=True):
+        box = rec.box or default_box(img.shape[1], img.shape[0])
+        if domain == "dermoscopy":
+            yield Photo(img, rec.label, box)
+        else:
+            photo, pbox = compose_phone_photo(img, box, rng)
+            yield Photo(phone_camera(photo, rng), rec.label, pbox)
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """The pipeline's outputs for a set of photos, as arrays."""
+
+    labels: npt.NDArray[np.int64]
+    log_probs: npt.NDArray[np.float64]  # log of the metadata-temperature probabilities
+    classified: npt.NDArray[np.bool_]  # a lesion box was found and the crop classified
+    refused: npt.NDArray[np.bool_]  # risk came out unassessable
+    ood: npt.NDArray[np.float64]
+    issues: list[tuple[str, ...]]
+    iou: npt.NDArray[np.float64]  # found box vs true box (0 when none found)
+    elapsed_ms: npt.NDArray[np.float64]
+
+    @property
+    def malignant(self) -> npt.NDArray[np.bool_]:
+        return np.isin(self.labels, [CLASSES.index(c) for c in MALIGNANT])
+
+
+def box_iou(a: LesionBox, b: LesionBox) -> float:
+    ix = max(0, min(a.x1, b.x1) - max(a.x0, b.x0))
+    iy = max(0, min(a.y1, b.y1) - max(a.y0, b.y0))
+    inter = ix * iy
+    union = a.width * a.height + b.width * b.height - inter
+    return inter / union if union > 0 else 0.0
+
+
+def run_pipeline(screener: Screener, photos: Iterator[Photo], workers: int = 2) -> PipelineRun:
+    classes = screener.metadata.classes
+
+    def one(photo: Photo) -> tuple[Photo, ScreeningResult]:
+        return photo, screener.screen(photo.rgb, with_overlay=False)
+
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(one, photos))
+    n = len(results)
+    log_probs = np.full((n, len(classes)), np.log(1.0 / len(classes)))
+    classified = np.zeros(n, bool)
+    ood = np.full(n, np.nan)
+    for i, (_, r) in enumerate(results):
+        if r.prediction is not None:
+            classified[i] = True
+            p = np.array([r.prediction.probabilities[c] for c in classes])
+            log_probs[i] = np.log(np.maximum(p, 1e-12))
+            ood[i] = r.prediction.ood_score
+    return PipelineRun(
+        labels=np.array([p.label for p, _ in results], np.int64),
+        log_probs=log_probs,
+        classified=classified,
+        refused=np.array([r.risk.value == "unassessable" for _, r in results]),
+        ood=ood,
+        issues=[tuple(i.value for i in r.quality.issues) for _, r in results],
+        iou=np.array([box_iou(p.box, r.lesion_box) if r.lesion_box else 0.0 for p, r in results]),
+        elapsed_ms=np.array([r.elapsed_ms for _, r in results]),
+    )
+
+
+def split_photos(cfg: TrainConfig, split: str) -> tuple[list[RGBImage], list[Record]]:
+    return load_split(cfg)[split]

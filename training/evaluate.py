@@ -1,0 +1,237 @@
+"""Evaluate a shipped model on the lesion-grouped TEST split; write tables and figures.
+
+    python -m training.evaluate --config training/configs/lite0.json \
+        --model inference/models/lesion_classifier.onnx --out docs/evaluation
+
+Both domains are run through the full pipeline the bot uses: the dermoscopy test images,
+and a synthetic phone photo of each of the same lesions. Writes ``evaluation.md`` (the
+tables quoted in the model card), ``evaluation.json`` and PNG figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import cv2
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from inference.pipeline import Screener
+from inference.types import RGBImage
+from training.config import TrainConfig
+from training.evalsets import DOMAINS, Photo, PipelineRun, domain_photos, run_pipeline, split_photos
+from training.metrics import (
+    balanced_accuracy,
+    confusion_matrix,
+    expected_calibration_error,
+    per_class_prf,
+    roc_auc,
+    roc_curve,
+    sensitivity_specificity,
+    softmax,
+)
+
+log = logging.getLogger(__name__)
+
+
+def degrade(rgb: RGBImage, kind: str) -> RGBImage:
+    """Clearly degraded copies, as in the classifier's robustness table."""
+    if kind == "blur":
+        return cv2.GaussianBlur(rgb, (0, 0), 2.5)
+    if kind == "dark":
+        return (rgb.astype(np.float32) * 0.35).astype(np.uint8)
+    if kind == "jpeg_q15":
+        ok, enc = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 15])
+        return np.ascontiguousarray(cv2.imdecode(enc, cv2.IMREAD_COLOR)[..., ::-1])
+    if kind == "low_res":
+        h, w = rgb.shape[:2]
+        small = cv2.resize(rgb, (w // 3, h // 3), interpolation=cv2.INTER_AREA)
+        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    raise ValueError(kind)
+
+
+def domain_metrics(run: PipelineRun, screener: Screener) -> dict[str, Any]:
+    meta = screener.metadata
+    classes = list(meta.classes)
+    mal_idx = [classes.index(c) for c in meta.malignant_classes]
+    ok = run.classified
+    probs = softmax(run.log_probs[ok])  # already temperature-scaled by the pipeline
+    y = run.labels[ok]
+    cm = confusion_matrix(y, probs.argmax(1), len(classes))
+    precision, recall, f1 = per_class_prf(cm)
+    pm = probs[:, mal_idx].sum(1)
+    is_mal = run.malignant[ok]
+    sens, spec = sensitivity_specificity(is_mal, pm, meta.thresholds.medium)
+    sens_h, spec_h = sensitivity_specificity(is_mal, pm, meta.thresholds.high)
+    answered = ~run.refused
+    a_pm = softmax(run.log_probs[answered])[:, mal_idx].sum(1)
+    a_sens, a_spec = sensitivity_specificity(run.malignant[answered], a_pm, meta.thresholds.medium)
+    ece, acc_bins, conf_bins, count_bins = expected_calibration_error(probs, y)
+    issue_counts = Counter(i for issues in run.issues for i in issues)
+    return {
+        "n": len(run.labels),
+        "localised": float(ok.mean()),
+        "refused": float(run.refused.mean()),
+        "refusal_reasons": {k: v / len(run.labels) for k, v in issue_counts.most_common()},
+        "balanced_accuracy": balanced_accuracy(cm),
+        "malignant_auc": roc_auc(is_mal, pm),
+        "sensitivity_medium_or_high": sens,
+        "specificity_medium_or_high": spec,
+        "sensitivity_high": sens_h,
+        "specificity_high": spec_h,
+        "answered_sensitivity_medium_or_high": a_sens,
+        "answered_specificity_medium_or_high": a_spec,
+        "ece": ece,
+        "box_iou_median": float(np.median(run.iou)),
+        "box_iou_ge_0_5": float((run.iou >= 0.5).mean()),
+        "ms_per_photo_median": float(np.median(run.elapsed_ms)),
+        "per_class": {
+            c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(cm[i].sum())}
+            for i, c in enumerate(classes)
+        },
+        "confusion_matrix": cm.tolist(),
+        "_roc": [a.tolist() for a in roc_curve(is_mal, pm)],
+        "_reliability": [acc_bins.tolist(), conf_bins.tolist(), count_bins.tolist()],
+    }
+
+
+def plot_figures(results: dict[str, dict[str, Any]], classes: list[str], out: Path) -> None:
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 5))
+    for ax, (name, m) in zip(np.atleast_1d(axes), results.items(), strict=True):
+        cm = np.array(m["confusion_matrix"], float)
+        norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+        ax.set_xticks(range(len(classes)), classes)
+        ax.set_yticks(range(len(classes)), classes)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{name}: balanced acc {m['balanced_accuracy']:.3f}")
+    fig.tight_layout()
+    fig.savefig(out / "confusion_matrix.png", dpi=90)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, m in results.items():
+        fpr, tpr = m["_roc"]
+        ax.plot(fpr, tpr, label=f"{name} (AUC {m['malignant_auc']:.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.set_title("Malignant vs benign (test split)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / "roc_malignant.png", dpi=90)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, m in results.items():
+        acc, conf, count = (np.array(a) for a in m["_reliability"])
+        sel = count > 0
+        ax.plot(conf[sel], acc[sel], "o-", label=f"{name} (ECE {m['ece']:.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Reliability (top class)")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out / "reliability.png", dpi=90)
+    plt.close(fig)
+
+
+def render_markdown(results: dict[str, dict[str, Any]], robustness: dict[str, dict[str, float]], model: str) -> str:
+    rows = [
+        ("photos", "n", "{:d}"),
+        ("refused by the gate (unassessable)", "refused", "{:.1%}"),
+        ("balanced multi-class accuracy", "balanced_accuracy", "{:.3f}"),
+        ("malignant AUC", "malignant_auc", "{:.3f}"),
+        ("sensitivity, medium or high", "sensitivity_medium_or_high", "{:.3f}"),
+        ("specificity, medium or high", "specificity_medium_or_high", "{:.3f}"),
+        ("sensitivity, high", "sensitivity_high", "{:.3f}"),
+        ("specificity, high", "specificity_high", "{:.3f}"),
+        ("sensitivity, medium or high, answered photos only", "answered_sensitivity_medium_or_high", "{:.3f}"),
+        ("ECE (15 bins)", "ece", "{:.3f}"),
+        ("localiser box IoU >= 0.5", "box_iou_ge_0_5", "{:.1%}"),
+        ("localiser box IoU, median", "box_iou_median", "{:.2f}"),
+        ("pipeline ms per photo (median, 2 threads busy)", "ms_per_photo_median", "{:.1f}"),
+    ]
+    names = list(results)
+    lines = [f"# Evaluation of `{model}` on the lesion-grouped test split", ""]
+    lines.append("Generated by `python -m training.evaluate`; do not edit by hand.")
+    lines.append("")
+    lines.append("| metric | " + " | ".join(names) + " |")
+    lines.append("|---|" + "---|" * len(names))
+    for label, key, fmt in rows:
+        lines.append(f"| {label} | " + " | ".join(fmt.format(results[n][key]) for n in names) + " |")
+    lines += ["", "Metrics other than 'refused' are over photos where a lesion was localised and classified,",
+              "whether or not the gate refused them, so the classifier and the gate can be judged apart.", ""]
+    lines.append("## Per class (precision / recall / F1, support)")
+    lines.append("")
+    lines.append("| class | " + " | ".join(names) + " |")
+    lines.append("|---|" + "---|" * len(names))
+    for c in results[names[0]]["per_class"]:
+        cells = []
+        for n in names:
+            pc = results[n]["per_class"][c]
+            cells.append(f"{pc['precision']:.2f} / {pc['recall']:.2f} / {pc['f1']:.2f} ({pc['support']})")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    lines += ["", "## Refusal reasons (share of photos)", ""]
+    for n in names:
+        reasons = ", ".join(f"{k} {v:.1%}" for k, v in results[n]["refusal_reasons"].items()) or "none"
+        lines.append(f"- {n}: {reasons}")
+    lines += ["", "## Degraded dermoscopy copies (classifier judged apart from the gate)", ""]
+    lines.append("| copy | balanced accuracy | malignant AUC | sensitivity, medium or high | refused by the gate |")
+    lines.append("|---|---|---|---|---|")
+    for kind, m in robustness.items():
+        lines.append(
+            f"| {kind} | {m['balanced_accuracy']:.3f} | {m['malignant_auc']:.3f} | "
+            f"{m['sensitivity_medium_or_high']:.3f} | {m['refused']:.1%} |"
+        )
+    lines += ["", "Figures: `confusion_matrix.png`, `roc_malignant.png`, `reliability.png`.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="evaluate the shipped model on the test split")
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--limit", type=int, default=0, help="only the first N test images")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = TrainConfig.load(args.config)
+    screener = Screener(args.model)
+    images, records = split_photos(cfg, "test")
+    if args.limit:
+        images, records = images[: args.limit], records[: args.limit]
+    results = {}
+    for d in DOMAINS:
+        run = run_pipeline(screener, domain_photos(images, records, d, cfg.seed + 23))
+        results[d] = domain_metrics(run, screener)
+        log.info("%s: %s", d, {k: v for k, v in results[d].items() if not k.startswith("_") and k not in ("per_class", "confusion_matrix")})
+    robustness = {}
+    for kind in ("blur", "dark", "jpeg_q15", "low_res"):
+        photos = (Photo(degrade(p.rgb, kind), p.label, p.box) for p in domain_photos(images, records, "dermoscopy", 0))
+        robustness[kind] = {
+            k: v for k, v in domain_metrics(run_pipeline(screener, photos), screener).items() if isinstance(v, float)
+        }
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot_figures(results, list(screener.metadata.classes), args.out)
+    public = {d: {k: v for k, v in m.items() if not k.startswith("_")} for d, m in results.items()}
+    (args.out / "evaluation.json").write_text(json.dumps({"model": screener.metadata.version, "domains": public, "degraded": robustness}, indent=1))
+    (args.out / "evaluation.md").write_text(render_markdown(results, robustness, screener.metadata.version))
+    log.info("wrote %s", args.out)
+
+
+if __name__ == "__main__":
+    main()

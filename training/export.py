@@ -1,0 +1,225 @@
+"""Export a checkpoint to ONNX (float and static int8), check parity, embed metadata.
+
+    python -m training.export --checkpoint runs/lite0/best.pt --out runs/lite0/export
+
+Writes ``model_fp32.onnx`` and ``model_int8.onnx`` with provisional metadata (temperature
+1, thresholds unset); ``training.calibrate`` then fits them on validation photos run
+through the real inference pipeline and writes the shipped model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_static,
+)
+from torch import nn
+
+from inference.metadata import METADATA_KEY, ModelMetadata, RiskThresholds
+from inference.preprocess import to_model_input
+from training.config import TrainConfig
+from training.data import CLASS_NAMES, CLASSES, MALIGNANT, default_box
+from training.model import LesionNet
+from training.phone import training_view
+from training.train import load_split
+
+log = logging.getLogger(__name__)
+OUTPUTS = ["logits", "features", "cam", "ood_distance"]
+OOD_COMPONENTS = 128  # leading within-class principal axes kept for the Mahalanobis score
+
+
+class ExportModule(nn.Module):
+    """The network plus the exact class-activation maps and a feature-space OOD distance."""
+
+    def __init__(self, net: LesionNet, mean: torch.Tensor, whiten: torch.Tensor, centres: torch.Tensor) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("feat_mean", mean)  # (K,)
+        self.register_buffer("whiten", whiten)  # (K, D)
+        self.register_buffer("centres", centres)  # (C, D)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        fmap = self.net.features(x)
+        pooled = fmap.mean(dim=(2, 3))
+        logits = self.net._fc(pooled)
+        cam = torch.einsum("ck,nkhw->nchw", self.net._fc.weight, fmap)
+        z = (pooled - self.feat_mean) @ self.whiten
+        d = ((z[:, None, :] - self.centres[None]) ** 2).sum(-1).min(dim=1).values
+        return logits, fmap, cam, d
+
+
+def load_checkpoint(path: Path) -> tuple[LesionNet, TrainConfig]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = TrainConfig(**{**ckpt["config"], **{k: tuple(v) for k, v in ckpt["config"].items() if isinstance(v, list)}})
+    net = LesionNet(len(CLASSES))
+    net.load_state_dict(ckpt["model"])
+    net.eval()
+    return net, cfg
+
+
+def training_inputs(cfg: TrainConfig, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs from the training split, half dermoscopy-like, half phone-like."""
+    images, records = load_split(cfg)["train"]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(records))[:limit]
+    xs, ys = [], []
+    for i in order:
+        img, rec = images[i], records[i]
+        box = rec.box or default_box(img.shape[1], img.shape[0])
+        view = training_view(img, box, rng, cfg.input_size, 0.5, (cfg.inference_margin, cfg.inference_margin))
+        xs.append(to_model_input(view, cfg.input_size, cfg.mean, cfg.std, cfg.color_constancy_power))
+        ys.append(rec.label)
+    return np.stack(xs), np.array(ys)
+
+
+@torch.no_grad()
+def fit_ood(net: LesionNet, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, ...]:
+    """Tied-covariance Gaussian class model of pooled features (Lee et al. 2018), whitened."""
+    feats = []
+    for i in range(0, len(x), 128):
+        feats.append(net.features(torch.from_numpy(x[i : i + 128])).mean(dim=(2, 3)))
+    f = torch.cat(feats).double()
+    mean = f.mean(0)
+    centred_by_class = torch.cat([f[torch.from_numpy(y == c)] - f[torch.from_numpy(y == c)].mean(0) for c in np.unique(y)])
+    cov = centred_by_class.T @ centred_by_class / len(f) + 1e-4 * torch.eye(f.shape[1], dtype=torch.float64)
+    evals, evecs = torch.linalg.eigh(cov)
+    top = torch.argsort(evals, descending=True)[:OOD_COMPONENTS]
+    whiten = evecs[:, top] / torch.sqrt(evals[top])
+    centres = torch.stack([((f[torch.from_numpy(y == c)] - mean) @ whiten).mean(0) for c in range(len(CLASSES)) if (y == c).any()])
+    return mean.float(), whiten.float(), centres.float()
+
+
+def provisional_metadata(cfg: TrainConfig, version: str) -> ModelMetadata:
+    return ModelMetadata(
+        version=version,
+        classes=CLASSES,
+        class_names=CLASS_NAMES,
+        malignant_classes=MALIGNANT,
+        input_size=cfg.input_size,
+        mean=cfg.mean,
+        std=cfg.std,
+        color_constancy_power=cfg.color_constancy_power,
+        temperature=1.0,
+        thresholds=RiskThresholds(medium=0.0, high=1.0),
+        ood_threshold=float("inf"),
+        crop_margin=cfg.inference_margin,
+        training_data="HAM10000 (Tschandl et al. 2018, CC BY-NC 4.0), lesion-grouped train split",
+    )
+
+
+def write_metadata(path: Path, metadata: ModelMetadata, out: Path | None = None) -> None:
+    model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in kept}, METADATA_KEY: metadata.to_json()})
+    onnx.save(model, str(out or path))
+
+
+def export_onnx(module: ExportModule, size: int, path: Path) -> None:
+    dummy = torch.zeros(1, 3, size, size)
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated but handles this static graph exactly.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (dummy,),
+            str(path),
+            dynamo=False,
+            input_names=["input"],
+            output_names=OUTPUTS,
+            dynamic_axes={"input": {0: "batch"}, **{o: {0: "batch"} for o in OUTPUTS}},
+            opset_version=17,
+        )
+    onnx.checker.check_model(onnx.load(str(path)))
+
+
+def run_onnx(path: Path, x: np.ndarray) -> list[np.ndarray]:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outs: list[list[np.ndarray]] = [[] for _ in OUTPUTS]
+    for i in range(0, len(x), 64):
+        for k, v in enumerate(session.run(OUTPUTS, {"input": x[i : i + 64]})):
+            outs[k].append(np.asarray(v))
+    return [np.concatenate(o) for o in outs]
+
+
+@torch.no_grad()
+def parity(module: ExportModule, path: Path, x: np.ndarray) -> dict[str, float]:
+    """Largest absolute difference between torch and onnxruntime for each output."""
+    ref = [t.numpy() for t in module(torch.from_numpy(x))]
+    got = run_onnx(path, x)
+    return {name: float(np.abs(r - g).max()) for name, r, g in zip(OUTPUTS, ref, got, strict=True)}
+
+
+class ArrayReader(CalibrationDataReader):
+    def __init__(self, x: np.ndarray) -> None:
+        self._it: Iterator[dict[str, np.ndarray]] = iter({"input": x[i : i + 1]} for i in range(len(x)))
+
+    def get_next(self) -> dict[str, Any] | None:
+        return next(self._it, None)
+
+
+def quantize(fp32: Path, int8: Path, calib: np.ndarray) -> None:
+    """Static per-channel int8 (QDQ) of the convolutions; the small heads stay float."""
+    prep = fp32.with_suffix(".prep.onnx")
+    quant_pre_process(str(fp32), str(prep), skip_symbolic_shape=True)
+    quantize_static(
+        str(prep),
+        str(int8),
+        ArrayReader(calib),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["Conv"],
+        calibrate_method=CalibrationMethod.Percentile,
+        extra_options={"CalibPercentile": 99.99},
+    )
+    prep.unlink()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="export a checkpoint to ONNX")
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--version", default="lite0-160")
+    parser.add_argument("--ood-images", type=int, default=3000)
+    parser.add_argument("--calib-images", type=int, default=256)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    net, cfg = load_checkpoint(args.checkpoint)
+    x, y = training_inputs(cfg, args.ood_images, cfg.seed + 7)
+    module = ExportModule(net, *fit_ood(net, x, y)).eval()
+    fp32, int8 = args.out / "model_fp32.onnx", args.out / "model_int8.onnx"
+    export_onnx(module, cfg.input_size, fp32)
+    diffs = parity(module, fp32, x[:64])
+    log.info("torch vs onnxruntime max abs diff: %s", diffs)
+    if diffs["logits"] > 1e-3:
+        raise SystemExit(f"parity check failed: {diffs}")
+    quantize(fp32, int8, x[: args.calib_images])
+    meta = provisional_metadata(cfg, args.version)
+    for path in (fp32, int8):
+        write_metadata(path, meta)
+    ref = run_onnx(fp32, x[-500:])[0].argmax(1)
+    q = run_onnx(int8, x[-500:])[0].argmax(1)
+    log.info("int8 top-1 agreement with float on 500 training views: %.3f", float((ref == q).mean()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Render dermoscopy images as a phone camera would show the same lesion.
+
+No phone-photo training set can be had offline, so the camera domain is synthesised:
+the lesion is set into a larger field of skin continued from its own border (the
+dermoscope's dark ring is faded out), then the photo gets what phones and rooms do to it.
+Every transform and its parameter range is listed in docs/phone_synthesis.md.
+
+Used twice: as training augmentation (:func:`training_view`) and to build the
+synthetic-phone evaluation split (:func:`compose_phone_photo` + :func:`phone_camera`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from inference.preprocess import crop_square, square_crop_box
+from inference.types import LesionBox, RGBImage
+
+F32 = npt.NDArray[np.float32]
+
+
+def _luma(img: RGBImage) -> F32:
+    return np.asarray(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), np.float32)
+
+
+def skin_colour(img: RGBImage, box: LesionBox) -> F32:
+    """Median colour of the skin around the lesion, ignoring the dark dermoscope ring."""
+    h, w = img.shape[:2]
+    outside = np.ones((h, w), bool)
+    outside[max(box.y0, 0) : box.y1, max(box.x0, 0) : box.x1] = False
+    lum = _luma(img)
+    bright_enough = lum > 0.6 * np.median(lum)
+    sel = outside & bright_enough
+    if sel.sum() < 50:
+        sel = bright_enough
+    if sel.sum() < 50:
+        sel = np.ones((h, w), bool)
+    return np.median(img[sel].astype(np.float32), axis=0)
+
+
+def dermoscope_mask(img: RGBImage, skin: F32) -> F32:
+    """Soft mask that is 1 on the photo and fades out the dark vignette and the frame edge."""
+    h, w = img.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r = np.sqrt(((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2)
+    lum = _luma(img)
+    skin_lum = float(skin @ np.array([0.299, 0.587, 0.114], np.float32))
+    ring = (lum < 0.55 * skin_lum) & (r > 0.85)
+    mask = np.where(ring, 0.0, 1.0).astype(np.float32)
+    feather = max(3, min(h, w) // 12)
+    edge = np.minimum.reduce([xx, yy, w - 1 - xx, h - 1 - yy]) / feather
+    mask *= np.clip(edge, 0.0, 1.0)
+    k = feather | 1
+    return np.asarray(cv2.GaussianBlur(mask, (k, k), 0), np.float32)
+
+
+def skin_field(
+    height: int, width: int, colour: F32, rng: np.random.Generator
+) -> F32:
+    """A field of skin of one tone with low-frequency shading and fine texture."""
+    low = rng.normal(0.0, 0.05, (4, 4, 1)).astype(np.float32)
+    low = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)[..., None]
+    fine = rng.standard_normal((height, width, 1), dtype=np.float32) * np.float32(0.015)
+    return colour[None, None, :] * (1.0 + low + fine)
+
+
+def paste(canvas: F32, img: RGBImage, mask: F32, x0: int, y0: int) -> None:
+    """Alpha-blend ``img`` into ``canvas`` at (x0, y0), clipping at the canvas edge."""
+    h, w = img.shape[:2]
+    ch, cw = canvas.shape[:2]
+    sx0, sy0 = max(0, -x0), max(0, -y0)
+    dx0, dy0 = max(0, x0), max(0, y0)
+    dx1, dy1 = min(cw, x0 + w), min(ch, y0 + h)
+    if dx1 <= dx0 or dy1 <= dy0:
+        return
+    src = img[sy0 : sy0 + dy1 - dy0, sx0 : sx0 + dx1 - dx0].astype(np.float32)
+    m = mask[sy0 : sy0 + dy1 - dy0, sx0 : sx0 + dx1 - dx0, None]
+    region = canvas[dy0:dy1, dx0:dx1]
+    canvas[dy0:dy1, dx0:dx1] = m * src + (1.0 - m) * region
+
+
+def extend_with_skin(
+    img: RGBImage, box: LesionBox, pad: int, rng: np.random.Generator
+) -> RGBImage:
+    """Return ``img`` centred in a field ``pad`` pixels wider on each side, skin continued."""
+    colour = skin_colour(img, box)
+    h, w = img.shape[:2]
+    canvas = skin_field(h + 2 * pad, w + 2 * pad, colour, rng)
+    paste(canvas, img, dermoscope_mask(img, colour), pad, pad)
+    return np.clip(canvas, 0, 255).astype(np.uint8)
+
+
+def gaussian_blur(x: F32, sigma: float) -> F32:
+    """Gaussian blur; wide ones are done at reduced resolution (same look, a fraction of the time)."""
+    if sigma <= 2.0:
+        return np.asarray(cv2.GaussianBlur(x, (0, 0), sigma), np.float32)
+    factor = sigma / 1.5
+    h, w = x.shape[:2]
+    small = cv2.resize(x, (max(1, int(w / factor)), max(1, int(h / factor))), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), 1.5)
+    return np.asarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
+
+
+@dataclass(frozen=True)
+class PhoneCamera:
+    """Parameter ranges of the simulated camera and room (see docs/phone_synthesis.md)."""
+
+    wb_gain: float = 0.18  # per-channel gain in [1-g, 1+g]: tungsten to shade
+    exposure: tuple[float, float] = (0.65, 1.35)  # global gain
+    gamma: tuple[float, float] = (0.8, 1.25)
+    side_light: float = 0.45  # darkest side of a linear light falloff, as a fraction lost
+    p_glare: float = 0.25
+    defocus_sigma: tuple[float, float] = (0.0, 1.2)  # in pixels at 160 px lesion scale
+    p_sharpen: float = 0.5
+    noise_sigma: tuple[float, float] = (0.0, 5.0)  # sensor noise, 8-bit levels
+    jpeg_quality: tuple[int, int] = (35, 92)
+
+
+def phone_camera(
+    img: RGBImage, rng: np.random.Generator, cam: PhoneCamera | None = None
+) -> RGBImage:
+    """Apply white balance, exposure, side light, glare, defocus, sharpening, noise, JPEG."""
+    cam = cam or PhoneCamera()
+    h, w = img.shape[:2]
+    x = img.astype(np.float32) / 255.0
+    gains = 1.0 + rng.uniform(-cam.wb_gain, cam.wb_gain, 3).astype(np.float32)
+    x = x * gains[None, None, :] * np.float32(rng.uniform(*cam.exposure))
+    # Side light: a linear falloff across the frame in a random direction.
+    angle = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ramp = (np.cos(angle) * (xx / w - 0.5) + np.sin(angle) * (yy / h - 0.5)) + 0.5
+    x = x * (1.0 - rng.uniform(0, cam.side_light) * np.clip(ramp, 0, 1))[..., None]
+    x = np.power(np.clip(x, 0, 1), np.float32(rng.uniform(*cam.gamma)))
+    if rng.random() < cam.p_glare:
+        glare = np.zeros((h, w), np.float32)
+        for _ in range(rng.integers(1, 4)):
+            c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+            axes = (max(1, int(w * rng.uniform(0.01, 0.05))), max(1, int(h * rng.uniform(0.01, 0.04))))
+            cv2.ellipse(glare, c, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+        k = max(3, (min(h, w) // 40) | 1)
+        glare = cv2.GaussianBlur(glare, (k, k), 0)[..., None]
+        x = x + glare * (1.0 - x) * 0.9
+    scale = min(h, w) / 160.0
+    sigma = rng.uniform(*cam.defocus_sigma) * scale
+    if sigma > 0.3:
+        x = gaussian_blur(x, sigma)
+    if rng.random() < cam.p_sharpen:
+        blurred = gaussian_blur(x, max(0.8, scale))
+        x = x + np.float32(rng.uniform(0.3, 1.0)) * (x - blurred)
+    noise = np.float32(rng.uniform(*cam.noise_sigma) / 255.0)
+    x = x + rng.standard_normal(x.shape, dtype=np.float32) * noise
+    out = np.clip(x * 255.0, 0, 255).astype(np.uint8)
+    quality = int(rng.integers(cam.jpeg_quality[0], cam.jpeg_quality[1] + 1))
+    ok, enc = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        return out
+    dec = cv2.imdecode(enc, cv2.IMREAD_COLOR)
+    return np.ascontiguousarray(cv2.cvtColor(dec, cv2.COLOR_BGR2RGB))
+
+
+def compose_phone_photo(
+    img: RGBImage,
+    box: LesionBox,
+    rng: np.random.Generator,
+    canvas: tuple[int, int] = (1024, 768),
+    lesion_fraction: tuple[float, float] = (0.10, 0.25),
+) -> tuple[RGBImage, LesionBox]:
+    """Set the lesion, shrunk, into a larger skin photo; return it and the lesion's box.
+
+    ``lesion_fraction`` is the lesion box's longer side as a fraction of the canvas width;
+    the lesion centre lands anywhere in the middle 60% of the frame (off-centre).
+    """
+    cw, ch = canvas
+    side = max(box.width, box.height)
+    s = rng.uniform(*lesion_fraction) * cw / side
+    h, w = img.shape[:2]
+    sw, sh = max(8, int(round(w * s))), max(8, int(round(h * s)))
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+    small = cv2.resize(img, (sw, sh), interpolation=interp)
+    colour = skin_colour(img, box)
+    field = skin_field(ch, cw, colour, rng)
+    cx = rng.uniform(0.2, 0.8) * cw
+    cy = rng.uniform(0.2, 0.8) * ch
+    bcx, bcy = (box.x0 + box.x1) / 2 * s, (box.y0 + box.y1) / 2 * s
+    x0, y0 = int(round(cx - bcx)), int(round(cy - bcy))
+    paste(field, small, dermoscope_mask(small, colour), x0, y0)
+    photo = np.clip(field, 0, 255).astype(np.uint8)
+    new_box = LesionBox(
+        max(0, int(round(box.x0 * s)) + x0),
+        max(0, int(round(box.y0 * s)) + y0),
+        min(cw, int(round(box.x1 * s)) + x0),
+        min(ch, int(round(box.y1 * s)) + y0),
+    )
+    return photo, new_box
+
+
+def training_view(
+    img: RGBImage,
+    box: LesionBox,
+    rng: np.random.Generator,
+    size: int,
+    p_phone: float,
+    margin: tuple[float, float],
+) -> RGBImage:
+    """One augmented ``size`` x ``size`` lesion crop, as the localiser would hand it over.
+
+    The crop margin and centre are jittered (the localiser is not exact); with probability
+    ``p_phone`` the crop is then seen through a simulated phone camera at a random
+    resolution (a mole 40-160 px across in a phone photo), else only mildly recoloured.
+    """
+    side = max(box.width, box.height)
+    jitter = rng.uniform(-0.15, 0.15, 2) * side
+    jittered = LesionBox(
+        int(box.x0 + jitter[0]), int(box.y0 + jitter[1]), int(box.x1 + jitter[0]), int(box.y1 + jitter[1])
+    )
+    crop_box = square_crop_box(
+        jittered, img.shape[1], img.shape[0], float(rng.uniform(*margin)), fit_inside=False
+    )
+    h, w = img.shape[:2]
+    pad = max(0, -crop_box.x0, -crop_box.y0, crop_box.x1 - w, crop_box.y1 - h)
+    if pad:
+        img = extend_with_skin(img, box, pad, rng)
+        crop_box = LesionBox(crop_box.x0 + pad, crop_box.y0 + pad, crop_box.x1 + pad, crop_box.y1 + pad)
+    crop = crop_square(img, crop_box)
+    # Rotation by any angle: lesions have no up; reflect so no black corners appear.
+    angle = rng.uniform(0, 360)
+    c = crop.shape[0] / 2
+    rot = cv2.getRotationMatrix2D((c, c), angle, float(rng.uniform(0.9, 1.1)))
+    crop = cv2.warpAffine(crop, rot, crop.shape[1::-1], borderMode=cv2.BORDER_REFLECT_101)
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    if rng.random() < p_phone:
+        res = int(rng.integers(40, size + 1))
+        small = cv2.resize(crop, (res, res), interpolation=cv2.INTER_AREA)
+        crop = phone_camera(small, rng)
+    else:
+        gains = 1.0 + rng.uniform(-0.06, 0.06, 3)
+        crop = np.clip(crop.astype(np.float32) * gains, 0, 255).astype(np.uint8)
+    interp = cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_LINEAR
+    return np.ascontiguousarray(cv2.resize(crop, (size, size), interpolation=interp))
