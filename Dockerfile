@@ -1,0 +1,37 @@
+# Skin-lesion screening bot: `docker build -t skin-bot .`
+# Run: `docker run --env-file .env -v skin-bot-data:/app/data skin-bot`
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Runtime dependencies only (no torch, no test tools), read from pyproject.toml so the
+# list lives in one place; this layer is rebuilt only when pyproject.toml changes.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install --no-compile -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# The bot runs from the source tree: it finds alembic.ini and migrations/ beside bot/.
+COPY alembic.ini ./
+COPY migrations/ migrations/
+COPY inference/ inference/
+COPY bot/ bot/
+
+RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin bot \
+    && mkdir -p /app/data \
+    && chown bot /app/data
+USER 10001
+
+# SQLite lives here by default; mount a volume to keep the consultation log.
+VOLUME ["/app/data"]
+
+# Loads the settings and the model; a broken image or missing token fails fast.
+HEALTHCHECK --interval=5m --timeout=60s --start-period=30s --retries=3 \
+    CMD ["python", "-m", "bot", "--check"]
+
+CMD ["python", "-m", "bot"]

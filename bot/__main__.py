@@ -1,0 +1,54 @@
+"""``python -m bot``: settings -> logging -> application -> long polling until SIGTERM/SIGINT.
+
+``python -m bot --check`` loads the settings and the model, then exits (the container's
+health check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+from telegram import Update
+
+from bot.app import build_application
+from bot.config import Settings, describe_settings_error
+from bot.log import configure_logging
+from inference.pipeline import Screener
+
+logger = logging.getLogger("bot")
+
+# Exit status for unusable settings, as argparse uses for a bad command line.
+EXIT_BAD_SETTINGS = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the bot (or the health check) and return the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser.add_argument(
+        "--check", action="store_true", help="load the settings and the model, then exit"
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()  # type: ignore[call-arg]  # fields come from the environment
+    except ValidationError as error:
+        sys.stderr.write(describe_settings_error(error) + "\n")
+        return EXIT_BAD_SETTINGS
+    configure_logging(settings.log_level, secrets=[settings.telegram_bot_token.get_secret_value()])
+
+    if args.check:
+        screener = Screener(settings.model_path, threads=1)
+        logger.info("Settings and model %s load fine", screener.metadata.version)
+        return 0
+    if settings.user_key_secret is None:
+        logger.warning("USER_KEY_SECRET is not set; user keys are derived from the bot token")
+    # Only messages: edits of old photos are not re-screened.
+    build_application(settings).run_polling(allowed_updates=[Update.MESSAGE])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Wiring: the Application, its handlers, and the resources opened and closed around it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
+
+from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes
+
+from bot.config import Settings
+from bot.context import BotApplication, BotData, Runtime
+from bot.db.migrate import upgrade_to_head
+from bot.db.session import create_engine, create_session_factory
+from bot.handlers import admin, fallback, lesion, start, unsupported
+from bot.handlers.errors import on_error
+from bot.replies import for_language
+from bot.screening import ScreeningService
+from inference.pipeline import Screener
+
+logger = logging.getLogger(__name__)
+
+
+def build_application(settings: Settings) -> BotApplication:
+    """Build the bot: Telegram client, handlers, and start-up/shutdown hooks."""
+    token = settings.telegram_bot_token.get_secret_value()
+
+    async def post_init(application: BotApplication) -> None:
+        resources = AsyncExitStack()
+        try:
+            runtime = await _open_runtime(settings, resources)
+            commands = for_language(None).commands()
+            await application.bot.set_my_commands(commands)
+        except BaseException:
+            await resources.aclose()
+            raise
+        application.bot_data.attach(runtime, resources)
+        logger.info("Bot started (model %s)", runtime.screening.metadata.version)
+
+    async def post_shutdown(application: BotApplication) -> None:
+        await application.bot_data.close()
+        logger.info("Bot stopped")
+
+    application: BotApplication = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(f"{settings.telegram_api_url}/bot{{token}}")
+        .base_file_url(f"{settings.telegram_api_url}/file/bot{{token}}")
+        .context_types(ContextTypes(bot_data=BotData))
+        # Retry after Telegram's flood control rather than lose a reply.
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .concurrent_updates(settings.concurrent_updates)
+        .job_queue(None)  # no scheduled jobs: no scheduler thread to start and stop
+        .post_init(post_init)
+        .post_shutdown(post_shutdown)
+        .build()
+    )
+    # Order matters: the first matching handler wins, and an animation also has a document.
+    for module in (start, admin, unsupported, lesion, fallback):
+        application.add_handlers(module.handlers(settings))
+    application.add_error_handler(on_error)
+    return application
+
+
+async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtime:
+    engine = create_engine(settings.database_url)
+    resources.push_async_callback(engine.dispose)
+    await upgrade_to_head(engine)
+    logger.info("Database schema is up to date")
+
+    screener = await asyncio.to_thread(Screener, settings.model_path, settings.inference_threads)
+    executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="screening")
+    resources.push_async_callback(
+        asyncio.to_thread, executor.shutdown, wait=True, cancel_futures=True
+    )
+    sessions = create_session_factory(engine)
+    screening = ScreeningService(
+        screener,
+        executor,
+        sessions,
+        max_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_image_pixels,
+        max_pending=settings.max_pending_screenings,
+    )
+    return Runtime(settings=settings, screening=screening, sessions=sessions)

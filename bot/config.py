@@ -1,0 +1,99 @@
+"""Settings for the bot, read once from the environment and ``.env`` (see ``.env.example``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Empty values (as in a copied .env.example) count as unset, so defaults apply.
+_ENV = SettingsConfigDict(
+    env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore"
+)
+
+
+class DatabaseSettings(BaseSettings):
+    """The part of the settings that Alembic's command line needs (no token required)."""
+
+    model_config = _ENV
+
+    # SQLite needs no server, so a fresh machine just works; point it at
+    # postgresql+asyncpg://... for production.
+    database_url: str = "sqlite+aiosqlite:///./data/bot.db"
+
+
+class Settings(DatabaseSettings):
+    """Everything the bot needs to run."""
+
+    model_config = _ENV
+
+    telegram_bot_token: SecretStr
+    # A local Bot API server or the test fake can stand in for Telegram.
+    telegram_api_url: str = "https://api.telegram.org"
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    # Telegram lets bots download at most 20 MB, so a larger limit would never be reached.
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    # A 48-megapixel phone photo decodes to ~150 MB of RGB; much more risks running out of memory.
+    max_image_pixels: int = Field(default=50_000_000, gt=0)
+    # Threads running decode + checks + inference; each holds one decoded photo in memory.
+    worker_threads: int = Field(default=2, ge=1)
+    # Photos downloaded and waiting for a worker; each holds at most max_image_bytes.
+    max_pending_screenings: int = Field(default=8, ge=1)
+    # Updates handled at once, so one slow photo never blocks other users' replies.
+    concurrent_updates: int = Field(default=64, ge=1)
+    # onnxruntime intra-op threads per inference; the pool already runs photos in parallel.
+    inference_threads: int = Field(default=1, ge=1)
+    # None means the model shipped in inference/models/.
+    model_path: Path | None = None
+    # Key for the HMAC that turns Telegram ids into pseudonymous keys. Without it a key is
+    # derived from the bot token, which changes every user's key if the token is rotated.
+    user_key_secret: SecretStr | None = None
+    log_level: str = "INFO"
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _token_not_blank(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _parse_admin_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(int(part) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @property
+    def user_key_bytes(self) -> bytes:
+        """Return the HMAC key for pseudonymous user keys."""
+        if self.user_key_secret is not None:
+            return self.user_key_secret.get_secret_value().encode()
+        return b"user-key:" + self.telegram_bot_token.get_secret_value().encode()
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """Explain invalid settings by variable name, without echoing any value (it may be secret)."""
+    lines = ["Invalid bot settings (set them in the environment or in .env; see .env.example):"]
+    for item in error.errors(include_input=False, include_url=False):
+        name = str(item["loc"][0]).upper() if item["loc"] else "?"
+        if item["type"] == "missing":
+            lines.append(f"  {name} is required but not set.")
+        else:
+            lines.append(f"  {name}: {item['msg']}")
+    return "\n".join(lines)

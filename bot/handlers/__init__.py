@@ -1,0 +1,1 @@
+"""Telegram handlers, one module per flow; each exposes ``handlers(settings)``."""

@@ -1,0 +1,20 @@
+"""The one global error handler: log (no user content), then apologise to the user."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+
+from bot.context import BotContext
+from bot.handlers.common import replies_for
+
+logger = logging.getLogger(__name__)
+
+
+async def on_error(update: object, context: BotContext) -> None:
+    """Log the error with its traceback and tell the user something went wrong."""
+    update_id = update.update_id if isinstance(update, Update) else None
+    logger.error("Error while handling update %s", update_id, exc_info=context.error)
+    if isinstance(update, Update) and update.effective_chat is not None:
+        await context.bot.send_message(update.effective_chat.id, replies_for(update).error())

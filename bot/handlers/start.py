@@ -1,0 +1,32 @@
+"""/start and /help: what the bot does, what it does not, and how to take a good photo."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import CommandHandler, filters
+
+from bot.config import Settings
+from bot.context import BotContext
+from bot.handlers.common import Handler, replies_for
+
+
+async def on_start(update: Update, context: BotContext) -> None:
+    """Introduce the bot."""
+    if update.message:
+        await update.message.reply_text(replies_for(update).start())
+
+
+async def on_help(update: Update, context: BotContext) -> None:
+    """Give photo tips and the commands."""
+    if update.message:
+        await update.message.reply_text(replies_for(update).help())
+
+
+def handlers(settings: Settings) -> list[Handler]:
+    """Return this flow's handlers."""
+    del settings
+    only_messages = filters.UpdateType.MESSAGE
+    return [
+        CommandHandler("start", on_start, filters=only_messages),
+        CommandHandler("help", on_help, filters=only_messages),
+    ]

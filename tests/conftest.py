@@ -1,0 +1,19 @@
+"""Fixtures shared by all test layers: paths and sample lesion photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO_ROOT / "tests" / "data"
+
+
+@pytest.fixture(scope="session")
+def lesion_jpegs() -> dict[str, bytes]:
+    """Return the sample HAM10000 lesion photos in tests/data/, by file name without .jpg."""
+    photos = {path.stem: path.read_bytes() for path in sorted(DATA_DIR.glob("*.jpg"))}
+    if not photos:
+        pytest.fail(f"no sample lesion photos (*.jpg) in {DATA_DIR}")
+    return photos

@@ -1,0 +1,98 @@
+"""A running bot, built exactly as ``python -m bot`` builds it, polling a fake Telegram.
+
+One bot serves a whole test module (start-up loads the model and migrates the database);
+each test talks to it as its own user, so tests do not see each other's replies.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from telegram import Update
+
+from bot.app import build_application
+from bot.config import Settings
+from bot.context import BotApplication
+from bot.db.models import Consultation
+from bot.db.repository import ConsultationRepository
+from bot.privacy import user_key
+from tests.fakes.telegram_api import TOKEN, FakeTelegramApi
+
+# Small limits, so tests can exceed them with small files.
+MAX_IMAGE_BYTES = 3 * 1024 * 1024
+MAX_IMAGE_PIXELS = 4_000_000
+ADMIN_ID = 999
+
+
+def make_settings(api_url: str, database: Path, **overrides: object) -> Settings:
+    """Return settings for a bot talking to ``api_url`` and logging to a SQLite file."""
+    values: dict[str, object] = {
+        "telegram_bot_token": TOKEN,
+        "telegram_api_url": api_url,
+        "database_url": f"sqlite+aiosqlite:///{database}",
+        "user_key_secret": "test-user-key-secret",
+        "max_image_bytes": MAX_IMAGE_BYTES,
+        "max_image_pixels": MAX_IMAGE_PIXELS,
+        "admin_ids": str(ADMIN_ID),
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@dataclass
+class RunningBot:
+    application: BotApplication
+    settings: Settings
+
+    async def consultations(self, user_id: int) -> Sequence[Consultation]:
+        """Return the consultation rows of one Telegram user, newest first."""
+        key = user_key(user_id, self.settings.user_key_bytes)
+        async with self.application.bot_data.runtime.sessions() as session:
+            return await ConsultationRepository(session).for_user(key)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def fake_api() -> AsyncIterator[FakeTelegramApi]:
+    api = FakeTelegramApi()
+    await api.start()
+    yield api
+    await api.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def running_bot(
+    fake_api: FakeTelegramApi, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningBot]:
+    """Run the real Application the way ``Application.run_polling`` does, inside this loop."""
+    database = tmp_path_factory.mktemp("db") / "bot.db"
+    settings = make_settings(fake_api.url, database)
+    application = build_application(settings)
+    assert application.post_init is not None and application.post_shutdown is not None
+    assert application.updater is not None
+    await application.initialize()
+    try:
+        await application.post_init(application)
+        await application.updater.start_polling(allowed_updates=[Update.MESSAGE])
+        await application.start()
+        yield RunningBot(application, settings)
+    finally:
+        if application.updater.running:
+            await application.updater.stop()
+        if application.running:
+            await application.stop()
+        await application.shutdown()
+        await application.post_shutdown(application)
+
+
+_user_ids = itertools.count(10_001)
+
+
+@pytest.fixture
+def user_id() -> Iterator[int]:
+    """Return a Telegram user id no other test uses (a private chat has the same id)."""
+    yield next(_user_ids)

@@ -1,0 +1,278 @@
+"""A small fake Telegram Bot API server (aiohttp, 127.0.0.1, a free port).
+
+It speaks just enough of the Bot API for the bot: getMe, getUpdates (long polling),
+sendMessage, sendPhoto (multipart; the photo bytes are kept), sendChatAction, getFile and
+the file download route, deleteWebhook, setMyCommands, and "ok" for other harmless calls.
+
+Tests register files, push messages as a user would send them, then wait for the bot's
+replies in that chat::
+
+    photo = api.add_file(jpeg_bytes)
+    api.push_message(user_id=42, photo=[api.photo_size(photo, 1280, 960)])
+    replies = await api.wait_for_text(chat_id=42)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+TOKEN = "123456789:TEST-fake-token-abcdefghijklmnopqrstu"
+BOT_USER = {
+    "id": 7_000_000_001,
+    "is_bot": True,
+    "first_name": "Skin Check",
+    "username": "skin_check_test_bot",
+    "can_join_groups": False,
+    "can_read_all_group_messages": False,
+    "supports_inline_queries": False,
+}
+# Long polls are cut short so a stopping bot is never kept waiting long.
+MAX_POLL_S = 2.0
+
+JsonDict = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RegisteredFile:
+    file_id: str
+    file_unique_id: str
+    file_size: int | None  # as announced in updates; may differ from the real length
+    data: bytes
+
+    def as_dict(self) -> JsonDict:
+        out: JsonDict = {"file_id": self.file_id, "file_unique_id": self.file_unique_id}
+        if self.file_size is not None:
+            out["file_size"] = self.file_size
+        return out
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """A message the bot sent: text for sendMessage, caption and photo for sendPhoto."""
+
+    method: str
+    chat_id: int
+    text: str | None
+    photo: bytes | None = None
+
+
+@dataclass
+class FakeTelegramApi:
+    token: str = TOKEN
+    sent: list[SentMessage] = field(default_factory=list)
+    chat_actions: list[tuple[int, str]] = field(default_factory=list)
+    downloads: list[str] = field(default_factory=list)  # file ids, in download order
+    commands: list[JsonDict] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)  # Bot API method names, in call order
+
+    def __post_init__(self) -> None:
+        self._updates: list[JsonDict] = []
+        self._files: dict[str, RegisteredFile] = {}
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1 on a free port."""
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/bot{token}/{method}", self._api)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def url(self) -> str:
+        """The value for TELEGRAM_API_URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- what a test does --------------------------------------------------------------
+
+    def add_file(self, data: bytes, *, file_size: int | None = -1) -> RegisteredFile:
+        """Make ``data`` downloadable; ``file_size`` is what updates announce (-1: its length)."""
+        n = next(self._ids)
+        registered = RegisteredFile(
+            file_id=f"file-{n}",
+            file_unique_id=f"unique-{n}",
+            file_size=len(data) if file_size == -1 else file_size,
+            data=data,
+        )
+        self._files[registered.file_id] = registered
+        return registered
+
+    @staticmethod
+    def photo_size(file: RegisteredFile, width: int, height: int) -> JsonDict:
+        """Describe one PhotoSize of a photo message."""
+        return {**file.as_dict(), "width": width, "height": height}
+
+    def push_message(self, user_id: int, **content: Any) -> int:
+        """Queue a private message from ``user_id`` (its chat id is the same); return its id."""
+        message_id = next(self._ids)
+        message = {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": {"id": user_id, "type": "private", "first_name": "Test"},
+            "from": {"id": user_id, "is_bot": False, "first_name": "Test", "language_code": "en"},
+            **content,
+        }
+        self._updates.append({"update_id": next(self._ids), "message": message})
+        self._notify()
+        return message_id
+
+    def push_text(self, user_id: int, text: str) -> int:
+        """Queue a text message; a leading /command is marked as one, as Telegram does."""
+        content: JsonDict = {"text": text}
+        if text.startswith("/"):
+            command = text.split()[0]
+            content["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+        return self.push_message(user_id, **content)
+
+    def replies_to(self, chat_id: int) -> list[SentMessage]:
+        return [m for m in self.sent if m.chat_id == chat_id]
+
+    async def wait_for(self, predicate: Callable[[], bool], within_s: float = 120.0) -> None:
+        """Wait until ``predicate`` holds (checked whenever the fake's state changes)."""
+        async with asyncio.timeout(within_s):
+            while not predicate():
+                await self._changed.wait()
+
+    async def wait_for_text(
+        self, chat_id: int, count: int = 1, within_s: float = 120.0
+    ) -> list[SentMessage]:
+        """Wait for ``count`` text messages to ``chat_id``; return everything sent there."""
+
+        def enough() -> bool:
+            texts = [m for m in self.replies_to(chat_id) if m.method == "sendMessage"]
+            return len(texts) >= count
+
+        await self.wait_for(enough, within_s)
+        return self.replies_to(chat_id)
+
+    # -- the server side -----------------------------------------------------------------
+
+    def _notify(self) -> None:
+        # Wake every waiter; each re-checks its predicate and waits on the fresh event.
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    async def _api(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        method = request.match_info["method"]
+        self.calls.append(method)
+        params: dict[str, Any] = dict(await request.post()) if request.can_read_body else {}
+        params.update(request.query)
+        handler = self._methods().get(method.lower())
+        if handler is None:
+            return _ok(True)  # setMyDescription, close, ...: harmless, nothing to record
+        return await handler(params)
+
+    def _methods(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        return {
+            "getme": self._get_me,
+            "getupdates": self._get_updates,
+            "sendmessage": self._send_message,
+            "sendphoto": self._send_photo,
+            "sendchataction": self._send_chat_action,
+            "getfile": self._get_file,
+            "deletewebhook": self._true,
+            "setmycommands": self._set_my_commands,
+        }
+
+    async def _true(self, params: dict[str, Any]) -> web.Response:
+        return _ok(True)
+
+    async def _get_me(self, params: dict[str, Any]) -> web.Response:
+        return _ok(BOT_USER)
+
+    async def _get_updates(self, params: dict[str, Any]) -> web.Response:
+        offset = int(params.get("offset", 0))
+        limit = int(params.get("limit", 100))
+        timeout = min(float(params.get("timeout", 0)), MAX_POLL_S)
+        # As Telegram does: asking from an offset confirms every earlier update.
+        self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        if not self._updates and timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await self.wait_for(lambda: bool(self._updates), timeout)
+        return _ok(self._updates[:limit])
+
+    async def _send_message(self, params: dict[str, Any]) -> web.Response:
+        chat_id = int(params["chat_id"])
+        self.sent.append(SentMessage("sendMessage", chat_id, str(params["text"])))
+        self._notify()
+        return _ok(self._message(chat_id, text=params["text"]))
+
+    async def _send_photo(self, params: dict[str, Any]) -> web.Response:
+        chat_id = int(params["chat_id"])
+        upload = params["photo"]
+        photo = upload.file.read() if isinstance(upload, web.FileField) else None
+        caption = params.get("caption")
+        self.sent.append(SentMessage("sendPhoto", chat_id, caption, photo))
+        self._notify()
+        stored = self.add_file(photo or b"")
+        sizes = [self.photo_size(stored, 1, 1)]
+        return _ok(self._message(chat_id, photo=sizes, caption=caption))
+
+    async def _send_chat_action(self, params: dict[str, Any]) -> web.Response:
+        self.chat_actions.append((int(params["chat_id"]), str(params["action"])))
+        return _ok(True)
+
+    async def _set_my_commands(self, params: dict[str, Any]) -> web.Response:
+        self.commands = json.loads(params["commands"])
+        return _ok(True)
+
+    async def _get_file(self, params: dict[str, Any]) -> web.Response:
+        registered = self._files.get(str(params.get("file_id")))
+        if registered is None:
+            return _error(400, "Bad Request: invalid file_id")
+        return _ok({**registered.as_dict(), "file_path": f"documents/{registered.file_id}"})
+
+    async def _download(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        file_id = request.match_info["path"].rsplit("/", 1)[-1]
+        registered = self._files.get(file_id)
+        if registered is None:
+            return _error(404, "Not Found")
+        self.downloads.append(file_id)
+        return web.Response(body=registered.data, content_type="application/octet-stream")
+
+    def _message(self, chat_id: int, **content: Any) -> JsonDict:
+        return {
+            "message_id": next(self._ids),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private", "first_name": "Test"},
+            "from": BOT_USER,
+            **{key: value for key, value in content.items() if value is not None},
+        }
+
+
+def _ok(result: Any) -> web.Response:
+    return web.json_response({"ok": True, "result": result})
+
+
+def _error(status: int, description: str) -> web.Response:
+    return web.json_response(
+        {"ok": False, "error_code": status, "description": description}, status=status
+    )

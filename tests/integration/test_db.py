@@ -1,0 +1,132 @@
+"""The consultation log on a real SQLite file and a real PostgreSQL (see conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.db.migrate import alembic_config, upgrade_to_head
+from bot.db.models import Base, Consultation
+from bot.db.repository import ConsultationRepository
+from bot.db.session import create_engine, create_session_factory
+
+
+@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A fresh, empty database: a new SQLite file, or a wiped PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'not-yet' / 'bot.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        if url is None:
+            pytest.skip("no PostgreSQL server binaries here; set TEST_POSTGRES_URL")
+    engine = create_engine(url)
+    await _drop_everything(engine)
+    yield engine
+    await _drop_everything(engine)
+    await engine.dispose()
+
+
+async def _drop_everything(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.drop_all)
+        await connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+
+def _schema_drift(connection: Connection) -> list[object]:
+    return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+
+
+def _tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
+
+
+async def test_migrations_build_the_schema_the_models_describe(engine: AsyncEngine) -> None:
+    """Upgrading a fresh database yields exactly the models' schema, and is repeatable."""
+    await upgrade_to_head(engine)
+    await upgrade_to_head(engine)  # already at head: a no-op, as on every restart
+    async with engine.connect() as connection:
+        assert await connection.run_sync(_tables) == {"consultations", "alembic_version"}
+        assert await connection.run_sync(_schema_drift) == []
+
+
+async def test_migrations_downgrade_to_an_empty_database(engine: AsyncEngine) -> None:
+    """Every revision can be undone, so a bad release can be rolled back."""
+    await upgrade_to_head(engine)
+
+    def downgrade(connection: Connection) -> None:
+        command.downgrade(alembic_config(connection), "base")
+
+    async with engine.begin() as connection:
+        await connection.run_sync(downgrade)
+    async with engine.connect() as connection:
+        assert await connection.run_sync(_tables) == {"alembic_version"}
+
+
+def _full_consultation() -> Consultation:
+    return Consultation(
+        user_key="a" * 64,
+        input_kind="document",
+        status="assessed",
+        image_bytes=123_456,
+        image_width=1200,
+        image_height=900,
+        quality_ok=True,
+        quality_issues=[],
+        quality_measurements={"sharpness": 312.5, "brightness": 0.48},
+        class_probabilities={"mel": 0.25, "nv": 0.7, "bkl": 0.05},
+        top_class="nv",
+        malignant_probability=0.25,
+        ood_score=3.5,
+        risk="medium",
+        lesion_box=[10, 20, 300, 310],
+        model_version="test-1",
+        processing_ms=87,
+    )
+
+
+async def test_repository_writes_and_reads_a_consultation_in_one_unit_of_work(
+    engine: AsyncEngine,
+) -> None:
+    """What one transaction writes, another reads back intact, with a UTC timestamp."""
+    await upgrade_to_head(engine)
+    sessions = create_session_factory(engine)
+    async with sessions.begin() as session:
+        written = await ConsultationRepository(session).add(_full_consultation())
+    assert written.id is not None
+
+    async with sessions() as session:
+        read = await ConsultationRepository(session).get(written.id)
+        [listed] = await ConsultationRepository(session).for_user("a" * 64)
+        counts = await ConsultationRepository(session).count_by_outcome()
+    assert read is not None and listed.id == read.id
+    expected = _full_consultation()
+    for column in Consultation.__table__.c:
+        if column.key not in ("id", "created_at"):
+            assert getattr(read, column.key) == getattr(expected, column.key), column.key
+    assert read.created_at.tzinfo is not None
+    assert read.created_at.utcoffset() == UTC.utcoffset(None)
+    assert abs((datetime.now(UTC) - read.created_at).total_seconds()) < 3600
+    assert counts == {("assessed", "medium"): 1}
+
+
+async def test_failed_unit_of_work_leaves_nothing_behind(engine: AsyncEngine) -> None:
+    """An error inside the transaction rolls the whole consultation back."""
+    await upgrade_to_head(engine)
+    sessions = create_session_factory(engine)
+    with pytest.raises(RuntimeError, match="boom"):
+        async with sessions.begin() as session:
+            await ConsultationRepository(session).add(_full_consultation())
+            raise RuntimeError("boom")
+    async with sessions() as session:
+        assert await ConsultationRepository(session).for_user("a" * 64) == []
