@@ -37,13 +37,13 @@ def square_crop_box(
     image, as training wants when it continues the skin synthetically.
     """
     side = max(box.width, box.height)
-    side = max(int(round(side * (1.0 + 2.0 * margin))), 8)
+    side = max(round(side * (1.0 + 2.0 * margin)), 8)
     if fit_inside:
         side = min(side, width, height)
     cx = (box.x0 + box.x1) / 2.0
     cy = (box.y0 + box.y1) / 2.0
-    x0 = int(round(cx - side / 2.0))
-    y0 = int(round(cy - side / 2.0))
+    x0 = round(cx - side / 2.0)
+    y0 = round(cy - side / 2.0)
     if fit_inside:
         x0 = min(max(x0, 0), width - side)
         y0 = min(max(y0, 0), height - side)

@@ -92,6 +92,9 @@ class LesionBox:
     def as_list(self) -> list[int]:
         return [self.x0, self.y0, self.x1, self.y1]
 
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.x0, self.y0, self.x1, self.y1)
+
 
 class Risk(StrEnum):
     LOW = "low"

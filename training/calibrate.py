@@ -58,7 +58,9 @@ def main() -> None:
     screener = Screener(args.model)
     meta = screener.metadata
     images, records = split_photos(cfg, "val")
-    runs = {d: run_pipeline(screener, domain_photos(images, records, d, cfg.seed + 11)) for d in DOMAINS}
+    runs = {
+        d: run_pipeline(screener, domain_photos(images, records, d, cfg.seed + 11)) for d in DOMAINS
+    }
     ok = {d: r.classified for d, r in runs.items()}
 
     all_logp = np.concatenate([r.log_probs[ok[d]] for d, r in runs.items()])
@@ -66,11 +68,16 @@ def main() -> None:
     temperature = fit_temperature(all_logp, all_y)
     mal_idx = [meta.classes.index(c) for c in meta.malignant_classes]
     pm = {d: malignant_probability(r, temperature, mal_idx) for d, r in runs.items()}
-    medium = min(threshold_for_sensitivity(r.malignant[ok[d]], pm[d][ok[d]], TARGET_SENSITIVITY) for d, r in runs.items())
+    medium = min(
+        threshold_for_sensitivity(r.malignant[ok[d]], pm[d][ok[d]], TARGET_SENSITIVITY)
+        for d, r in runs.items()
+    )
     all_mal = np.concatenate([r.malignant[ok[d]] for d, r in runs.items()])
     all_pm = np.concatenate([pm[d][ok[d]] for d in runs])
     high = max(threshold_for_specificity(all_mal, all_pm, HIGH_SPECIFICITY), medium)
-    ood_threshold = float(np.quantile(np.concatenate([r.ood[ok[d]] for d, r in runs.items()]), OOD_QUANTILE))
+    ood_threshold = float(
+        np.quantile(np.concatenate([r.ood[ok[d]] for d, r in runs.items()]), OOD_QUANTILE)
+    )
 
     expected: dict[str, dict[str, float]] = {}
     for d, r in runs.items():
@@ -86,7 +93,11 @@ def main() -> None:
     metrics = {
         "fitted_on": "validation split (lesion-grouped), dermoscopy + synthetic phone photos",
         "validation": expected,
-        "targets": {"sensitivity": TARGET_SENSITIVITY, "high_specificity": HIGH_SPECIFICITY, "ood_quantile": OOD_QUANTILE},
+        "targets": {
+            "sensitivity": TARGET_SENSITIVITY,
+            "high_specificity": HIGH_SPECIFICITY,
+            "ood_quantile": OOD_QUANTILE,
+        },
     }
     final = replace(
         meta,
@@ -98,7 +109,14 @@ def main() -> None:
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_metadata(args.model, final, args.out)
-    log.info("wrote %s: T=%.3f medium=%.4f high=%.4f ood=%.1f", args.out, temperature, medium, high, ood_threshold)
+    log.info(
+        "wrote %s: T=%.3f medium=%.4f high=%.4f ood=%.1f",
+        args.out,
+        temperature,
+        medium,
+        high,
+        ood_threshold,
+    )
     log.info("validation: %s", json.dumps(expected, indent=1))
 
 

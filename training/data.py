@@ -83,8 +83,8 @@ def split_by_lesion(
     for label in sorted(by_class):
         ids = by_class[label]
         order = rng.permutation(len(ids))
-        n_val = int(round(len(ids) * fractions[1]))
-        n_test = int(round(len(ids) * fractions[2]))
+        n_val = round(len(ids) * fractions[1])
+        n_test = round(len(ids) * fractions[2])
         for rank, idx in enumerate(order):
             split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
             out[split].extend(by_lesion[ids[idx]])

@@ -49,7 +49,7 @@ def degrade(rgb: RGBImage, kind: str) -> RGBImage:
     if kind == "dark":
         return (rgb.astype(np.float32) * 0.35).astype(np.uint8)
     if kind == "jpeg_q15":
-        ok, enc = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 15])
+        _, enc = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 15])
         return np.ascontiguousarray(cv2.imdecode(enc, cv2.IMREAD_COLOR)[..., ::-1])
     if kind == "low_res":
         h, w = rgb.shape[:2]
@@ -94,7 +94,12 @@ def domain_metrics(run: PipelineRun, screener: Screener) -> dict[str, Any]:
         "box_iou_ge_0_5": float((run.iou >= 0.5).mean()),
         "ms_per_photo_median": float(np.median(run.elapsed_ms)),
         "per_class": {
-            c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(cm[i].sum())}
+            c: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(cm[i].sum()),
+            }
             for i, c in enumerate(classes)
         },
         "confusion_matrix": cm.tolist(),
@@ -111,7 +116,15 @@ def plot_figures(results: dict[str, dict[str, Any]], classes: list[str], out: Pa
         ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
         for i in range(len(classes)):
             for j in range(len(classes)):
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+                ax.text(
+                    j,
+                    i,
+                    int(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    color="white" if norm[i, j] > 0.5 else "black",
+                    fontsize=8,
+                )
         ax.set_xticks(range(len(classes)), classes)
         ax.set_yticks(range(len(classes)), classes)
         ax.set_xlabel("predicted")
@@ -149,7 +162,9 @@ def plot_figures(results: dict[str, dict[str, Any]], classes: list[str], out: Pa
     plt.close(fig)
 
 
-def render_markdown(results: dict[str, dict[str, Any]], robustness: dict[str, dict[str, float]], model: str) -> str:
+def render_markdown(
+    results: dict[str, dict[str, Any]], robustness: dict[str, dict[str, float]], model: str
+) -> str:
     rows = [
         ("photos", "n", "{:d}"),
         ("refused by the gate (unassessable)", "refused", "{:.1%}"),
@@ -159,7 +174,11 @@ def render_markdown(results: dict[str, dict[str, Any]], robustness: dict[str, di
         ("specificity, medium or high", "specificity_medium_or_high", "{:.3f}"),
         ("sensitivity, high", "sensitivity_high", "{:.3f}"),
         ("specificity, high", "specificity_high", "{:.3f}"),
-        ("sensitivity, medium or high, answered photos only", "answered_sensitivity_medium_or_high", "{:.3f}"),
+        (
+            "sensitivity, medium or high, answered photos only",
+            "answered_sensitivity_medium_or_high",
+            "{:.3f}",
+        ),
         ("ECE (15 bins)", "ece", "{:.3f}"),
         ("localiser box IoU >= 0.5", "box_iou_ge_0_5", "{:.1%}"),
         ("localiser box IoU, median", "box_iou_median", "{:.2f}"),
@@ -172,9 +191,15 @@ def render_markdown(results: dict[str, dict[str, Any]], robustness: dict[str, di
     lines.append("| metric | " + " | ".join(names) + " |")
     lines.append("|---|" + "---|" * len(names))
     for label, key, fmt in rows:
-        lines.append(f"| {label} | " + " | ".join(fmt.format(results[n][key]) for n in names) + " |")
-    lines += ["", "Metrics other than 'refused' are over photos where a lesion was localised and classified,",
-              "whether or not the gate refused them, so the classifier and the gate can be judged apart.", ""]
+        lines.append(
+            f"| {label} | " + " | ".join(fmt.format(results[n][key]) for n in names) + " |"
+        )
+    lines += [
+        "",
+        "Metrics other than 'refused' are over photos where a lesion was localised and classified,",
+        "whether or not the gate refused them, so the classifier and the gate can be judged apart.",
+        "",
+    ]
     lines.append("## Per class (precision / recall / F1, support)")
     lines.append("")
     lines.append("| class | " + " | ".join(names) + " |")
@@ -183,14 +208,21 @@ def render_markdown(results: dict[str, dict[str, Any]], robustness: dict[str, di
         cells = []
         for n in names:
             pc = results[n]["per_class"][c]
-            cells.append(f"{pc['precision']:.2f} / {pc['recall']:.2f} / {pc['f1']:.2f} ({pc['support']})")
+            cells.append(
+                f"{pc['precision']:.2f} / {pc['recall']:.2f} / {pc['f1']:.2f} ({pc['support']})"
+            )
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
     lines += ["", "## Refusal reasons (share of photos)", ""]
     for n in names:
-        reasons = ", ".join(f"{k} {v:.1%}" for k, v in results[n]["refusal_reasons"].items()) or "none"
+        reasons = (
+            ", ".join(f"{k} {v:.1%}" for k, v in results[n]["refusal_reasons"].items()) or "none"
+        )
         lines.append(f"- {n}: {reasons}")
     lines += ["", "## Degraded dermoscopy copies (classifier judged apart from the gate)", ""]
-    lines.append("| copy | balanced accuracy | malignant AUC | sensitivity, medium or high | refused by the gate |")
+    lines.append(
+        "| copy | balanced accuracy | malignant AUC | sensitivity, medium or high"
+        " | refused by the gate |"
+    )
     lines.append("|---|---|---|---|---|")
     for kind, m in robustness.items():
         lines.append(
@@ -218,18 +250,38 @@ def main() -> None:
     for d in DOMAINS:
         run = run_pipeline(screener, domain_photos(images, records, d, cfg.seed + 23))
         results[d] = domain_metrics(run, screener)
-        log.info("%s: %s", d, {k: v for k, v in results[d].items() if not k.startswith("_") and k not in ("per_class", "confusion_matrix")})
+        log.info(
+            "%s: %s",
+            d,
+            {
+                k: v
+                for k, v in results[d].items()
+                if not k.startswith("_") and k not in ("per_class", "confusion_matrix")
+            },
+        )
     robustness = {}
     for kind in ("blur", "dark", "jpeg_q15", "low_res"):
-        photos = (Photo(degrade(p.rgb, kind), p.label, p.box) for p in domain_photos(images, records, "dermoscopy", 0))
+        photos = (
+            Photo(degrade(p.rgb, kind), p.label, p.box)
+            for p in domain_photos(images, records, "dermoscopy", 0)
+        )
         robustness[kind] = {
-            k: v for k, v in domain_metrics(run_pipeline(screener, photos), screener).items() if isinstance(v, float)
+            k: v
+            for k, v in domain_metrics(run_pipeline(screener, photos), screener).items()
+            if isinstance(v, float)
         }
     args.out.mkdir(parents=True, exist_ok=True)
     plot_figures(results, list(screener.metadata.classes), args.out)
     public = {d: {k: v for k, v in m.items() if not k.startswith("_")} for d, m in results.items()}
-    (args.out / "evaluation.json").write_text(json.dumps({"model": screener.metadata.version, "domains": public, "degraded": robustness}, indent=1))
-    (args.out / "evaluation.md").write_text(render_markdown(results, robustness, screener.metadata.version))
+    (args.out / "evaluation.json").write_text(
+        json.dumps(
+            {"model": screener.metadata.version, "domains": public, "degraded": robustness},
+            indent=1,
+        )
+    )
+    (args.out / "evaluation.md").write_text(
+        render_markdown(results, robustness, screener.metadata.version)
+    )
     log.info("wrote %s", args.out)
 
 

@@ -46,7 +46,9 @@ OOD_COMPONENTS = 128  # leading within-class principal axes kept for the Mahalan
 class ExportModule(nn.Module):
     """The network plus the exact class-activation maps and a feature-space OOD distance."""
 
-    def __init__(self, net: LesionNet, mean: torch.Tensor, whiten: torch.Tensor, centres: torch.Tensor) -> None:
+    def __init__(
+        self, net: LesionNet, mean: torch.Tensor, whiten: torch.Tensor, centres: torch.Tensor
+    ) -> None:
         super().__init__()
         self.net = net
         self.register_buffer("feat_mean", mean)  # (K,)
@@ -65,7 +67,12 @@ class ExportModule(nn.Module):
 
 def load_checkpoint(path: Path) -> tuple[LesionNet, TrainConfig]:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = TrainConfig(**{**ckpt["config"], **{k: tuple(v) for k, v in ckpt["config"].items() if isinstance(v, list)}})
+    cfg = TrainConfig(
+        **{
+            **ckpt["config"],
+            **{k: tuple(v) for k, v in ckpt["config"].items() if isinstance(v, list)},
+        }
+    )
     net = LesionNet(len(CLASSES))
     net.load_state_dict(ckpt["model"])
     net.eval()
@@ -81,8 +88,12 @@ def training_inputs(cfg: TrainConfig, limit: int, seed: int) -> tuple[np.ndarray
     for i in order:
         img, rec = images[i], records[i]
         box = rec.box or default_box(img.shape[1], img.shape[0])
-        view = training_view(img, box, rng, cfg.input_size, 0.5, (cfg.inference_margin, cfg.inference_margin))
-        xs.append(to_model_input(view, cfg.input_size, cfg.mean, cfg.std, cfg.color_constancy_power))
+        view = training_view(
+            img, box, rng, cfg.input_size, 0.5, (cfg.inference_margin, cfg.inference_margin)
+        )
+        xs.append(
+            to_model_input(view, cfg.input_size, cfg.mean, cfg.std, cfg.color_constancy_power)
+        )
         ys.append(rec.label)
     return np.stack(xs), np.array(ys)
 
@@ -95,12 +106,22 @@ def fit_ood(net: LesionNet, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor,
         feats.append(net.features(torch.from_numpy(x[i : i + 128])).mean(dim=(2, 3)))
     f = torch.cat(feats).double()
     mean = f.mean(0)
-    centred_by_class = torch.cat([f[torch.from_numpy(y == c)] - f[torch.from_numpy(y == c)].mean(0) for c in np.unique(y)])
-    cov = centred_by_class.T @ centred_by_class / len(f) + 1e-4 * torch.eye(f.shape[1], dtype=torch.float64)
+    centred_by_class = torch.cat(
+        [f[torch.from_numpy(y == c)] - f[torch.from_numpy(y == c)].mean(0) for c in np.unique(y)]
+    )
+    cov = centred_by_class.T @ centred_by_class / len(f) + 1e-4 * torch.eye(
+        f.shape[1], dtype=torch.float64
+    )
     evals, evecs = torch.linalg.eigh(cov)
     top = torch.argsort(evals, descending=True)[:OOD_COMPONENTS]
     whiten = evecs[:, top] / torch.sqrt(evals[top])
-    centres = torch.stack([((f[torch.from_numpy(y == c)] - mean) @ whiten).mean(0) for c in range(len(CLASSES)) if (y == c).any()])
+    centres = torch.stack(
+        [
+            ((f[torch.from_numpy(y == c)] - mean) @ whiten).mean(0)
+            for c in range(len(CLASSES))
+            if (y == c).any()
+        ]
+    )
     return mean.float(), whiten.float(), centres.float()
 
 
@@ -127,7 +148,9 @@ def write_metadata(path: Path, metadata: ModelMetadata, out: Path | None = None)
     kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
-    onnx.helper.set_model_props(model, {**{p.key: p.value for p in kept}, METADATA_KEY: metadata.to_json()})
+    onnx.helper.set_model_props(
+        model, {**{p.key: p.value for p in kept}, METADATA_KEY: metadata.to_json()}
+    )
     onnx.save(model, str(out or path))
 
 
@@ -168,7 +191,9 @@ def parity(module: ExportModule, path: Path, x: np.ndarray) -> dict[str, float]:
 
 class ArrayReader(CalibrationDataReader):
     def __init__(self, x: np.ndarray) -> None:
-        self._it: Iterator[dict[str, np.ndarray]] = iter({"input": x[i : i + 1]} for i in range(len(x)))
+        self._it: Iterator[dict[str, np.ndarray]] = iter(
+            {"input": x[i : i + 1]} for i in range(len(x))
+        )
 
     def get_next(self) -> dict[str, Any] | None:
         return next(self._it, None)
@@ -218,7 +243,9 @@ def main() -> None:
         write_metadata(path, meta)
     ref = run_onnx(fp32, x[-500:])[0].argmax(1)
     q = run_onnx(int8, x[-500:])[0].argmax(1)
-    log.info("int8 top-1 agreement with float on 500 training views: %.3f", float((ref == q).mean()))
+    log.info(
+        "int8 top-1 agreement with float on 500 training views: %.3f", float((ref == q).mean())
+    )
 
 
 if __name__ == "__main__":

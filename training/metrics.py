@@ -77,9 +77,7 @@ def sensitivity_specificity(
     return sens, spec
 
 
-def threshold_for_sensitivity(
-    y_true: npt.ArrayLike, score: npt.ArrayLike, target: float
-) -> float:
+def threshold_for_sensitivity(y_true: npt.ArrayLike, score: npt.ArrayLike, target: float) -> float:
     """The highest threshold whose sensitivity is at least ``target``."""
     y = np.asarray(y_true).astype(bool)
     pos = np.sort(np.asarray(score, np.float64)[y])[::-1]
@@ -89,9 +87,7 @@ def threshold_for_sensitivity(
     return float(pos[max(k, 1) - 1])
 
 
-def threshold_for_specificity(
-    y_true: npt.ArrayLike, score: npt.ArrayLike, target: float
-) -> float:
+def threshold_for_specificity(y_true: npt.ArrayLike, score: npt.ArrayLike, target: float) -> float:
     """The lowest threshold whose specificity is at least ``target``."""
     y = np.asarray(y_true).astype(bool)
     neg = np.sort(np.asarray(score, np.float64)[~y])

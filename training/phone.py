@@ -28,39 +28,48 @@ def _luma(img: RGBImage) -> F32:
 
 
 def skin_colour(img: RGBImage, box: LesionBox) -> F32:
-    """Median colour of the skin around the lesion, ignoring the dark dermoscope ring."""
+    """Median colour of the skin at the photo's outer band, ignoring the dermoscope ring.
+
+    The outer band is what the pasted patch meets at its edge, so taking the field's
+    colour from there keeps the seam between patch and synthetic skin faint.
+    """
     h, w = img.shape[:2]
-    outside = np.ones((h, w), bool)
-    outside[max(box.y0, 0) : box.y1, max(box.x0, 0) : box.x1] = False
+    band = np.zeros((h, w), bool)
+    bh, bw = max(2, h // 8), max(2, w // 8)
+    band[:bh], band[-bh:], band[:, :bw], band[:, -bw:] = True, True, True, True
+    band[max(box.y0, 0) : box.y1, max(box.x0, 0) : box.x1] = False
     lum = _luma(img)
-    bright_enough = lum > 0.6 * np.median(lum)
-    sel = outside & bright_enough
-    if sel.sum() < 50:
-        sel = bright_enough
-    if sel.sum() < 50:
-        sel = np.ones((h, w), bool)
+    bright_enough = lum > 0.7 * np.median(lum)
+    for sel in (band & bright_enough, bright_enough, np.ones((h, w), bool)):
+        if sel.sum() >= 50:
+            break
     return np.median(img[sel].astype(np.float32), axis=0)
 
 
-def dermoscope_mask(img: RGBImage, skin: F32) -> F32:
-    """Soft mask that is 1 on the photo and fades out the dark vignette and the frame edge."""
+def dermoscope_mask(img: RGBImage, skin: F32, box: LesionBox) -> F32:
+    """Soft mask that is 1 on the photo and fades out the dark vignette and the frame edge.
+
+    Pixels inside the lesion box are never taken for the vignette, however dark.
+    """
     h, w = img.shape[:2]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     r = np.sqrt(((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2)
     lum = _luma(img)
     skin_lum = float(skin @ np.array([0.299, 0.587, 0.114], np.float32))
-    ring = (lum < 0.55 * skin_lum) & (r > 0.85)
+    ring = (lum < 0.6 * skin_lum) & (r > 0.7)
+    ring[max(box.y0, 0) : box.y1, max(box.x0, 0) : box.x1] = False
+    ring = cv2.dilate(ring.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     mask = np.where(ring, 0.0, 1.0).astype(np.float32)
-    feather = max(3, min(h, w) // 12)
+    # A wide feather: a hard or narrow edge would leave a visible rectangle, a cue that
+    # neither the classifier nor the localiser should learn.
+    feather = max(3, min(h, w) // 5)
     edge = np.minimum.reduce([xx, yy, w - 1 - xx, h - 1 - yy]) / feather
-    mask *= np.clip(edge, 0.0, 1.0)
-    k = feather | 1
+    mask *= np.clip(edge, 0.0, 1.0) ** 1.5
+    k = (feather // 2) | 1
     return np.asarray(cv2.GaussianBlur(mask, (k, k), 0), np.float32)
 
 
-def skin_field(
-    height: int, width: int, colour: F32, rng: np.random.Generator
-) -> F32:
+def skin_field(height: int, width: int, colour: F32, rng: np.random.Generator) -> F32:
     """A field of skin of one tone with low-frequency shading and fine texture."""
     low = rng.normal(0.0, 0.05, (4, 4, 1)).astype(np.float32)
     low = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)[..., None]
@@ -83,24 +92,24 @@ def paste(canvas: F32, img: RGBImage, mask: F32, x0: int, y0: int) -> None:
     canvas[dy0:dy1, dx0:dx1] = m * src + (1.0 - m) * region
 
 
-def extend_with_skin(
-    img: RGBImage, box: LesionBox, pad: int, rng: np.random.Generator
-) -> RGBImage:
+def extend_with_skin(img: RGBImage, box: LesionBox, pad: int, rng: np.random.Generator) -> RGBImage:
     """Return ``img`` centred in a field ``pad`` pixels wider on each side, skin continued."""
     colour = skin_colour(img, box)
     h, w = img.shape[:2]
     canvas = skin_field(h + 2 * pad, w + 2 * pad, colour, rng)
-    paste(canvas, img, dermoscope_mask(img, colour), pad, pad)
+    paste(canvas, img, dermoscope_mask(img, colour, box), pad, pad)
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
 def gaussian_blur(x: F32, sigma: float) -> F32:
-    """Gaussian blur; wide ones are done at reduced resolution (same look, a fraction of the time)."""
+    """Gaussian blur; wide ones run at reduced resolution (same look, a fraction of the time)."""
     if sigma <= 2.0:
         return np.asarray(cv2.GaussianBlur(x, (0, 0), sigma), np.float32)
     factor = sigma / 1.5
     h, w = x.shape[:2]
-    small = cv2.resize(x, (max(1, int(w / factor)), max(1, int(h / factor))), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        x, (max(1, int(w / factor)), max(1, int(h / factor))), interpolation=cv2.INTER_AREA
+    )
     small = cv2.GaussianBlur(small, (0, 0), 1.5)
     return np.asarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
 
@@ -139,7 +148,10 @@ def phone_camera(
         glare = np.zeros((h, w), np.float32)
         for _ in range(rng.integers(1, 4)):
             c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
-            axes = (max(1, int(w * rng.uniform(0.01, 0.05))), max(1, int(h * rng.uniform(0.01, 0.04))))
+            axes = (
+                max(1, int(w * rng.uniform(0.01, 0.05))),
+                max(1, int(h * rng.uniform(0.01, 0.04))),
+            )
             cv2.ellipse(glare, c, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
         k = max(3, (min(h, w) // 40) | 1)
         glare = cv2.GaussianBlur(glare, (k, k), 0)[..., None]
@@ -155,7 +167,9 @@ def phone_camera(
     x = x + rng.standard_normal(x.shape, dtype=np.float32) * noise
     out = np.clip(x * 255.0, 0, 255).astype(np.uint8)
     quality = int(rng.integers(cam.jpeg_quality[0], cam.jpeg_quality[1] + 1))
-    ok, enc = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, enc = cv2.imencode(
+        ".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
     if not ok:
         return out
     dec = cv2.imdecode(enc, cv2.IMREAD_COLOR)
@@ -178,7 +192,7 @@ def compose_phone_photo(
     side = max(box.width, box.height)
     s = rng.uniform(*lesion_fraction) * cw / side
     h, w = img.shape[:2]
-    sw, sh = max(8, int(round(w * s))), max(8, int(round(h * s)))
+    sw, sh = max(8, round(w * s)), max(8, round(h * s))
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
     small = cv2.resize(img, (sw, sh), interpolation=interp)
     colour = skin_colour(img, box)
@@ -186,14 +200,17 @@ def compose_phone_photo(
     cx = rng.uniform(0.2, 0.8) * cw
     cy = rng.uniform(0.2, 0.8) * ch
     bcx, bcy = (box.x0 + box.x1) / 2 * s, (box.y0 + box.y1) / 2 * s
-    x0, y0 = int(round(cx - bcx)), int(round(cy - bcy))
-    paste(field, small, dermoscope_mask(small, colour), x0, y0)
+    x0, y0 = round(cx - bcx), round(cy - bcy)
+    small_box = LesionBox(
+        int(box.x0 * s), int(box.y0 * s), int(np.ceil(box.x1 * s)), int(np.ceil(box.y1 * s))
+    )
+    paste(field, small, dermoscope_mask(small, colour, small_box), x0, y0)
     photo = np.clip(field, 0, 255).astype(np.uint8)
     new_box = LesionBox(
-        max(0, int(round(box.x0 * s)) + x0),
-        max(0, int(round(box.y0 * s)) + y0),
-        min(cw, int(round(box.x1 * s)) + x0),
-        min(ch, int(round(box.y1 * s)) + y0),
+        max(0, round(box.x0 * s) + x0),
+        max(0, round(box.y0 * s) + y0),
+        min(cw, round(box.x1 * s) + x0),
+        min(ch, round(box.y1 * s) + y0),
     )
     return photo, new_box
 
@@ -215,7 +232,10 @@ def training_view(
     side = max(box.width, box.height)
     jitter = rng.uniform(-0.15, 0.15, 2) * side
     jittered = LesionBox(
-        int(box.x0 + jitter[0]), int(box.y0 + jitter[1]), int(box.x1 + jitter[0]), int(box.y1 + jitter[1])
+        int(box.x0 + jitter[0]),
+        int(box.y0 + jitter[1]),
+        int(box.x1 + jitter[0]),
+        int(box.y1 + jitter[1]),
     )
     crop_box = square_crop_box(
         jittered, img.shape[1], img.shape[0], float(rng.uniform(*margin)), fit_inside=False
@@ -224,7 +244,9 @@ def training_view(
     pad = max(0, -crop_box.x0, -crop_box.y0, crop_box.x1 - w, crop_box.y1 - h)
     if pad:
         img = extend_with_skin(img, box, pad, rng)
-        crop_box = LesionBox(crop_box.x0 + pad, crop_box.y0 + pad, crop_box.x1 + pad, crop_box.y1 + pad)
+        crop_box = LesionBox(
+            crop_box.x0 + pad, crop_box.y0 + pad, crop_box.x1 + pad, crop_box.y1 + pad
+        )
     crop = crop_square(img, crop_box)
     # Rotation by any angle: lesions have no up; reflect so no black corners appear.
     angle = rng.uniform(0, 360)

@@ -22,11 +22,24 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from inference.preprocess import crop_square, square_crop_box, to_model_input
-from inference.types import LesionBox, RGBImage
+from inference.types import RGBImage
 from training.config import TrainConfig
-from training.data import CLASSES, MALIGNANT, Record, default_box, load_image, read_records, split_by_lesion
+from training.data import (
+    CLASSES,
+    MALIGNANT,
+    Record,
+    default_box,
+    load_image,
+    read_records,
+    split_by_lesion,
+)
 from training.metrics import balanced_accuracy, confusion_matrix, roc_auc, softmax
-from training.model import LesionNet, freeze_early_layers, load_imagenet_backbone, set_frozen_bn_eval
+from training.model import (
+    LesionNet,
+    freeze_early_layers,
+    load_imagenet_backbone,
+    set_frozen_bn_eval,
+)
 from training.phone import compose_phone_photo, phone_camera, training_view
 
 log = logging.getLogger(__name__)
@@ -45,8 +58,12 @@ class LesionViews(Dataset[tuple[torch.Tensor, int]]):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         img, rec = self.images[i], self.records[i]
         box = rec.box or default_box(img.shape[1], img.shape[0])
-        view = training_view(img, box, self.rng, self.cfg.input_size, self.cfg.p_phone, self.cfg.crop_margin)
-        x = to_model_input(view, self.cfg.input_size, self.cfg.mean, self.cfg.std, self.cfg.color_constancy_power)
+        view = training_view(
+            img, box, self.rng, self.cfg.input_size, self.cfg.p_phone, self.cfg.crop_margin
+        )
+        x = to_model_input(
+            view, self.cfg.input_size, self.cfg.mean, self.cfg.std, self.cfg.color_constancy_power
+        )
         return torch.from_numpy(x), rec.label
 
 
@@ -73,7 +90,10 @@ def validation_inputs(
 
     def batch(crops: list[RGBImage]) -> np.ndarray:
         return np.stack(
-            [to_model_input(c, cfg.input_size, cfg.mean, cfg.std, cfg.color_constancy_power) for c in crops]
+            [
+                to_model_input(c, cfg.input_size, cfg.mean, cfg.std, cfg.color_constancy_power)
+                for c in crops
+            ]
         )
 
     return {"dermoscopy": batch(clean), "phone": batch(phone)}
@@ -119,7 +139,7 @@ def load_split(cfg: TrainConfig) -> dict[str, tuple[list[RGBImage], list[Record]
     return out
 
 
-def train(cfg: TrainConfig, pretrained: bool = True) -> Path:
+def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None) -> Path:
     torch.manual_seed(cfg.seed)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +147,12 @@ def train(cfg: TrainConfig, pretrained: bool = True) -> Path:
     data = load_split(cfg)
     train_images, train_records = data["train"]
     val_images, val_records = data["val"]
-    log.info("loaded %d train / %d val images in %.0f s", len(train_records), len(val_records), time.monotonic() - started)
+    log.info(
+        "loaded %d train / %d val images in %.0f s",
+        len(train_records),
+        len(val_records),
+        time.monotonic() - started,
+    )
     val_x = validation_inputs(val_images, val_records, cfg)
     val_y = np.array([r.label for r in val_records])
 
@@ -137,10 +162,14 @@ def train(cfg: TrainConfig, pretrained: bool = True) -> Path:
     freeze_early_layers(model, cfg.trainable_from_block)
     model = model.to(memory_format=torch.channels_last)
 
-    counts = np.bincount([r.label for r in train_records], minlength=len(CLASSES)).astype(np.float64)
+    counts = np.bincount([r.label for r in train_records], minlength=len(CLASSES)).astype(
+        np.float64
+    )
     weights = (counts.max() / np.maximum(counts, 1)) ** cfg.class_weight_power
     weights = weights / (weights * counts).sum() * counts.sum()  # mean weight per sample = 1
-    loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32), label_smoothing=cfg.label_smoothing)
+    loss_fn = nn.CrossEntropyLoss(
+        weight=torch.tensor(weights, dtype=torch.float32), label_smoothing=cfg.label_smoothing
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -155,8 +184,21 @@ def train(cfg: TrainConfig, pretrained: bool = True) -> Path:
         generator=torch.Generator().manual_seed(cfg.seed),
     )
     total_steps = cfg.epochs * len(loader)
-    step, best_score, history = 0, -1.0, []
-    for epoch in range(1, cfg.epochs + 1):
+    step, best_score, history, first_epoch = 0, -1.0, [], 1
+    if resume is not None:
+        ckpt = torch.load(resume, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        if "optimizer" in ckpt:
+            opt.load_state_dict(ckpt["optimizer"])
+        first_epoch = ckpt["epoch"] + 1
+        step = ckpt["epoch"] * len(loader)
+        history_file = out_dir / "history.json"
+        history = (
+            json.loads(history_file.read_text())[: ckpt["epoch"]] if history_file.exists() else []
+        )
+        best_score = max((h["selection_score"] for h in history), default=-1.0)
+        log.info("resumed from %s at epoch %d", resume, first_epoch)
+    for epoch in range(first_epoch, cfg.epochs + 1):
         model.train()
         set_frozen_bn_eval(model, cfg.trainable_from_block)
         t0, seen, running = time.monotonic(), 0, 0.0
@@ -172,7 +214,14 @@ def train(cfg: TrainConfig, pretrained: bool = True) -> Path:
             seen += len(y)
             running = 0.98 * running + 0.02 * loss.item() if i else loss.item()
             if i % 20 == 0:
-                log.info("epoch %d step %d/%d loss %.3f %.1f img/s", epoch, i, len(loader), running, seen / (time.monotonic() - t0))
+                log.info(
+                    "epoch %d step %d/%d loss %.3f %.1f img/s",
+                    epoch,
+                    i,
+                    len(loader),
+                    running,
+                    seen / (time.monotonic() - t0),
+                )
         metrics: dict[str, Any] = {"epoch": epoch, "train_loss": running}
         for domain, x_val in val_x.items():
             for k, v in summarise(predict_logits(model, x_val), val_y).items():
@@ -182,7 +231,13 @@ def train(cfg: TrainConfig, pretrained: bool = True) -> Path:
         metrics["selection_score"] = score
         history.append(metrics)
         log.info("epoch %d done in %.0f s: %s", epoch, time.monotonic() - t0, json.dumps(metrics))
-        ckpt = {"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch, "metrics": metrics}
+        ckpt = {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "config": cfg.to_dict(),
+            "epoch": epoch,
+            "metrics": metrics,
+        }
         torch.save(ckpt, out_dir / f"epoch_{epoch:02d}.pt")
         if score > best_score:
             best_score = score
@@ -201,11 +256,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--limit-images", type=int)
     parser.add_argument("--no-pretrained", action="store_true", help="random init (smoke tests)")
+    parser.add_argument("--resume", type=Path, help="continue from this epoch checkpoint")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    cfg = TrainConfig.load(args.config, out_dir=args.out_dir, epochs=args.epochs, limit_images=args.limit_images)
-    best = train(cfg, pretrained=not args.no_pretrained)
+    cfg = TrainConfig.load(
+        args.config, out_dir=args.out_dir, epochs=args.epochs, limit_images=args.limit_images
+    )
+    best = train(cfg, pretrained=not args.no_pretrained, resume=args.resume)
     log.info("best checkpoint: %s", best)
 
 

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from inference.classifier import SHIPPED_MODEL, read_metadata  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
-from training.data import CLASSES, split_by_lesion, read_records  # noqa: E402
+from training.data import CLASSES, read_records, split_by_lesion  # noqa: E402
 from training.export import ExportModule, export_onnx, fit_ood, parity, quantize  # noqa: E402
 from training.model import LesionNet, load_imagenet_backbone  # noqa: E402
 from training.train import train  # noqa: E402
@@ -29,8 +29,17 @@ def tiny_dataset(tmp_path: Path) -> Path:
     for i, src in enumerate(sorted(DATA.glob("ISIC_*.jpg")) * 3):
         image_id = f"ISIC_9{i:06d}"
         shutil.copy(src, images / f"{image_id}.jpg")
-        rows.append({"lesion_id": f"HAM_9{i:06d}", "image_id": image_id, "dx": src.stem.split("_")[-1],
-                     "dx_type": "histo", "age": "50", "sex": "male", "localization": "back"})
+        rows.append(
+            {
+                "lesion_id": f"HAM_9{i:06d}",
+                "image_id": image_id,
+                "dx": src.stem.split("_")[-1],
+                "dx_type": "histo",
+                "age": "50",
+                "sex": "male",
+                "localization": "back",
+            }
+        )
     with (tmp_path / "HAM10000_metadata.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -41,7 +50,9 @@ def tiny_dataset(tmp_path: Path) -> Path:
 def test_split_keeps_every_lesion_in_one_split(tiny_dataset: Path) -> None:
     records = read_records(tiny_dataset)
     # Two images of one lesion must land together.
-    records[1] = records[1].__class__(records[1].image_id, records[0].lesion_id, records[0].label, None)
+    records[1] = records[1].__class__(
+        records[1].image_id, records[0].lesion_id, records[0].label, None
+    )
     splits = split_by_lesion(records, (0.5, 0.25, 0.25), seed=1)
     where = {r.lesion_id: name for name, rs in splits.items() for r in rs}
     for name, rs in splits.items():
@@ -56,9 +67,18 @@ def test_imagenet_weights_load_into_our_network() -> None:
     assert float(model._conv_stem.weight.abs().sum()) > 0
 
 
-def test_one_training_step_writes_a_checkpoint_with_its_config(tiny_dataset: Path, tmp_path: Path) -> None:
-    cfg = TrainConfig(data_dir=str(tiny_dataset), out_dir=str(tmp_path / "run"), epochs=1,
-                      batch_size=4, warmup_steps=1, num_workers=0, split=(0.5, 0.25, 0.25))
+def test_one_training_step_writes_a_checkpoint_with_its_config(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    cfg = TrainConfig(
+        data_dir=str(tiny_dataset),
+        out_dir=str(tmp_path / "run"),
+        epochs=1,
+        batch_size=4,
+        warmup_steps=1,
+        num_workers=0,
+        split=(0.5, 0.25, 0.25),
+    )
     best = train(cfg, pretrained=False)
     ckpt = torch.load(best, map_location="cpu", weights_only=False)
     assert ckpt["config"]["data_dir"] == str(tiny_dataset)

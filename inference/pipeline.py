@@ -1,0 +1,88 @@
+"""One photo in, one :class:`ScreeningResult` out: decode, gate, localise, classify, decide.
+
+The classifier always runs when a lesion box was found, even if the gate refuses the
+photo, so evaluation can measure the gate and the classifier apart; the risk level is
+``unassessable`` whenever any quality issue stands.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from inference.classifier import OnnxClassifier, overlay_heatmap, risk_level
+from inference.decode import decode_image
+from inference.localize import find_lesion
+from inference.metadata import ModelMetadata
+from inference.preprocess import crop_square, square_crop_box
+from inference.quality import assess_image
+from inference.types import (
+    QUALITY_PRIORITY,
+    DecodeRejected,
+    QualityIssue,
+    QualityReport,
+    RGBImage,
+    Risk,
+    ScreeningResult,
+)
+
+
+def merge_issues(*groups: tuple[QualityIssue, ...]) -> tuple[QualityIssue, ...]:
+    """Union of issues, most important first (the order of :class:`QualityIssue`)."""
+    found = {issue for group in groups for issue in group}
+    return tuple(issue for issue in QUALITY_PRIORITY if issue in found)
+
+
+class Screener:
+    """The whole screening pipeline around one onnxruntime session; safe to share across threads."""
+
+    def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
+        self.classifier = OnnxClassifier(model_path, threads)
+
+    @property
+    def metadata(self) -> ModelMetadata:
+        return self.classifier.metadata
+
+    def screen_bytes(
+        self, data: bytes, *, max_bytes: int, max_pixels: int
+    ) -> ScreeningResult | DecodeRejected:
+        decoded = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+        if isinstance(decoded, DecodeRejected):
+            return decoded
+        return self.screen(decoded.rgb)
+
+    def screen(self, rgb: RGBImage, *, with_overlay: bool = True) -> ScreeningResult:
+        started = time.perf_counter()
+        meta = self.metadata
+        h, w = rgb.shape[:2]
+        found = find_lesion(rgb)
+        image_quality = assess_image(rgb, lesion_box=found.box)
+        issues = merge_issues(image_quality.issues, found.issues)
+        measurements = {**image_quality.measurements, **found.measurements}
+        prediction, overlay = None, None
+        if found.box is not None:
+            crop_box = square_crop_box(found.box, w, h, meta.crop_margin)
+            prediction = self.classifier.predict(crop_square(rgb, crop_box))
+            measurements["ood_score"] = prediction.ood_score
+            # Out of distribution: the crop looks like nothing the model was trained on.
+            if prediction.ood_score > meta.ood_threshold:
+                issues = merge_issues(issues, (QualityIssue.NOT_A_LESION,))
+            if with_overlay:
+                overlay = overlay_heatmap(rgb, prediction.heatmap, crop_box.as_tuple())
+        if issues or prediction is None:
+            risk = Risk.UNASSESSABLE
+            if not issues:  # no box and no reason given: never guess
+                issues = (QualityIssue.NOT_A_LESION,)
+        else:
+            risk = risk_level(prediction.malignant_probability, meta)
+        return ScreeningResult(
+            width=w,
+            height=h,
+            quality=QualityReport(issues=issues, measurements=measurements),
+            lesion_box=found.box,
+            prediction=prediction,
+            risk=risk,
+            model_version=meta.version,
+            heatmap_overlay=overlay,
+            elapsed_ms=(time.perf_counter() - started) * 1000.0,
+        )

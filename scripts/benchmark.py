@@ -1,0 +1,128 @@
+"""Print a table of inference speed on one core: model variants and each pipeline stage.
+
+    python scripts/benchmark.py [--model-dir runs/lite0/export]
+
+Speed lives here, not in timed tests. Numbers depend on the machine and on what else runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from inference.classifier import SHIPPED_MODEL, OnnxClassifier, overlay_heatmap
+from inference.decode import decode_image
+from inference.localize import find_lesion
+from inference.preprocess import crop_square, square_crop_box
+from inference.quality import assess_image
+from inference.types import DecodeRejected, LesionBox
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "tests" / "data" / "ISIC_0024313_mel.jpg"
+
+
+def timeit(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """Median and 90th-percentile milliseconds over ``repeat`` runs after a warm-up."""
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times), float(np.percentile(times, 90))
+
+
+def phone_photo(width: int, height: int) -> bytes:
+    """A sample lesion pasted small and off-centre into a skin-coloured photo, as JPEG."""
+    lesion = cv2.cvtColor(cv2.imread(str(SAMPLE)), cv2.COLOR_BGR2RGB)
+    canvas = np.full((height, width, 3), (205, 160, 140), np.uint8)
+    side = width // 6
+    small = cv2.resize(lesion, (side, side * 3 // 4))
+    y, x = height // 3, width // 2
+    canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
+    buf = io.BytesIO()
+    Image.fromarray(canvas).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def model_rows(model_dir: Path | None, repeat: int) -> list[tuple[str, float, float, float]]:
+    paths = [SHIPPED_MODEL]
+    if model_dir:
+        paths += sorted(model_dir.glob("*.onnx"))
+    rows = []
+    for path in paths:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        size = session.get_inputs()[0].shape[2]
+        x = np.random.default_rng(0).normal(0, 1, (1, 3, size, size)).astype(np.float32)
+        med, p90 = timeit(lambda s=session, x=x: s.run(None, {"input": x}), repeat)
+        rows.append(
+            (
+                f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}",
+                path.stat().st_size / 2**20,
+                med,
+                p90,
+            )
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model-dir", type=Path, default=None, help="also time every .onnx here")
+    parser.add_argument("--repeat", type=int, default=50)
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+
+    print("## Classifier, one image, one thread\n")
+    print("| model | size MB | median ms | p90 ms |")
+    print("|---|---|---|---|")
+    for name, mb, med, p90 in model_rows(args.model_dir, args.repeat):
+        print(f"| {name} | {mb:.1f} | {med:.2f} | {p90:.2f} |")
+
+    classifier = OnnxClassifier(threads=1)
+    margin = classifier.metadata.crop_margin
+    print("\n## Pipeline stages on phone photos, one thread\n")
+    print("| photo | decode | quality | localise | classify | heatmap overlay | total |")
+    print("|---|---|---|---|---|---|---|")
+    for w, h in ((1280, 960), (4000, 3000)):
+        data = phone_photo(w, h)
+        decoded = decode_image(data, max_bytes=40 * 2**20, max_pixels=50_000_000)
+        if isinstance(decoded, DecodeRejected):
+            raise SystemExit(f"sample photo rejected: {decoded.reason}")
+        rgb = decoded.rgb
+        found = find_lesion(rgb)
+        # Time the classifier even if the localiser misses the synthetic spot.
+        box = found.box or LesionBox(w // 2, h // 3, w // 2 + w // 6, h // 3 + w // 8)
+        crop_box = square_crop_box(box, w, h, margin)
+        crop = crop_square(rgb, crop_box)
+        pred = classifier.predict(crop)
+        stages = [
+            timeit(partial(decode_image, data, max_bytes=40 * 2**20, max_pixels=50_000_000), 10)[0],
+            timeit(partial(assess_image, rgb, lesion_box=box), 10)[0],
+            timeit(partial(find_lesion, rgb), 10)[0],
+            timeit(partial(classifier.predict, crop), 10)[0],
+            timeit(partial(overlay_heatmap, rgb, pred.heatmap, crop_box.as_tuple()), 10)[0],
+        ]
+        print(
+            f"| {w}x{h} | "
+            + " | ".join(f"{s:.1f} ms" for s in stages)
+            + f" | {sum(stages):.1f} ms |"
+        )
+
+
+if __name__ == "__main__":
+    main()

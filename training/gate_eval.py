@@ -1,0 +1,301 @@
+"""Measure the photo-quality gate and the not-a-lesion refusal on sets built offline.
+
+    python -m training.gate_eval --config training/configs/lite0.json --out docs/evaluation
+
+Sets (all from data the model never trained on, or from no lesion at all):
+- clean: test-split lesions as dermoscopy images, and as clean synthetic phone photos
+  (1024x768, lesion off-centre, a mild camera: no glare, little blur);
+- degraded: each clean phone photo with one clear defect (Gaussian and motion blur,
+  under- and over-exposure, glare, downscaling, heavy JPEG, a crop cutting the lesion);
+- not a lesion: scikit-image's sample photos (a face, a cat, a horse, coins, a rocket,
+  a retina, a page of text...), rendered documents and screenshots, landscapes, plain
+  skin of light to dark tones with no spot, black and white frames.
+Writes ``quality_gate.md`` and ``quality_gate.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from inference.pipeline import Screener
+from inference.types import LesionBox, QualityIssue, RGBImage
+from training.config import TrainConfig
+from training.data import default_box
+from training.evalsets import split_photos
+from training.phone import PhoneCamera, compose_phone_photo, phone_camera, skin_field
+
+log = logging.getLogger(__name__)
+CANVAS = (1024, 768)
+MILD = PhoneCamera(
+    p_glare=0.0, defocus_sigma=(0.0, 0.4), noise_sigma=(0.0, 2.0), jpeg_quality=(80, 92)
+)
+
+
+def motion_blur(rgb: RGBImage, length: int, angle: float) -> RGBImage:
+    kernel = np.zeros((length, length), np.float32)
+    kernel[length // 2, :] = 1.0
+    rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), angle, 1.0)
+    kernel = cv2.warpAffine(kernel, rot, (length, length))
+    return cv2.filter2D(rgb, -1, kernel / kernel.sum())
+
+
+def add_glare(rgb: RGBImage, box: LesionBox, rng: np.random.Generator) -> RGBImage:
+    """A flash reflection: a bright, colourless blob over and around the lesion."""
+    out = rgb.astype(np.float32)
+    mask = np.zeros(rgb.shape[:2], np.float32)
+    cx, cy = (box.x0 + box.x1) // 2, (box.y0 + box.y1) // 2
+    side = max(box.width, box.height)
+    for _ in range(3):
+        c = (int(cx + rng.uniform(-0.4, 0.4) * side), int(cy + rng.uniform(-0.4, 0.4) * side))
+        axes = (int(side * rng.uniform(0.2, 0.4)), int(side * rng.uniform(0.15, 0.3)))
+        cv2.ellipse(mask, c, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+    mask = cv2.GaussianBlur(mask, (0, 0), max(2.0, side / 30))[..., None]
+    return np.clip(out + mask * (255.0 - out), 0, 255).astype(np.uint8)
+
+
+def jpeg(rgb: RGBImage, quality: int) -> RGBImage:
+    _, enc = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return np.ascontiguousarray(cv2.imdecode(enc, cv2.IMREAD_COLOR)[..., ::-1])
+
+
+def cut_off(rgb: RGBImage, box: LesionBox) -> RGBImage:
+    """Crop the photo so that the frame edge runs through the middle of the lesion."""
+    w = rgb.shape[1]
+    cx = (box.x0 + box.x1) // 2
+    if cx > w // 2:
+        return np.ascontiguousarray(rgb[:, max(0, cx - w // 2) : cx])
+    return np.ascontiguousarray(rgb[:, cx : min(w, cx + w // 2)])
+
+
+# defect -> (how to make it, reasons that count as the right answer)
+Defect = Callable[[RGBImage, LesionBox, np.random.Generator], RGBImage]
+DEFECTS: dict[str, tuple[Defect, set[QualityIssue]]] = {
+    "gaussian_blur": (lambda im, b, r: cv2.GaussianBlur(im, (0, 0), 6.0), {QualityIssue.BLURRY}),
+    "motion_blur": (
+        lambda im, b, r: motion_blur(im, 31, float(r.uniform(0, 180))),
+        {QualityIssue.BLURRY},
+    ),
+    "under_exposed": (
+        lambda im, b, r: (im.astype(np.float32) * 0.18).astype(np.uint8),
+        {QualityIssue.TOO_DARK},
+    ),
+    "over_exposed": (
+        lambda im, b, r: np.clip(im.astype(np.float32) * 2.6 + 40, 0, 255).astype(np.uint8),
+        {QualityIssue.OVEREXPOSED},
+    ),
+    "glare": (add_glare, {QualityIssue.GLARE}),
+    "downscaled": (
+        lambda im, b, r: cv2.resize(im, (160, 120), interpolation=cv2.INTER_AREA),
+        {QualityIssue.LOW_RESOLUTION},
+    ),
+    "heavy_jpeg": (
+        lambda im, b, r: jpeg(cv2.resize(im, (512, 384), interpolation=cv2.INTER_AREA), 4),
+        {QualityIssue.BLURRY, QualityIssue.LOW_RESOLUTION},
+    ),
+    "cut_off": (lambda im, b, r: cut_off(im, b), {QualityIssue.LESION_CUT_OFF}),
+}
+
+
+def skimage_photos() -> Iterator[tuple[str, RGBImage]]:
+    from skimage import data
+
+    names = [
+        "astronaut",
+        "camera",
+        "coffee",
+        "chelsea",
+        "rocket",
+        "coins",
+        "page",
+        "text",
+        "hubble_deep_field",
+        "immunohistochemistry",
+        "horse",
+        "moon",
+        "retina",
+        "brick",
+        "grass",
+        "gravel",
+        "colorwheel",
+        "logo",
+        "clock",
+    ]
+    for name in names:
+        img = np.asarray(getattr(data, name)())
+        if img.dtype == bool:
+            img = img.astype(np.uint8) * 255
+        if img.ndim == 2:
+            img = np.stack([img] * 3, axis=-1)
+        yield name, np.ascontiguousarray(img[..., :3].astype(np.uint8))
+
+
+def rendered_document(rng: np.random.Generator) -> RGBImage:
+    page = np.full((CANVAS[1], CANVAS[0], 3), int(rng.integers(225, 256)), np.uint8)
+    y = 60
+    while y < CANVAS[1] - 40:
+        words = "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz  "), int(rng.integers(20, 55))))
+        cv2.putText(
+            page,
+            words,
+            (50, y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            float(rng.uniform(0.6, 1.0)),
+            (20, 20, 20),
+            2,
+        )
+        y += int(rng.integers(28, 45))
+    return phone_camera(page, rng, MILD)
+
+
+def rendered_screenshot(rng: np.random.Generator) -> RGBImage:
+    shot = np.full((CANVAS[1], CANVAS[0], 3), 245, np.uint8)
+    cv2.rectangle(
+        shot, (0, 0), (CANVAS[0], 70), tuple(int(v) for v in rng.integers(30, 200, 3)), -1
+    )
+    for i in range(int(rng.integers(4, 9))):
+        y = 100 + i * 80
+        cv2.rectangle(shot, (30, y), (CANVAS[0] - 30, y + 60), (230, 230, 230), -1)
+        cv2.circle(shot, (70, y + 30), 22, tuple(int(v) for v in rng.integers(0, 255, 3)), -1)
+        cv2.putText(
+            shot, "Message " + str(i), (110, y + 38), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (40, 40, 40), 2
+        )
+    return shot
+
+
+def landscape(rng: np.random.Generator) -> RGBImage:
+    h, w = CANVAS[1], CANVAS[0]
+    sky = np.array(rng.uniform([90, 140, 200], [160, 200, 250]), np.float32)
+    ground = np.array(rng.uniform([40, 90, 20], [120, 160, 80]), np.float32)
+    t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    horizon = rng.uniform(0.35, 0.65)
+    img = np.where(t < horizon, sky * (1 - 0.3 * t), ground * (0.8 + 0.4 * t)) * np.ones(
+        (1, w, 1), np.float32
+    )
+    img += rng.normal(0, 8, img.shape).astype(np.float32)
+    return phone_camera(np.clip(img, 0, 255).astype(np.uint8), rng, MILD)
+
+
+SKIN_TONES = [
+    (236, 200, 180),
+    (224, 172, 140),
+    (198, 134, 96),
+    (160, 105, 70),
+    (120, 76, 50),
+    (85, 55, 40),
+]
+
+
+def plain_skin(rng: np.random.Generator, i: int) -> RGBImage:
+    colour = np.array(SKIN_TONES[i % len(SKIN_TONES)], np.float32)
+    field = skin_field(CANVAS[1], CANVAS[0], colour, rng)
+    return phone_camera(np.clip(field, 0, 255).astype(np.uint8), rng, MILD)
+
+
+def not_lesion_set(rng: np.random.Generator) -> Iterator[tuple[str, RGBImage]]:
+    for name, img in skimage_photos():
+        for k in range(3):  # a few framings of each photo
+            h, w = img.shape[:2]
+            f = rng.uniform(0.7, 1.0)
+            y0, x0 = int(rng.uniform(0, (1 - f) * h)), int(rng.uniform(0, (1 - f) * w))
+            crop = img[y0 : y0 + int(f * h), x0 : x0 + int(f * w)]
+            scale = 900 / max(crop.shape[:2])
+            yield (
+                f"photo:{name}",
+                cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+                if k
+                else crop,
+            )
+    for i in range(30):
+        yield "document", rendered_document(rng)
+        yield "screenshot", rendered_screenshot(rng)
+        yield "landscape", landscape(rng)
+        yield "plain_skin", plain_skin(rng, i)
+    for _ in range(10):
+        yield "black_frame", np.zeros((CANVAS[1], CANVAS[0], 3), np.uint8)
+        yield "white_frame", np.full((CANVAS[1], CANVAS[0], 3), 250, np.uint8)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--lesions", type=int, default=300, help="test lesions per set")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = TrainConfig.load(args.config)
+    screener = Screener(args.model)
+    images, records = split_photos(cfg, "test")
+    rng = np.random.default_rng(cfg.seed + 31)
+    pick = rng.permutation(len(records))[: args.lesions]
+
+    rows: dict[str, dict[str, Any]] = {}
+
+    def tally(name: str, photos: Iterator[RGBImage], right: set[QualityIssue] | None) -> None:
+        n = refused = right_reason = 0
+        reasons: dict[str, int] = {}
+        for rgb in photos:
+            result = screener.screen(rgb, with_overlay=False)
+            n += 1
+            if result.risk.value == "unassessable":
+                refused += 1
+                first = result.quality.issues[0].value if result.quality.issues else "none"
+                reasons[first] = reasons.get(first, 0) + 1
+                if right is not None and right & set(result.quality.issues):
+                    right_reason += 1
+        rows[name] = {
+            "n": n,
+            "refused": refused / max(n, 1),
+            "top_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:3]),
+        }
+        if right is not None:
+            rows[name]["right_reason"] = right_reason / max(n, 1)
+        log.info("%s: %s", name, rows[name])
+
+    clean_phone: list[tuple[RGBImage, LesionBox]] = []
+    for i in pick:
+        img, rec = images[i], records[i]
+        photo, box = compose_phone_photo(
+            img, rec.box or default_box(img.shape[1], img.shape[0]), rng
+        )
+        clean_phone.append((phone_camera(photo, rng, MILD), box))
+    tally("clean: dermoscopy", (images[i] for i in pick), None)
+    tally("clean: phone photo", (p for p, _ in clean_phone), None)
+    for name, (make, right) in DEFECTS.items():
+        tally(f"degraded: {name}", (make(p, b, rng) for p, b in clean_phone), right)
+    by_source: dict[str, list[RGBImage]] = {}
+    for source, img in not_lesion_set(rng):
+        by_source.setdefault(source.split(":")[0], []).append(img)
+    for source, imgs in by_source.items():
+        tally(f"not a lesion: {source}", iter(imgs), {QualityIssue.NOT_A_LESION})
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "quality_gate.json").write_text(json.dumps(rows, indent=1))
+    lines = [
+        "# Quality gate and not-a-lesion refusal",
+        "",
+        "Generated by `python -m training.gate_eval`; do not edit by hand.",
+        "'Right reason' counts a refusal whose issues include the defect's own",
+        "(e.g. `blurry` for blur); for not-a-lesion sets, `not_a_lesion`.",
+        "",
+        "| set | photos | refused | refused for the right reason | most common first reason |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        rr = f"{r['right_reason']:.1%}" if "right_reason" in r else "-"
+        top = ", ".join(f"{k} ({v})" for k, v in r["top_reasons"].items()) or "-"
+        lines.append(f"| {name} | {r['n']} | {r['refused']:.1%} | {rr} | {top} |")
+    (args.out / "quality_gate.md").write_text("\n".join(lines) + "\n")
+    log.info("wrote %s", args.out / "quality_gate.md")
+
+
+if __name__ == "__main__":
+    main()
