@@ -22,7 +22,8 @@ def shades_of_gray(rgb: RGBImage, power: float) -> RGBImage:
     norm = np.power(np.mean(np.power(img, power), axis=(0, 1)), 1.0 / power)
     norm = np.maximum(norm, 1e-6)
     gain = norm.mean() / norm
-    out = img * gain[None, None, :]
+    # float32 image times float32 gains; numpy's stubs widen the product to floating[Any].
+    out: npt.NDArray[np.float32] = img * gain[None, None, :]
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
@@ -57,7 +58,9 @@ def crop_square(rgb: RGBImage, box: LesionBox) -> RGBImage:
     pad_r, pad_b = max(0, box.x1 - w), max(0, box.y1 - h)
     inner = rgb[max(0, box.y0) : min(h, box.y1), max(0, box.x0) : min(w, box.x1)]
     if pad_l or pad_t or pad_r or pad_b:
-        inner = cv2.copyMakeBorder(inner, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_REPLICATE)
+        inner = np.asarray(
+            cv2.copyMakeBorder(inner, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_REPLICATE), np.uint8
+        )
     return np.ascontiguousarray(inner)
 
 
@@ -70,8 +73,10 @@ def to_model_input(
 ) -> npt.NDArray[np.float32]:
     """Resize a lesion crop to the network's input: float32 CHW, normalised."""
     interp = cv2.INTER_AREA if min(rgb.shape[:2]) > size else cv2.INTER_LINEAR
-    resized = cv2.resize(rgb, (size, size), interpolation=interp)
+    resized = np.asarray(cv2.resize(rgb, (size, size), interpolation=interp), np.uint8)
     balanced = shades_of_gray(resized, color_constancy_power)
-    x = balanced.astype(np.float32) / 255.0
-    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    x: npt.NDArray[np.float32] = balanced.astype(np.float32) / 255.0
+    # Named operands: written inline, numpy's stubs infer the quotient as complex128.
+    mean_a, std_a = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    x = (x - mean_a) / std_a
     return np.ascontiguousarray(x.transpose(2, 0, 1))

@@ -1,7 +1,7 @@
 """Fit temperature, risk thresholds and the OOD cut-off on validation photos; write the model.
 
     python -m training.calibrate --config training/configs/lite0.json \
-        --model runs/lite0/export/model_int8.onnx --out inference/models/lesion_classifier.onnx
+        --model runs/lite0/export/model.onnx --out inference/models/lesion_classifier.onnx
 
 Everything is fitted on the validation split only (never the test split), on both the
 dermoscopy images and their synthetic phone photos, run through the same pipeline the
@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from inference.metadata import RiskThresholds
 from inference.pipeline import Screener
@@ -42,8 +43,11 @@ HIGH_SPECIFICITY = 0.90
 OOD_QUANTILE = 0.99
 
 
-def malignant_probability(run: PipelineRun, temperature: float, mal_idx: list[int]) -> np.ndarray:
-    return softmax(run.log_probs, temperature)[:, mal_idx].sum(1)
+def malignant_probability(
+    run: PipelineRun, temperature: float, mal_idx: list[int]
+) -> npt.NDArray[np.float64]:
+    # softmax is float64; numpy's stubs type a reduction along an axis as Any.
+    return np.asarray(softmax(run.log_probs, temperature)[:, mal_idx].sum(1), np.float64)
 
 
 def main() -> None:

@@ -45,16 +45,19 @@ log = logging.getLogger(__name__)
 def degrade(rgb: RGBImage, kind: str) -> RGBImage:
     """Clearly degraded copies, as in the classifier's robustness table."""
     if kind == "blur":
-        return cv2.GaussianBlur(rgb, (0, 0), 2.5)
+        return np.asarray(cv2.GaussianBlur(rgb, (0, 0), 2.5), np.uint8)
     if kind == "dark":
         return (rgb.astype(np.float32) * 0.35).astype(np.uint8)
     if kind == "jpeg_q15":
         _, enc = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 15])
-        return np.ascontiguousarray(cv2.imdecode(enc, cv2.IMREAD_COLOR)[..., ::-1])
+        bgr = cv2.imdecode(enc, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise RuntimeError("OpenCV could not decode its own quality-15 JPEG")
+        return np.ascontiguousarray(bgr[..., ::-1], np.uint8)
     if kind == "low_res":
         h, w = rgb.shape[:2]
         small = cv2.resize(rgb, (w // 3, h // 3), interpolation=cv2.INTER_AREA)
-        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        return np.asarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR), np.uint8)
     raise ValueError(kind)
 
 

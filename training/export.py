@@ -2,15 +2,20 @@
 
     python -m training.export --checkpoint runs/lite0/best.pt --out runs/lite0/export
 
-Writes ``model_fp32.onnx`` and ``model_int8.onnx`` with provisional metadata (temperature
-1, thresholds unset); ``training.calibrate`` then fits them on validation photos run
-through the real inference pipeline and writes the shipped model.
+Writes ``model_fp32.onnx`` and three compressed candidates (static int8, int8 weights,
+float16 weights) with provisional metadata (temperature 1, thresholds unset), compares
+each with float on held-back views, and copies the smallest one that keeps accuracy to
+``model.onnx`` (report in ``export_report.json``). ``training.calibrate`` then fits the
+thresholds on validation photos run through the real inference pipeline and writes the
+shipped model.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +39,7 @@ from inference.metadata import METADATA_KEY, ModelMetadata, RiskThresholds
 from inference.preprocess import to_model_input
 from training.config import TrainConfig
 from training.data import CLASS_NAMES, CLASSES, MALIGNANT, default_box
+from training.metrics import softmax
 from training.model import LesionNet
 from training.phone import training_view
 from training.train import load_split
@@ -45,6 +51,11 @@ OOD_COMPONENTS = 128  # leading within-class principal axes kept for the Mahalan
 
 class ExportModule(nn.Module):
     """The network plus the exact class-activation maps and a feature-space OOD distance."""
+
+    # Registered buffers, declared so they type as tensors rather than Tensor | Module.
+    feat_mean: torch.Tensor
+    whiten: torch.Tensor
+    centres: torch.Tensor
 
     def __init__(
         self, net: LesionNet, mean: torch.Tensor, whiten: torch.Tensor, centres: torch.Tensor
@@ -189,7 +200,7 @@ def parity(module: ExportModule, path: Path, x: np.ndarray) -> dict[str, float]:
     return {name: float(np.abs(r - g).max()) for name, r, g in zip(OUTPUTS, ref, got, strict=True)}
 
 
-class ArrayReader(CalibrationDataReader):
+class ArrayReader(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime is untyped: Any
     def __init__(self, x: np.ndarray) -> None:
         self._it: Iterator[dict[str, np.ndarray]] = iter(
             {"input": x[i : i + 1]} for i in range(len(x))
@@ -218,6 +229,75 @@ def quantize(fp32: Path, int8: Path, calib: np.ndarray) -> None:
     prep.unlink()
 
 
+def compress_weights(src: Path, dst: Path, mode: str) -> None:
+    """Store large float weights compactly; activations and arithmetic stay float32.
+
+    ``int8``: every Conv weight as symmetric per-output-channel int8 behind a
+    DequantizeLinear. ``fp16``: every float initializer over 1024 values as float16 behind
+    a Cast. Either way onnxruntime folds the constant nodes into float32 weights once, at
+    load (``session.disable_quant_qdq`` in ``inference.classifier.load_session``), so the
+    file shrinks and inference runs at float speed. Static activation quantisation was
+    measured and rejected (see the model card).
+    """
+    model = onnx.load(str(src))
+    graph = model.graph
+    conv_weights = {n.input[1] for n in graph.node if n.op_type == "Conv" and len(n.input) > 1}
+    decode_nodes, new_inits, replaced = [], [], set()
+    for init in graph.initializer:
+        name = init.name
+        w = onnx.numpy_helper.to_array(init)
+        if w.dtype != np.float32 or w.size <= 1024:
+            continue
+        if mode == "int8" and name in conv_weights:
+            scale = np.abs(w.reshape(w.shape[0], -1)).max(axis=1) / 127.0
+            scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+            q = np.clip(np.round(w / scale.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127)
+            new_inits += [
+                onnx.numpy_helper.from_array(q.astype(np.int8), f"{name}_q"),
+                onnx.numpy_helper.from_array(scale, f"{name}_scale"),
+                onnx.numpy_helper.from_array(np.zeros_like(scale, np.int8), f"{name}_zp"),
+            ]
+            decode_nodes.append(
+                onnx.helper.make_node(
+                    "DequantizeLinear", [f"{name}_q", f"{name}_scale", f"{name}_zp"], [name], axis=0
+                )
+            )
+        elif mode == "fp16":
+            new_inits.append(onnx.numpy_helper.from_array(w.astype(np.float16), f"{name}_fp16"))
+            decode_nodes.append(
+                onnx.helper.make_node("Cast", [f"{name}_fp16"], [name], to=onnx.TensorProto.FLOAT)
+            )
+        else:
+            continue
+        replaced.add(name)
+    kept = [i for i in graph.initializer if i.name not in replaced]
+    del graph.initializer[:]
+    graph.initializer.extend(kept + new_inits)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(decode_nodes + nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+
+
+# A compressed model ships only if it agrees with float this closely on held-back views.
+MIN_TOP1_AGREEMENT = 0.99
+MAX_MEAN_MALIGNANT_SHIFT = 0.01
+
+
+def compare(reference: Path, candidate: Path, x: np.ndarray) -> dict[str, float]:
+    """Size, top-1 agreement and mean |change| of p(malignant) of a candidate against float."""
+    ref, got = run_onnx(reference, x)[0], run_onnx(candidate, x)[0]
+    mal = [CLASSES.index(c) for c in MALIGNANT]
+    shift = np.abs(softmax(got)[:, mal].sum(1) - softmax(ref)[:, mal].sum(1))
+    return {
+        "size_mb": candidate.stat().st_size / 2**20,
+        "top1_agreement": float((ref.argmax(1) == got.argmax(1)).mean()),
+        "mean_malignant_shift": float(shift.mean()),
+        "max_logit_diff": float(np.abs(ref - got).max()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="export a checkpoint to ONNX")
     parser.add_argument("--checkpoint", type=Path, required=True)
@@ -231,21 +311,39 @@ def main() -> None:
     net, cfg = load_checkpoint(args.checkpoint)
     x, y = training_inputs(cfg, args.ood_images, cfg.seed + 7)
     module = ExportModule(net, *fit_ood(net, x, y)).eval()
-    fp32, int8 = args.out / "model_fp32.onnx", args.out / "model_int8.onnx"
+    fp32 = args.out / "model_fp32.onnx"
     export_onnx(module, cfg.input_size, fp32)
     diffs = parity(module, fp32, x[:64])
     log.info("torch vs onnxruntime max abs diff: %s", diffs)
     if diffs["logits"] > 1e-3:
         raise SystemExit(f"parity check failed: {diffs}")
-    quantize(fp32, int8, x[: args.calib_images])
     meta = provisional_metadata(cfg, args.version)
-    for path in (fp32, int8):
+    write_metadata(fp32, meta)
+    candidates = {
+        "static_int8": args.out / "model_static_int8.onnx",
+        "int8_weights": args.out / "model_int8_weights.onnx",
+        "fp16_weights": args.out / "model_fp16_weights.onnx",
+    }
+    quantize(fp32, candidates["static_int8"], x[: args.calib_images])
+    compress_weights(fp32, candidates["int8_weights"], "int8")
+    compress_weights(fp32, candidates["fp16_weights"], "fp16")
+    held_back = x[-500:]  # not used for calibration or the OOD fit's first images
+    report = {"float32": {"size_mb": fp32.stat().st_size / 2**20}}
+    for name, path in candidates.items():
         write_metadata(path, meta)
-    ref = run_onnx(fp32, x[-500:])[0].argmax(1)
-    q = run_onnx(int8, x[-500:])[0].argmax(1)
-    log.info(
-        "int8 top-1 agreement with float on 500 training views: %.3f", float((ref == q).mean())
-    )
+        report[name] = compare(fp32, path, held_back)
+        log.info("%s: %s", name, report[name])
+    good = [
+        name
+        for name in candidates
+        if report[name]["top1_agreement"] >= MIN_TOP1_AGREEMENT
+        and report[name]["mean_malignant_shift"] <= MAX_MEAN_MALIGNANT_SHIFT
+    ]
+    chosen = min(good, key=lambda n: report[n]["size_mb"]) if good else "float32"
+    shutil.copy(candidates.get(chosen, fp32), args.out / "model.onnx")
+    summary = {"candidates": report, "chosen": chosen}
+    (args.out / "export_report.json").write_text(json.dumps(summary, indent=1))
+    log.info("chose %s -> %s", chosen, args.out / "model.onnx")
 
 
 if __name__ == "__main__":

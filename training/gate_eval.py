@@ -43,8 +43,8 @@ def motion_blur(rgb: RGBImage, length: int, angle: float) -> RGBImage:
     kernel = np.zeros((length, length), np.float32)
     kernel[length // 2, :] = 1.0
     rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), angle, 1.0)
-    kernel = cv2.warpAffine(kernel, rot, (length, length))
-    return cv2.filter2D(rgb, -1, kernel / kernel.sum())
+    kernel = np.asarray(cv2.warpAffine(kernel, rot, (length, length)), np.float32)
+    return np.asarray(cv2.filter2D(rgb, -1, kernel / kernel.sum()), np.uint8)
 
 
 def add_glare(rgb: RGBImage, box: LesionBox, rng: np.random.Generator) -> RGBImage:
@@ -57,13 +57,16 @@ def add_glare(rgb: RGBImage, box: LesionBox, rng: np.random.Generator) -> RGBIma
         c = (int(cx + rng.uniform(-0.4, 0.4) * side), int(cy + rng.uniform(-0.4, 0.4) * side))
         axes = (int(side * rng.uniform(0.2, 0.4)), int(side * rng.uniform(0.15, 0.3)))
         cv2.ellipse(mask, c, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
-    mask = cv2.GaussianBlur(mask, (0, 0), max(2.0, side / 30))[..., None]
+    mask = np.asarray(cv2.GaussianBlur(mask, (0, 0), max(2.0, side / 30)), np.float32)[..., None]
     return np.clip(out + mask * (255.0 - out), 0, 255).astype(np.uint8)
 
 
 def jpeg(rgb: RGBImage, quality: int) -> RGBImage:
     _, enc = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return np.ascontiguousarray(cv2.imdecode(enc, cv2.IMREAD_COLOR)[..., ::-1])
+    bgr = cv2.imdecode(enc, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise RuntimeError(f"OpenCV could not decode its own JPEG (quality {quality})")
+    return np.ascontiguousarray(bgr[..., ::-1], np.uint8)
 
 
 def cut_off(rgb: RGBImage, box: LesionBox) -> RGBImage:
@@ -78,7 +81,10 @@ def cut_off(rgb: RGBImage, box: LesionBox) -> RGBImage:
 # defect -> (how to make it, reasons that count as the right answer)
 Defect = Callable[[RGBImage, LesionBox, np.random.Generator], RGBImage]
 DEFECTS: dict[str, tuple[Defect, set[QualityIssue]]] = {
-    "gaussian_blur": (lambda im, b, r: cv2.GaussianBlur(im, (0, 0), 6.0), {QualityIssue.BLURRY}),
+    "gaussian_blur": (
+        lambda im, b, r: np.asarray(cv2.GaussianBlur(im, (0, 0), 6.0), np.uint8),
+        {QualityIssue.BLURRY},
+    ),
     "motion_blur": (
         lambda im, b, r: motion_blur(im, 31, float(r.uniform(0, 180))),
         {QualityIssue.BLURRY},
@@ -93,11 +99,15 @@ DEFECTS: dict[str, tuple[Defect, set[QualityIssue]]] = {
     ),
     "glare": (add_glare, {QualityIssue.GLARE}),
     "downscaled": (
-        lambda im, b, r: cv2.resize(im, (160, 120), interpolation=cv2.INTER_AREA),
+        lambda im, b, r: np.asarray(
+            cv2.resize(im, (160, 120), interpolation=cv2.INTER_AREA), np.uint8
+        ),
         {QualityIssue.LOW_RESOLUTION},
     ),
     "heavy_jpeg": (
-        lambda im, b, r: jpeg(cv2.resize(im, (512, 384), interpolation=cv2.INTER_AREA), 4),
+        lambda im, b, r: jpeg(
+            np.asarray(cv2.resize(im, (512, 384), interpolation=cv2.INTER_AREA), np.uint8), 4
+        ),
         {QualityIssue.BLURRY, QualityIssue.LOW_RESOLUTION},
     ),
     "cut_off": (lambda im, b, r: cut_off(im, b), {QualityIssue.LESION_CUT_OFF}),
@@ -209,7 +219,10 @@ def not_lesion_set(rng: np.random.Generator) -> Iterator[tuple[str, RGBImage]]:
             scale = 900 / max(crop.shape[:2])
             yield (
                 f"photo:{name}",
-                cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+                np.asarray(
+                    cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC),
+                    np.uint8,
+                )
                 if k
                 else crop,
             )

@@ -61,7 +61,8 @@ class MBConv(nn.Module):
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x
+        # Annotated: calling a Module returns Any in torch's stubs.
+        y: torch.Tensor = x
         if self.has_expand:
             y = self.act(self._bn0(self._expand_conv(y)))
         y = self.act(self._bn1(self._depthwise_conv(self._pad(y))))
@@ -99,7 +100,8 @@ class LesionNet(nn.Module):
         x = self.act(self._bn0(self._conv_stem(self._stem_pad(x))))
         for block in self._blocks:
             x = block(x)
-        return self.act(self._bn1(self._conv_head(x)))
+        fmap: torch.Tensor = self.act(self._bn1(self._conv_head(x)))  # Module calls return Any
+        return fmap
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         fmap = self.features(x)

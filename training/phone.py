@@ -12,6 +12,7 @@ synthetic-phone evaluation split (:func:`compose_phone_photo` + :func:`phone_cam
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -72,7 +73,8 @@ def dermoscope_mask(img: RGBImage, skin: F32, box: LesionBox) -> F32:
 def skin_field(height: int, width: int, colour: F32, rng: np.random.Generator) -> F32:
     """A field of skin of one tone with low-frequency shading and fine texture."""
     low = rng.normal(0.0, 0.05, (4, 4, 1)).astype(np.float32)
-    low = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)[..., None]
+    low = np.asarray(cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC), np.float32)
+    low = low[..., None]
     fine = rng.standard_normal((height, width, 1), dtype=np.float32) * np.float32(0.015)
     return colour[None, None, :] * (1.0 + low + fine)
 
@@ -101,7 +103,7 @@ def extend_with_skin(img: RGBImage, box: LesionBox, pad: int, rng: np.random.Gen
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
-def gaussian_blur(x: F32, sigma: float) -> F32:
+def gaussian_blur(x: npt.NDArray[np.floating[Any]], sigma: float) -> F32:
     """Gaussian blur; wide ones run at reduced resolution (same look, a fraction of the time)."""
     if sigma <= 2.0:
         return np.asarray(cv2.GaussianBlur(x, (0, 0), sigma), np.float32)
@@ -154,7 +156,7 @@ def phone_camera(
             )
             cv2.ellipse(glare, c, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
         k = max(3, (min(h, w) // 40) | 1)
-        glare = cv2.GaussianBlur(glare, (k, k), 0)[..., None]
+        glare = np.asarray(cv2.GaussianBlur(glare, (k, k), 0), np.float32)[..., None]
         x = x + glare * (1.0 - x) * 0.9
     scale = min(h, w) / 160.0
     sigma = rng.uniform(*cam.defocus_sigma) * scale
@@ -165,7 +167,9 @@ def phone_camera(
         x = x + np.float32(rng.uniform(0.3, 1.0)) * (x - blurred)
     noise = np.float32(rng.uniform(*cam.noise_sigma) / 255.0)
     x = x + rng.standard_normal(x.shape, dtype=np.float32) * noise
-    out = np.clip(x * 255.0, 0, 255).astype(np.uint8)
+    # x is float32 or float64 depending on the path (the side-light ramp is float64), so
+    # numpy's stubs type the clip as Any; astype pins the dtype.
+    out: RGBImage = np.clip(x * 255.0, 0, 255).astype(np.uint8)
     quality = int(rng.integers(cam.jpeg_quality[0], cam.jpeg_quality[1] + 1))
     ok, enc = cv2.imencode(
         ".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
@@ -173,7 +177,9 @@ def phone_camera(
     if not ok:
         return out
     dec = cv2.imdecode(enc, cv2.IMREAD_COLOR)
-    return np.ascontiguousarray(cv2.cvtColor(dec, cv2.COLOR_BGR2RGB))
+    if dec is None:
+        raise RuntimeError("OpenCV could not decode the JPEG it had just encoded")
+    return np.ascontiguousarray(cv2.cvtColor(dec, cv2.COLOR_BGR2RGB), np.uint8)
 
 
 def compose_phone_photo(
@@ -194,7 +200,7 @@ def compose_phone_photo(
     h, w = img.shape[:2]
     sw, sh = max(8, round(w * s)), max(8, round(h * s))
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
-    small = cv2.resize(img, (sw, sh), interpolation=interp)
+    small = np.asarray(cv2.resize(img, (sw, sh), interpolation=interp), np.uint8)
     colour = skin_colour(img, box)
     field = skin_field(ch, cw, colour, rng)
     cx = rng.uniform(0.2, 0.8) * cw
@@ -252,12 +258,14 @@ def training_view(
     angle = rng.uniform(0, 360)
     c = crop.shape[0] / 2
     rot = cv2.getRotationMatrix2D((c, c), angle, float(rng.uniform(0.9, 1.1)))
-    crop = cv2.warpAffine(crop, rot, crop.shape[1::-1], borderMode=cv2.BORDER_REFLECT_101)
+    crop = np.asarray(
+        cv2.warpAffine(crop, rot, crop.shape[1::-1], borderMode=cv2.BORDER_REFLECT_101), np.uint8
+    )
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     if rng.random() < p_phone:
         res = int(rng.integers(40, size + 1))
-        small = cv2.resize(crop, (res, res), interpolation=cv2.INTER_AREA)
+        small = np.asarray(cv2.resize(crop, (res, res), interpolation=cv2.INTER_AREA), np.uint8)
         crop = phone_camera(small, rng)
     else:
         gains = 1.0 + rng.uniform(-0.06, 0.06, 3)

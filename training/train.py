@@ -160,7 +160,8 @@ def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None)
     if pretrained:
         load_imagenet_backbone(model)
     freeze_early_layers(model, cfg.trainable_from_block)
-    model = model.to(memory_format=torch.channels_last)
+    # Module.to(memory_format=...) works at runtime; torch's stubs leave it out of the overloads.
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     counts = np.bincount([r.label for r in train_records], minlength=len(CLASSES)).astype(
         np.float64
@@ -184,7 +185,8 @@ def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None)
         generator=torch.Generator().manual_seed(cfg.seed),
     )
     total_steps = cfg.epochs * len(loader)
-    step, best_score, history, first_epoch = 0, -1.0, [], 1
+    step, best_score, first_epoch = 0, -1.0, 1
+    history: list[dict[str, Any]] = []
     if resume is not None:
         ckpt = torch.load(resume, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])

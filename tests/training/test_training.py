@@ -10,10 +10,17 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from inference.classifier import SHIPPED_MODEL, read_metadata  # noqa: E402
+from inference.classifier import SHIPPED_MODEL, load_session, read_metadata  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.data import CLASSES, read_records, split_by_lesion  # noqa: E402
-from training.export import ExportModule, export_onnx, fit_ood, parity, quantize  # noqa: E402
+from training.export import (  # noqa: E402
+    ExportModule,
+    compress_weights,
+    export_onnx,
+    fit_ood,
+    parity,
+    quantize,
+)
 from training.model import LesionNet, load_imagenet_backbone  # noqa: E402
 from training.train import train  # noqa: E402
 
@@ -64,7 +71,7 @@ def test_split_keeps_every_lesion_in_one_split(tiny_dataset: Path) -> None:
 def test_imagenet_weights_load_into_our_network() -> None:
     model = LesionNet(len(CLASSES))
     load_imagenet_backbone(model)  # raises on any key or shape mismatch
-    assert float(model._conv_stem.weight.abs().sum()) > 0
+    assert float(model._conv_stem.weight.detach().abs().sum()) > 0
 
 
 def test_one_training_step_writes_a_checkpoint_with_its_config(
@@ -104,6 +111,14 @@ def test_onnx_export_matches_torch_and_int8_stays_close(tmp_path: Path) -> None:
     int8 = tmp_path / "m8.onnx"
     quantize(path, int8, x[:8])
     assert int8.stat().st_size < path.stat().st_size / 2
+    # Compressed weights load through the runtime's own session settings and stay close.
+    for mode, tol in (("fp16", 1e-2), ("int8", 0.2)):
+        small = tmp_path / f"m_{mode}.onnx"
+        compress_weights(path, small, mode)
+        assert small.stat().st_size < path.stat().st_size * 0.6
+        got = load_session(small, 1).run(["logits"], {"input": x[:4]})[0]
+        ref = load_session(path, 1).run(["logits"], {"input": x[:4]})[0]
+        np.testing.assert_allclose(got, ref, atol=tol)
 
 
 def test_shipped_model_metadata_matches_the_graph() -> None:
