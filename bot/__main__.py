@@ -45,8 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if settings.user_key_secret is None:
         logger.warning("USER_KEY_SECRET is not set; user keys are derived from the bot token")
-    # Only messages: edits of old photos are not re-screened.
-    build_application(settings).run_polling(allowed_updates=[Update.MESSAGE])
+    # Messages and button presses; edits of old photos are not re-screened.
+    build_application(settings).run_polling(allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY])
     return 0
 
 

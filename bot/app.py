@@ -13,8 +13,19 @@ from bot.config import Settings
 from bot.context import BotApplication, BotData, Runtime
 from bot.db.migrate import upgrade_to_head
 from bot.db.session import create_engine, create_session_factory
-from bot.handlers import admin, fallback, lesion, start, unsupported
+from bot.handlers import (
+    admin,
+    consent,
+    fallback,
+    history,
+    lesion,
+    reminders,
+    start,
+    unsupported,
+    worker,
+)
 from bot.handlers.errors import on_error
+from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from bot.replies import for_language
 from bot.screening import ScreeningService
 from inference.pipeline import Screener
@@ -30,12 +41,18 @@ def build_application(settings: Settings) -> BotApplication:
         resources = AsyncExitStack()
         try:
             runtime = await _open_runtime(settings, resources)
-            commands = for_language(None).commands()
-            await application.bot.set_my_commands(commands)
+            # The menu in each user's Telegram language; English for all others.
+            for language in LANGUAGES:
+                await application.bot.set_my_commands(
+                    for_language(language).commands(),
+                    language_code=None if language == DEFAULT_LANGUAGE else language,
+                )
         except BaseException:
             await resources.aclose()
             raise
         application.bot_data.attach(runtime, resources)
+        if application.job_queue is not None:
+            reminders.schedule(application.job_queue, settings)
         logger.info("Bot started (model %s)", runtime.screening.metadata.version)
 
     async def post_shutdown(application: BotApplication) -> None:
@@ -51,13 +68,15 @@ def build_application(settings: Settings) -> BotApplication:
         # Retry after Telegram's flood control rather than lose a reply.
         .rate_limiter(AIORateLimiter(max_retries=3))
         .concurrent_updates(settings.concurrent_updates)
-        .job_queue(None)  # no scheduled jobs: no scheduler thread to start and stop
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         .build()
     )
+    # Before everything else: no picture is looked at or logged without consent.
+    application.add_handlers(consent.gate_handlers(), group=-1)
     # Order matters: the first matching handler wins, and an animation also has a document.
-    for module in (start, admin, unsupported, lesion, fallback):
+    modules = (start, consent, history, reminders, admin, worker, unsupported, lesion, fallback)
+    for module in modules:
         application.add_handlers(module.handlers(settings))
     application.add_error_handler(on_error)
     return application

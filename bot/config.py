@@ -51,6 +51,15 @@ class Settings(DatabaseSettings):
     # derived from the bot token, which changes every user's key if the token is rotated.
     user_key_secret: SecretStr | None = None
     log_level: str = "INFO"
+    # A few weeks after a medium or high result, ask whether the user saw a doctor.
+    follow_up_after_days: float = Field(default=21, gt=0)
+    # Opt-in self-check reminders (/remind monthly) come this often.
+    reminder_interval_days: float = Field(default=30, gt=0)
+    # How often due reminders and follow-ups are looked for (and old records purged); each
+    # is stored with its due time, so a restart only delays them by up to this much.
+    scheduler_interval_s: float = Field(default=600, gt=0)
+    # Consultations older than this are deleted (users are told: 12 months).
+    retention_days: int = Field(default=365, gt=0)
 
     @field_validator("telegram_bot_token")
     @classmethod

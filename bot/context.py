@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.config import Settings
-from bot.privacy import user_key
+from bot.privacy import open_chat_id, seal_chat_id, user_key
 from bot.screening import ScreeningService
 
 
@@ -25,6 +25,14 @@ class Runtime:
     def user_key(self, telegram_user_id: int) -> str:
         """Return the pseudonymous key stored in place of a Telegram user id."""
         return user_key(telegram_user_id, self.settings.user_key_bytes)
+
+    def seal_chat(self, chat_id: int) -> str:
+        """Return ``chat_id`` encrypted for storage."""
+        return seal_chat_id(chat_id, self.settings.user_key_bytes)
+
+    def open_chat(self, chat_ref: str) -> int | None:
+        """Return the chat id sealed in ``chat_ref`` (None if the key has changed)."""
+        return open_chat_id(chat_ref, self.settings.user_key_bytes)
 
 
 class BotData:

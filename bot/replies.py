@@ -1,178 +1,65 @@
 """Every user-facing string, rendered from a message key (pure: no I/O, no Telegram).
 
-Keys are the future gettext msgids: adding Russian or Kazakh means shipping catalogues
-and passing their ``gettext`` to :class:`Replies`; handlers already ask
-:func:`for_language` with the user's language code and never hold text of their own.
+The texts live in gettext catalogues (``bot/locales/<lang>/LC_MESSAGES/messages.po``,
+msgid = message key); handlers ask :func:`for_language` and never hold text of their own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime
 
+from babel.dates import format_date
+from babel.numbers import format_percent
+
+from bot.db.models import Consultation
+from bot.db.repository import PatientSummary, StatsSummary
+from bot.i18n import DEFAULT_LANGUAGE, language_for, translations
 from bot.screening import Assessed, Outcome, Rejected, RejectReason, Unassessable
+from bot.tracking import Change
 from inference.types import QualityIssue, Risk
 
 Translate = Callable[[str], str]
-
-_ENGLISH: Mapping[str, str] = {
-    "start": (
-        "Hello! I help you decide whether a skin spot or mole should be checked by a doctor.\n"
-        "\n"
-        "Send me a photo of one spot and I will tell you:\n"
-        "• how much attention it needs (low, medium or high risk),\n"
-        "• what kind of spot it looks most like,\n"
-        "• which parts of the photo mattered most,\n"
-        "• whether and how soon to see a doctor.\n"
-        "\n"
-        "What I do not do: I am a screening aid, not a diagnosis. I can be wrong, I only see "
-        "the photo you send, and I do not replace a doctor. If a spot worries you, see a "
-        "doctor whatever I say.\n"
-        "\n"
-        "{photo_tips}\n"
-        "\n"
-        "I do not keep your photos. I keep only the result, under an anonymous code rather "
-        "than your name or account."
-    ),
-    "help": (
-        "Send one photo of one skin spot; I will reply with a risk level and advice.\n"
-        "\n"
-        "{photo_tips}\n"
-        "\n"
-        "Commands:\n"
-        "/start – what I do and do not do\n"
-        "/help – these tips\n"
-        "\n"
-        "I am a screening aid, not a diagnosis."
-    ),
-    "photo_tips": (
-        "How to take a good photo:\n"
-        "1. Get close: the spot should fill about a third of the picture.\n"
-        "2. Keep it in focus: tap the spot on the screen, hold the phone steady.\n"
-        "3. Use daylight, for example near a window.\n"
-        "4. No flash: its glare hides detail.\n"
-        "5. Put the whole spot in the middle of the picture.\n"
-        "\n"
-        "For the best quality, send the photo as a file: tap 📎, choose File, then pick the "
-        "photo. Telegram shrinks ordinary photos."
-    ),
-    "command.start": "What this bot does and does not do",
-    "command.help": "How to take and send a good photo",
-    "pointer": (
-        "Please send me a photo of the skin spot (as a photo or as a file). "
-        "Type /help for tips on taking a good one."
-    ),
-    "error": "Sorry, something went wrong on my side. Please try again in a minute.",
-    "disclaimer": (
-        "This is a screening aid, not a diagnosis: it can be wrong. "
-        "If a spot worries you, see a doctor whatever the result."
-    ),
-    "heatmap_caption": (
-        "Where the model looked: warmer colours mark the parts of the photo that influenced "
-        "the result most. This is not a map of disease."
-    ),
-    "result.lesion_type": "It looks most like: {name}.",
-    "risk.high": "Result: HIGH risk.",
-    "risk.medium": "Result: MEDIUM risk.",
-    "risk.low": "Result: LOW risk.",
-    "advice.high": (
-        "Please see a doctor soon, within 2 weeks (a GP or a dermatologist), "
-        "and show them this spot."
-    ),
-    "advice.medium": "Please have this spot checked by a doctor in the coming weeks.",
-    "advice.low": (
-        "No urgent need to see a doctor. Watch the spot for changes, about once a month, "
-        "using ABCDE: Asymmetry, an irregular Border, several Colours, a Diameter over 6 mm, "
-        "Evolving (changing). See a doctor if it changes, bleeds, itches or does not heal."
-    ),
-    "unassessable": "I can't assess this photo, so I can't give a risk level for it.",
-    "unassessable.retake": "Please take a new photo and send it again.",
-    "unassessable.doctor": (
-        "I am only a screening aid, not a diagnosis: if the spot worries you, see a doctor."
-    ),
-    "issue.generic": (
-        "Take a close, sharp photo in daylight, without flash, with the spot in the middle."
-    ),
-    "issue.not_a_lesion": (
-        "I could not find a skin spot in this photo. Photograph one spot on the skin, close "
-        "up, with the spot in the middle."
-    ),
-    "issue.low_resolution": (
-        "The photo has too little detail. Move closer (while keeping it sharp), or send the "
-        "photo as a file so that Telegram does not shrink it."
-    ),
-    "issue.too_dark": "The photo is too dark. Take it in daylight, for example near a window.",
-    "issue.overexposed": (
-        "The photo is too bright and washed out. Avoid direct sunlight and the flash; "
-        "soft daylight works best."
-    ),
-    "issue.blurry": (
-        "The photo is blurry. Hold the phone steady, tap the spot on the screen to focus, "
-        "and do not go closer than your camera can focus."
-    ),
-    "issue.glare": (
-        "There are shiny reflections (glare) on the spot. Turn off the flash and tilt the "
-        "phone a little so the light does not reflect into the camera."
-    ),
-    "issue.lesion_too_small": (
-        "The spot is too small in the photo. Move closer so that it fills about a third of "
-        "the picture."
-    ),
-    "issue.lesion_cut_off": (
-        "The spot is cut off or not in the middle. Put the whole spot in the middle of the "
-        "picture, with some skin around it."
-    ),
-    "rejected.empty": "That file is empty. Please send a photo of the skin spot.",
-    "rejected.too_many_bytes": (
-        "That file is too large for me. Please send it as an ordinary photo instead of a "
-        "file, or send a smaller picture."
-    ),
-    "rejected.not_an_image": (
-        "That file is not a picture I can read. Please send a photo (JPEG or PNG) of the skin spot."
-    ),
-    "rejected.corrupt": (
-        "I could not open that picture: it seems damaged or incomplete. Please send it again."
-    ),
-    "rejected.too_many_pixels": (
-        "That picture is too large (too many pixels) for me. Please send it as an ordinary "
-        "photo instead of a file, or send a smaller picture."
-    ),
-    "rejected.too_small": (
-        "That picture is too small to assess. Please send a close, sharp photo, ideally as a file."
-    ),
-    "rejected.animated": (
-        "That is an animation. I can only assess a still photo of the spot; please send one."
-    ),
-    "rejected.video": "I can't assess videos. Please send a still photo of the spot.",
-    "rejected.sticker": "That's a sticker 🙂 Please send a photo of the skin spot.",
-    "rejected.voice": (
-        "I can't listen to voice or audio messages. Please send a photo of the skin spot."
-    ),
-    "stats.title": "Consultations so far:",
-    "stats.line": "{status} / {detail}: {count}",
-    "stats.empty": "No consultations yet.",
-}
+COMMANDS = ("start", "help", "history", "remind", "language", "privacy", "forget")
 
 
 def english(key: str) -> str:
     """Look up the English text for a message key."""
-    return _ENGLISH[key]
+    return translations(DEFAULT_LANGUAGE).gettext(key)
 
 
 class Replies:
     """Render replies in one language."""
 
-    def __init__(self, translate: Translate = english) -> None:
+    def __init__(self, translate: Translate = english, language: str = DEFAULT_LANGUAGE) -> None:
         self._t = translate
+        self.language = language
 
-    def start(self) -> str:
-        return self._t("start").format(photo_tips=self._t("photo_tips"))
+    def text(self, key: str, **values: object) -> str:
+        """Render one message by key, filling its placeholders."""
+        template = self._t(key)
+        return template.format(**values) if values else template
+
+    def date(self, moment: date | datetime) -> str:
+        """Format a date the way this language writes it."""
+        day = moment.date() if isinstance(moment, datetime) else moment
+        return format_date(day, "medium", locale=self.language)
+
+    def percent(self, value: float) -> str:
+        return format_percent(value, locale=self.language)
+
+    # -- introductions -------------------------------------------------------------------
+
+    def start(self, *, ask_consent: bool = False) -> str:
+        intro = self._t("start").format(photo_tips=self._t("photo_tips"))
+        return f"{intro}\n\n{self.consent()}" if ask_consent else intro
 
     def help(self) -> str:
         return self._t("help").format(photo_tips=self._t("photo_tips"))
 
     def commands(self) -> list[tuple[str, str]]:
         """Return the (command, description) pairs for Telegram's command menu."""
-        return [(name, self._t(f"command.{name}")) for name in ("start", "help")]
+        return [(name, self._t(f"command.{name}")) for name in COMMANDS]
 
     def pointer(self) -> str:
         return self._t("pointer")
@@ -183,15 +70,34 @@ class Replies:
     def heatmap_caption(self) -> str:
         return self._t("heatmap_caption")
 
+    def consent(self) -> str:
+        return self._t("consent")
+
+    def consent_required(self) -> str:
+        return f"{self._t('consent.required')}\n\n{self.consent()}"
+
+    def privacy(self, consented_at: datetime | None) -> str:
+        if consented_at is None:
+            return self.consent()
+        return f"{self.consent()}\n\n{self.text('consent.given', date=self.date(consented_at))}"
+
+    # -- screening results ---------------------------------------------------------------
+
     def outcome(self, outcome: Outcome) -> str:
         """Render the text reply for any screening outcome."""
         match outcome:
             case Assessed():
-                return self.assessed(outcome.risk, outcome.lesion_name)
+                return self.assessed(outcome.risk, self.lesion_name(outcome))
             case Unassessable():
                 return self.unassessable(outcome.issues)
             case Rejected():
                 return self.rejected(outcome.reason)
+
+    def lesion_name(self, outcome: Assessed) -> str:
+        """Name the lesion type in this language, or as the model's metadata does."""
+        key = f"lesion.{outcome.top_class}"
+        name = self._t(key)
+        return outcome.lesion_name if name == key else name
 
     def assessed(self, risk: Risk, lesion_name: str) -> str:
         if risk is Risk.UNASSESSABLE:
@@ -219,17 +125,130 @@ class Replies:
     def rejected(self, reason: RejectReason) -> str:
         return self._t(f"rejected.{reason.value}")
 
-    def stats(self, counts: Mapping[tuple[str, str | None], int]) -> str:
-        if not counts:
-            return self._t("stats.empty")
+    def worker_outcome(self, outcome: Outcome, patient_code: str) -> str:
+        """The short reply a health worker gets: patient, risk, type, one line of advice."""
+        match outcome:
+            case Assessed():
+                level = self._t(f"level.{outcome.risk.value}")
+                return "\n".join(
+                    [
+                        self.text(
+                            "worker.result",
+                            code=patient_code,
+                            level=level,
+                            name=self.lesion_name(outcome),
+                        ),
+                        self._t(f"advice_short.{outcome.risk.value}"),
+                        self._t("worker.disclaimer"),
+                    ]
+                )
+            case Unassessable():
+                issue = outcome.issues[0].value if outcome.issues else None
+                tip = self._t(f"issue.{issue}") if issue else self._t("issue.generic")
+                return f"{self.text('worker.unassessable', code=patient_code)}\n{tip}"
+            case Rejected():
+                return self.rejected(outcome.reason)
+
+    def referral(self, contacts: str) -> str:
+        return f"{self._t('referral.header')}\n{contacts}"
+
+    # -- lesion tracking -----------------------------------------------------------------
+
+    def comparison(self, change: Change) -> str:
+        """Say how a named spot changed since its previous photo, and what to do if worse."""
+        lines = [self.text("track.compare", label=change.label, date=self.date(change.before_at))]
+        lines.append(
+            self.text(
+                "track.risk_change",
+                before=self._t(f"level.{change.risk_before.value}"),
+                after=self._t(f"level.{change.risk_after.value}"),
+            )
+        )
+        if change.probability_before is not None and change.probability_after is not None:
+            lines.append(
+                self.text(
+                    "track.probability_change",
+                    before=self.percent(change.probability_before),
+                    after=self.percent(change.probability_after),
+                )
+            )
+        advice = self._t("track.worse" if change.worse else "track.not_worse")
+        return "\n".join(lines) + "\n\n" + advice
+
+    # -- history -------------------------------------------------------------------------
+
+    def history_line(self, row: Consultation) -> str:
+        if row.risk in (Risk.LOW, Risk.MEDIUM, Risk.HIGH):
+            line = self.text(
+                "history.line", date=self.date(row.created_at), level=self._t(f"level.{row.risk}")
+            )
+        else:
+            line = self.text("history.line_unassessable", date=self.date(row.created_at))
+        if row.lesion_label:
+            return self.text("history.label", line=line, label=row.lesion_label)
+        return line
+
+    def history(self, rows: Sequence[Consultation]) -> str:
+        if not rows:
+            return self._t("history.empty")
+        return "\n".join([self._t("history.title"), *map(self.history_line, rows)])
+
+    def patients(self, patients: Sequence[PatientSummary]) -> str:
+        if not patients:
+            return self._t("worker.patients.empty")
         lines = [
-            self._t("stats.line").format(status=status, detail=detail or "-", count=count)
-            for (status, detail), count in sorted(counts.items(), key=lambda kv: -kv[1])
+            self.text(
+                "worker.patients.line", code=p.code, date=self.date(p.last_at), count=p.checks
+            )
+            for p in patients
         ]
-        return "\n".join([self._t("stats.title"), *lines])
+        return "\n".join([self._t("worker.patients.title"), *lines])
+
+    def patient(self, code: str, rows: Sequence[Consultation]) -> str:
+        if not rows:
+            return self.text("worker.patient.empty", code=code)
+        return "\n".join(
+            [self.text("worker.patient.title", code=code), *map(self.history_line, rows)]
+        )
+
+    # -- follow-up -----------------------------------------------------------------------
+
+    def follow_up(self, checked_at: datetime, label: str | None) -> str:
+        suffix = self.text("followup.label", label=label) if label else ""
+        return self.text("followup.ask", date=self.date(checked_at), label=suffix)
+
+    # -- admin ---------------------------------------------------------------------------
+
+    def stats(self, summary: StatsSummary) -> str:
+        """Render the admin summary: counts only, no personal data."""
+        sections = [
+            self.text("stats.title", days=summary.days),
+            self.text("stats.users", active=summary.active_users, total=summary.known_users),
+            self.text("stats.consultations", count=summary.consultations),
+            self._section("stats.per_day", ((self.date(d), n) for d, n in summary.per_day)),
+            self._section("stats.risks", summary.risks.items()),
+            self._section("stats.rejections", summary.rejections.items()),
+            self._section("stats.languages", summary.languages.items()),
+            self.text(
+                "stats.processing",
+                p50=_or_dash(summary.processing_p50_ms),
+                p95=_or_dash(summary.processing_p95_ms),
+            ),
+            self._section("stats.models", summary.model_versions.items()),
+            self._section("stats.followups", summary.follow_ups.items()),
+        ]
+        return "\n".join(sections)
+
+    def _section(self, title_key: str, items: Iterable[tuple[str, int]]) -> str:
+        lines = [self.text("stats.item", name=name, count=count) for name, count in items]
+        return "\n".join([self._t(title_key), *(lines or [self._t("stats.none")])])
 
 
-def for_language(language_code: str | None) -> Replies:
-    """Return the replies for a Telegram user's language (English is the only one so far)."""
-    del language_code  # en/ru/kk catalogues plug in here
-    return Replies()
+def _or_dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def for_language(language: str | None) -> Replies:
+    """Return the replies for a language or a Telegram ``language_code`` (English fallback)."""
+    resolved = language_for(language)
+    return Replies(translations(resolved).gettext, resolved)

@@ -13,14 +13,15 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from enum import StrEnum
 
 from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.db.models import Consultation
-from bot.db.repository import ConsultationRepository
+from bot.db.models import Consultation, FollowUp
+from bot.db.repository import ConsultationRepository, UserRepository
 from inference.metadata import ModelMetadata
 from inference.pipeline import Screener
 from inference.types import (
@@ -37,6 +38,11 @@ logger = logging.getLogger(__name__)
 # Telegram shows photos at most ~1280 px wide; a larger heatmap only costs upload time.
 HEATMAP_MAX_SIDE = 1280
 HEATMAP_JPEG_QUALITY = 85
+# Health workers in the field are often on slow mobile data: a small heatmap is enough.
+COMPACT_HEATMAP_MAX_SIDE = 480
+COMPACT_HEATMAP_JPEG_QUALITY = 60
+# Results that get a follow-up question ("did you see a doctor?").
+FOLLOW_UP_RISKS = frozenset({Risk.MEDIUM, Risk.HIGH})
 
 
 class InputKind(StrEnum):
@@ -76,11 +82,29 @@ class Assessed:
     top_class: str
     lesion_name: str  # plain words, from the model's metadata
     heatmap_jpeg: bytes | None
+    consultation_id: int | None = None  # set once logged
 
 
 @dataclass(frozen=True)
 class Unassessable:
     issues: tuple[QualityIssue, ...]  # most important first; may be empty
+    consultation_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who and what a photo is about, as the user said (both optional)."""
+
+    lesion_label: str | None = None
+    patient_code: str | None = None
+
+
+@dataclass(frozen=True)
+class FollowUpPlan:
+    """Ask again at ``due_at`` if the result is medium or high; ``chat_ref`` is sealed."""
+
+    due_at: datetime
+    chat_ref: str
 
 
 @dataclass(frozen=True)
@@ -125,13 +149,27 @@ class ScreeningService:
     def metadata(self) -> ModelMetadata:
         return self._screener.metadata
 
-    async def screen(self, download: Download, *, user_key: str, kind: InputKind) -> Outcome:
-        """Download one picture, screen it off the event loop, log it, return the outcome."""
+    async def screen(
+        self,
+        download: Download,
+        *,
+        user_key: str,
+        kind: InputKind,
+        subject: Subject | None = None,
+        compact: bool = False,
+        follow_up: FollowUpPlan | None = None,
+    ) -> Outcome:
+        """Download one picture, screen it off the event loop, log it, return the outcome.
+
+        The consultation, and a follow-up when ``follow_up`` applies, share one transaction.
+        """
         async with self._slots:
             try:
                 data = bytes(await download())
                 loop = asyncio.get_running_loop()
-                screened = await loop.run_in_executor(self._executor, self._screen_sync, data)
+                screened = await loop.run_in_executor(
+                    self._executor, self._screen_sync, data, compact
+                )
             except Exception as error:
                 # Unexpected: the global error handler replies; the log keeps the attempt.
                 await self._save(
@@ -144,7 +182,14 @@ class ScreeningService:
                 )
                 raise
         outcome = self._outcome(screened)
-        await self._save(_consultation(screened, outcome, user_key, kind, len(data)))
+        row = _consultation(screened, outcome, user_key, kind, len(data))
+        if subject is not None:
+            row.lesion_label, row.patient_code = subject.lesion_label, subject.patient_code
+        wants_follow_up = isinstance(outcome, Assessed) and outcome.risk in FOLLOW_UP_RISKS
+        plan = follow_up if wants_follow_up else None
+        await self._save(row, plan)
+        if isinstance(outcome, Assessed | Unassessable):
+            return replace(outcome, consultation_id=row.id)
         return outcome
 
     async def reject(
@@ -162,7 +207,7 @@ class ScreeningService:
         )
         return Rejected(reason)
 
-    def _screen_sync(self, data: bytes) -> _Screened:
+    def _screen_sync(self, data: bytes, compact: bool) -> _Screened:
         # Runs in a worker thread: decode, checks, inference and JPEG encoding are all CPU.
         started = time.perf_counter()
         verdict = self._screener.screen_bytes(
@@ -175,7 +220,13 @@ class ScreeningService:
             and verdict.risk is not Risk.UNASSESSABLE
             and verdict.heatmap_overlay is not None
         ):
-            heatmap = encode_jpeg(verdict.heatmap_overlay)
+            heatmap = (
+                encode_jpeg(
+                    verdict.heatmap_overlay, COMPACT_HEATMAP_MAX_SIDE, COMPACT_HEATMAP_JPEG_QUALITY
+                )
+                if compact
+                else encode_jpeg(verdict.heatmap_overlay)
+            )
         elapsed_ms = round((time.perf_counter() - started) * 1000)
         return _Screened(verdict, heatmap, elapsed_ms)
 
@@ -193,9 +244,21 @@ class ScreeningService:
             heatmap_jpeg=screened.heatmap_jpeg,
         )
 
-    async def _save(self, consultation: Consultation) -> None:
+    async def _save(
+        self, consultation: Consultation, follow_up: FollowUpPlan | None = None
+    ) -> None:
         async with self._sessions.begin() as session:
             await ConsultationRepository(session).add(consultation)
+            if follow_up is not None:
+                session.add(
+                    FollowUp(
+                        consultation_id=consultation.id,
+                        user_key=consultation.user_key,
+                        due_at=follow_up.due_at,
+                    )
+                )
+                user = await UserRepository(session).get_or_add(consultation.user_key)
+                user.chat_ref = follow_up.chat_ref
         logger.info(
             "Consultation %d: %s %s (%s, %s ms)",
             consultation.id,
@@ -206,12 +269,14 @@ class ScreeningService:
         )
 
 
-def encode_jpeg(rgb: RGBImage) -> bytes:
-    """Encode an RGB uint8 array as a JPEG no larger than Telegram displays."""
+def encode_jpeg(
+    rgb: RGBImage, max_side: int = HEATMAP_MAX_SIDE, quality: int = HEATMAP_JPEG_QUALITY
+) -> bytes:
+    """Encode an RGB uint8 array as a JPEG no larger than ``max_side`` (Telegram's display)."""
     image = Image.fromarray(rgb)
-    image.thumbnail((HEATMAP_MAX_SIDE, HEATMAP_MAX_SIDE))
+    image.thumbnail((max_side, max_side))
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=HEATMAP_JPEG_QUALITY)
+    image.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 

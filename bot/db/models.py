@@ -1,14 +1,27 @@
-"""The consultation log: one row per photo (or other attempt) a user sends.
+"""The consultation log (one row per photo or other attempt), users, follow-ups, referrals.
 
 Only portable types (JSON, timezone-aware DateTime), so SQLite and PostgreSQL share one
-schema. No raw Telegram id, file name, caption or image is ever stored.
+schema. No raw Telegram id, file name or image is ever stored; of what users type, only a
+spot's name and a worker's patient code, which they give for that purpose.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, Dialect, Float, Integer, MetaData, String, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Stable constraint names, so later migrations can alter or drop them on every backend.
@@ -74,6 +87,56 @@ class Consultation(Base):
     lesion_box: Mapped[list[int] | None] = mapped_column(JSON)  # [x0, y0, x1, y1] in pixels
     model_version: Mapped[str | None] = mapped_column(String(64))
     processing_ms: Mapped[int | None] = mapped_column(Integer)
+    # The name the user gave the spot (normalised by bot.tracking), to compare photos over time.
+    lesion_label: Mapped[str | None] = mapped_column(String(64))
+    # A health worker's code for the patient (e.g. "P123"); user_key is then the worker's.
+    patient_code: Mapped[str | None] = mapped_column(String(32))
+    # The bot's result message, so a reply to it can name the spot afterwards.
+    result_message_id: Mapped[int | None] = mapped_column(Integer)
 
     def __repr__(self) -> str:
         return f"Consultation(id={self.id!r}, status={self.status!r}, reason={self.reason!r})"
+
+
+class User(Base):
+    """One person, by pseudonymous key: consent, language, role and reminder settings."""
+
+    __tablename__ = "users"
+
+    user_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    language: Mapped[str | None] = mapped_column(String(8))  # bot.i18n.LANGUAGES
+    consented_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    is_worker: Mapped[bool] = mapped_column(default=False, server_default=false())
+    reminder: Mapped[str | None] = mapped_column(String(16))  # "monthly" or None
+    next_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # The chat id, sealed by bot.privacy (never in the clear), kept only while the bot may
+    # have to write first: reminders on, or a follow-up pending.
+    chat_ref: Mapped[str | None] = mapped_column(String(128))
+
+
+class FollowUp(Base):
+    """A question sent a few weeks after a medium or high result, and its answers."""
+
+    __tablename__ = "follow_ups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    consultation_id: Mapped[int] = mapped_column(
+        ForeignKey("consultations.id", ondelete="CASCADE"), unique=True
+    )
+    user_key: Mapped[str] = mapped_column(String(64), index=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    saw_doctor: Mapped[str | None] = mapped_column(String(16))  # yes, not_yet, no
+    diagnosis: Mapped[str | None] = mapped_column(String(16))  # benign, cancer, other, unknown
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ReferralContact(Base):
+    """Where to get checked, shown on high-risk results; set by admins per language."""
+
+    __tablename__ = "referral_contacts"
+
+    language: Mapped[str] = mapped_column(String(8), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now, onupdate=utc_now)

@@ -1,13 +1,45 @@
-"""Reads and writes of consultations; the caller owns the session and so the transaction."""
+"""Reads and writes of the bot's tables; the caller owns the session and so the transaction."""
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.models import Consultation
+from bot.db.models import Consultation, FollowUp, ReferralContact, User
+
+# Outcomes a user sees as a check of a photo (refused uploads are not checks).
+PHOTO_STATUSES = ("assessed", "unassessable")
+
+
+@dataclass(frozen=True)
+class PatientSummary:
+    code: str
+    checks: int
+    last_at: datetime
+
+
+@dataclass(frozen=True)
+class StatsSummary:
+    """Counts for the admin summary: nothing here identifies anyone."""
+
+    days: int
+    active_users: int
+    known_users: int
+    consultations: int
+    per_day: list[tuple[date, int]]
+    risks: dict[str, int]
+    rejections: dict[str, int]
+    languages: dict[str, int]
+    processing_p50_ms: int | None
+    processing_p95_ms: int | None
+    model_versions: dict[str, int]
+    follow_ups: dict[str, int]
 
 
 class ConsultationRepository:
@@ -36,11 +68,260 @@ class ConsultationRepository:
         )
         return (await self._session.scalars(query)).all()
 
+    async def history(
+        self, user_key: str, *, patient_code: str | None = None, limit: int = 20
+    ) -> Sequence[Consultation]:
+        """Return the checked photos of a user (or of one of a worker's patients), newest first."""
+        query = (
+            select(Consultation)
+            .where(
+                Consultation.user_key == user_key,
+                Consultation.status.in_(PHOTO_STATUSES),
+                (
+                    Consultation.patient_code.is_(None)
+                    if patient_code is None
+                    else Consultation.patient_code == patient_code
+                ),
+            )
+            .order_by(Consultation.created_at.desc(), Consultation.id.desc())
+            .limit(limit)
+        )
+        return (await self._session.scalars(query)).all()
+
+    async def patients(self, worker_key: str) -> list[PatientSummary]:
+        """Return a worker's patients with their number of checks, most recent first."""
+        last = func.max(Consultation.created_at)
+        query = (
+            select(Consultation.patient_code, func.count(), last)
+            .where(
+                Consultation.user_key == worker_key,
+                Consultation.patient_code.is_not(None),
+                Consultation.status.in_(PHOTO_STATUSES),
+            )
+            .group_by(Consultation.patient_code)
+            .order_by(last.desc())
+        )
+        rows = (await self._session.execute(query)).all()
+        return [PatientSummary(str(code), count, _utc(at)) for code, count, at in rows]
+
+    async def previous_of_lesion(self, current: Consultation) -> Consultation | None:
+        """Return the latest assessed photo of the same named spot before ``current``."""
+        if current.lesion_label is None:
+            return None
+        same_patient = (
+            Consultation.patient_code.is_(None)
+            if current.patient_code is None
+            else Consultation.patient_code == current.patient_code
+        )
+        query = (
+            select(Consultation)
+            .where(
+                Consultation.user_key == current.user_key,
+                Consultation.lesion_label == current.lesion_label,
+                same_patient,
+                Consultation.status == "assessed",
+                Consultation.id < current.id,
+            )
+            .order_by(Consultation.id.desc())
+            .limit(1)
+        )
+        return await self._session.scalar(query)
+
+    async def by_result_message(self, user_key: str, message_id: int) -> Consultation | None:
+        """Return the consultation whose result the bot sent as ``message_id``."""
+        query = select(Consultation).where(
+            Consultation.user_key == user_key, Consultation.result_message_id == message_id
+        )
+        return await self._session.scalar(query)
+
+    async def since(self, since: datetime, user_key: str | None = None) -> Sequence[Consultation]:
+        """Return all consultations since ``since`` (optionally one user's), oldest first."""
+        query = select(Consultation).where(Consultation.created_at >= since)
+        if user_key is not None:
+            query = query.where(Consultation.user_key == user_key)
+        return (await self._session.scalars(query.order_by(Consultation.id))).all()
+
     async def count_by_outcome(self) -> dict[tuple[str, str | None], int]:
-        """Count consultations per (status, risk or reason), for the admin summary."""
+        """Count consultations per (status, risk or reason)."""
         label = func.coalesce(Consultation.risk, Consultation.reason)
         query = select(Consultation.status, label, func.count()).group_by(
             Consultation.status, label
         )
         rows = (await self._session.execute(query)).all()
         return {(status, detail): count for status, detail, count in rows}
+
+
+class UserRepository:
+    """User rows: consent, language, role, reminders."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, user_key: str) -> User | None:
+        return await self._session.get(User, user_key)
+
+    async def get_or_add(self, user_key: str) -> User:
+        """Return the user's row, staging a new one if there is none."""
+        user = await self.get(user_key)
+        if user is None:
+            user = User(user_key=user_key, is_worker=False)
+            self._session.add(user)
+        return user
+
+    async def due_reminders(self, now: datetime) -> Sequence[User]:
+        query = select(User).where(User.reminder.is_not(None), User.next_reminder_at <= now)
+        return (await self._session.scalars(query)).all()
+
+    async def forget(self, user_key: str) -> None:
+        """Delete every row about one user: follow-ups, consultations, the user row."""
+        await self._session.execute(delete(FollowUp).where(FollowUp.user_key == user_key))
+        await self._session.execute(delete(Consultation).where(Consultation.user_key == user_key))
+        await self._session.execute(delete(User).where(User.user_key == user_key))
+
+    async def purge_older_than(self, cutoff: datetime) -> int:
+        """Delete consultations (and their follow-ups) from before ``cutoff``; return how many.
+
+        Users who then have nothing left, no reminder and no role go too.
+        """
+        old = select(Consultation.id).where(Consultation.created_at < cutoff)
+        await self._session.execute(delete(FollowUp).where(FollowUp.consultation_id.in_(old)))
+        result = await self._session.execute(
+            delete(Consultation).where(Consultation.created_at < cutoff)
+        )
+        still_used = select(Consultation.user_key).distinct()
+        await self._session.execute(
+            delete(User).where(
+                User.created_at < cutoff,
+                User.reminder.is_(None),
+                User.is_worker.is_(False),
+                User.user_key.not_in(still_used),
+            )
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+class FollowUpRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, follow_up: FollowUp) -> FollowUp:
+        self._session.add(follow_up)
+        await self._session.flush()
+        return follow_up
+
+    async def get(self, follow_up_id: int) -> FollowUp | None:
+        return await self._session.get(FollowUp, follow_up_id)
+
+    async def due(self, now: datetime) -> Sequence[tuple[FollowUp, Consultation, User]]:
+        """Return unsent follow-ups due by ``now``, with their consultation and user."""
+        query = (
+            select(FollowUp, Consultation, User)
+            .join(Consultation, Consultation.id == FollowUp.consultation_id)
+            .join(User, User.user_key == FollowUp.user_key)
+            .where(FollowUp.sent_at.is_(None), FollowUp.due_at <= now)
+            .order_by(FollowUp.due_at)
+        )
+        rows = (await self._session.execute(query)).all()
+        return [(f, c, u) for f, c, u in rows]
+
+    async def pending_for(self, user_key: str) -> int:
+        query = select(func.count()).where(
+            FollowUp.user_key == user_key, FollowUp.sent_at.is_(None)
+        )
+        return int(await self._session.scalar(query) or 0)
+
+
+class ReferralRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, language: str) -> str | None:
+        row = await self._session.get(ReferralContact, language)
+        return row.text if row else None
+
+    async def set(self, language: str, text: str) -> None:
+        row = await self._session.get(ReferralContact, language)
+        if row is None:
+            self._session.add(ReferralContact(language=language, text=text))
+        else:
+            row.text = text
+
+
+class StatsRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def summary(self, now: datetime, days: int) -> StatsSummary:
+        """Summarise the last ``days`` days (per-day counts grouped here: portable SQL)."""
+        since = now - timedelta(days=days)
+        rows = (
+            await self._session.execute(
+                select(
+                    Consultation.created_at,
+                    Consultation.user_key,
+                    Consultation.status,
+                    Consultation.risk,
+                    Consultation.reason,
+                    Consultation.processing_ms,
+                    Consultation.model_version,
+                ).where(Consultation.created_at >= since)
+            )
+        ).all()
+        per_day = Counter(_utc(row.created_at).date() for row in rows)
+        risks = Counter(row.risk for row in rows if row.status == "assessed" and row.risk)
+        rejections = Counter(row.reason or row.status for row in rows if row.status != "assessed")
+        versions = Counter(row.model_version for row in rows if row.model_version)
+        timings = sorted(row.processing_ms for row in rows if row.processing_ms is not None)
+        languages = (
+            await self._session.execute(select(User.language, func.count()).group_by(User.language))
+        ).all()
+        follow_ups = (
+            await self._session.execute(
+                select(FollowUp.sent_at.is_not(None), FollowUp.saw_doctor, FollowUp.diagnosis)
+                .join(Consultation, Consultation.id == FollowUp.consultation_id)
+                .where(Consultation.created_at >= since)
+            )
+        ).all()
+        outcomes = Counter(
+            _follow_up_outcome(bool(sent), saw, diagnosis) for sent, saw, diagnosis in follow_ups
+        )
+        known = await self._session.scalar(select(func.count()).select_from(User))
+        return StatsSummary(
+            days=days,
+            active_users=len({row.user_key for row in rows}),
+            known_users=int(known or 0),
+            consultations=len(rows),
+            per_day=sorted(per_day.items()),
+            risks=_by_count(risks),
+            rejections=_by_count(rejections),
+            languages=_by_count(Counter({language or "?": n for language, n in languages})),
+            processing_p50_ms=_percentile(timings, 50),
+            processing_p95_ms=_percentile(timings, 95),
+            model_versions=_by_count(versions),
+            follow_ups=_by_count(outcomes),
+        )
+
+
+def _follow_up_outcome(sent: bool, saw_doctor: str | None, diagnosis: str | None) -> str:
+    if not sent:
+        return "pending"
+    if saw_doctor is None:
+        return "unanswered"
+    return f"{saw_doctor}/{diagnosis}" if diagnosis else saw_doctor
+
+
+def _percentile(sorted_values: Sequence[int], percent: int) -> int | None:
+    """Nearest-rank percentile."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(percent / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def _by_count(counts: Counter[str]) -> dict[str, int]:
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _utc(moment: datetime) -> datetime:
+    # Guards values that reach us without the column's type (SQLite keeps no offset).
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

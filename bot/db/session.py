@@ -12,13 +12,19 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
 
 def create_engine(database_url: str) -> AsyncEngine:
     """Create the engine, first making the folder of a SQLite database file if needed."""
     url = make_url(database_url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+    if url.get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True)
+    if url.database not in (None, "", ":memory:"):
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    return create_async_engine(url, pool_pre_ping=url.get_backend_name() != "sqlite")
+    # SQLite has one writer at a time; with many users at once a write may wait its turn
+    # longer than the driver's default 5 s, so let it wait rather than fail.
+    return create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

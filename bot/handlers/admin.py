@@ -1,26 +1,136 @@
-"""/stats for the ids in ADMIN_IDS: counts of outcomes, no personal data."""
+"""Admin commands (ids in ADMIN_IDS): /stats, /export, /setreferral, /grantworker, /revokeworker.
+
+Anyone else sending them gets a polite refusal and nothing else.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
 
 from telegram import Update
 from telegram.ext import CommandHandler, filters
 
 from bot.config import Settings
 from bot.context import BotContext
-from bot.db.repository import ConsultationRepository
-from bot.handlers.common import Handler, replies_for
+from bot.db.models import utc_now
+from bot.db.repository import (
+    ConsultationRepository,
+    ReferralRepository,
+    StatsRepository,
+    UserRepository,
+)
+from bot.handlers.common import Handler, person
+from bot.i18n import LANGUAGES
+from bot.reports import ADMIN_COLUMNS, consultations_csv, stats_chart_png
+
+ADMIN_COMMANDS = ("stats", "export", "setreferral", "grantworker", "revokeworker")
+DEFAULT_DAYS = 30
+MAX_DAYS = 3650
 
 
 async def on_stats(update: Update, context: BotContext) -> None:
-    """Reply with consultation counts per outcome."""
-    if not update.message:
+    """Reply with the summary for the last N days, then the chart."""
+    message = update.message
+    if message is None:
+        return
+    replies = (await person(update, context)).replies
+    days = _days(context.args)
+    if days is None:
+        await message.reply_text(replies.text("admin.usage"))
         return
     async with context.bot_data.runtime.sessions() as session:
-        counts = await ConsultationRepository(session).count_by_outcome()
-    await update.message.reply_text(replies_for(update).stats(counts))
+        summary = await StatsRepository(session).summary(utc_now(), days)
+    await message.reply_text(replies.stats(summary))
+    chart = await asyncio.to_thread(stats_chart_png, summary)
+    await message.reply_photo(chart, caption=replies.text("stats.chart_caption", days=days))
+
+
+async def on_export(update: Update, context: BotContext) -> None:
+    """Send the last N days of consultations as CSV, pseudonymous keys only."""
+    message = update.message
+    if message is None:
+        return
+    replies = (await person(update, context)).replies
+    days = _days(context.args)
+    if days is None:
+        await message.reply_text(replies.text("admin.usage"))
+        return
+    async with context.bot_data.runtime.sessions() as session:
+        rows = await ConsultationRepository(session).since(utc_now() - timedelta(days=days))
+    data = await asyncio.to_thread(consultations_csv, rows, ADMIN_COLUMNS)
+    await message.reply_document(
+        data,
+        filename=f"consultations-{days}d.csv",
+        caption=replies.text("export.caption", days=days),
+    )
+
+
+async def on_set_referral(update: Update, context: BotContext) -> None:
+    """Store the referral contacts shown on high-risk results in one language."""
+    message = update.message
+    if message is None or message.text is None:
+        return
+    replies = (await person(update, context)).replies
+    parts = message.text.split(maxsplit=2)
+    if len(parts) < 3 or parts[1].lower() not in LANGUAGES:
+        await message.reply_text(replies.text("referral.usage"))
+        return
+    language, contacts = parts[1].lower(), parts[2].strip()
+    async with context.bot_data.runtime.sessions.begin() as session:
+        await ReferralRepository(session).set(language, contacts)
+    await message.reply_text(replies.text("referral.set", language=language))
+
+
+async def on_worker_role(update: Update, context: BotContext) -> None:
+    """Grant or revoke the health-worker role; only the pseudonymous key is stored."""
+    message = update.message
+    if message is None or message.text is None:
+        return
+    replies = (await person(update, context)).replies
+    args = context.args or []
+    if len(args) != 1 or not args[0].lstrip("-").isdigit():
+        await message.reply_text(replies.text("worker.usage_grant"))
+        return
+    runtime = context.bot_data.runtime
+    key = runtime.user_key(int(args[0]))
+    grant = message.text.lstrip("/").lower().startswith("grantworker")
+    async with runtime.sessions.begin() as session:
+        users = UserRepository(session)
+        if grant:
+            (await users.get_or_add(key)).is_worker = True
+            reply = "worker.granted"
+        else:
+            user = await users.get(key)
+            reply = "worker.revoked" if user is not None and user.is_worker else "worker.not_worker"
+            if user is not None:
+                user.is_worker = False
+    await message.reply_text(replies.text(reply))
+
+
+async def on_refused(update: Update, context: BotContext) -> None:
+    """Refuse a staff-only command without saying anything about the data behind it."""
+    if update.message is not None:
+        await update.message.reply_text((await person(update, context)).replies.text("refused"))
 
 
 def handlers(settings: Settings) -> list[Handler]:
-    """Return this flow's handlers; others sending /stats get the usual pointer."""
-    admins = filters.User(user_id=settings.admin_ids)
-    return [CommandHandler("stats", on_stats, filters=filters.UpdateType.MESSAGE & admins)]
+    """Return this flow's handlers: admins first, then the refusal for everyone else."""
+    only_messages = filters.UpdateType.MESSAGE
+    admins = only_messages & filters.User(user_id=settings.admin_ids)
+    return [
+        CommandHandler("stats", on_stats, filters=admins),
+        CommandHandler("export", on_export, filters=admins),
+        CommandHandler("setreferral", on_set_referral, filters=admins),
+        CommandHandler(["grantworker", "revokeworker"], on_worker_role, filters=admins),
+        CommandHandler(list(ADMIN_COMMANDS), on_refused, filters=only_messages),
+    ]
+
+
+def _days(args: list[str] | None) -> int | None:
+    """Parse the optional [days] argument; None if it is not a number in range."""
+    if not args:
+        return DEFAULT_DAYS
+    if len(args) == 1 and args[0].isdigit() and 1 <= int(args[0]) <= MAX_DAYS:
+        return int(args[0])
+    return None

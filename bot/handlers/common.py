@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from telegram import Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import BaseHandler
 
 from bot.context import BotContext
+from bot.db.repository import UserRepository
+from bot.i18n import language_for
 from bot.replies import Replies, for_language
 
 Handler = BaseHandler[Update, BotContext, Any]
 
 
 def replies_for(update: object) -> Replies:
-    """Return the replies in the language of the user behind ``update``."""
+    """Return the replies in the Telegram language of the user behind ``update``.
+
+    For the error handler and other places that must not touch the database; everything
+    else uses :func:`person`, which honours the language chosen with /language.
+    """
     user = update.effective_user if isinstance(update, Update) else None
     return for_language(user.language_code if user else None)
 
@@ -24,3 +33,45 @@ def user_key(update: Update, context: BotContext) -> str:
     if update.effective_user is None:
         raise ValueError("update has no user")  # channel posts are never routed here
     return context.bot_data.runtime.user_key(update.effective_user.id)
+
+
+@dataclass(frozen=True)
+class Person:
+    """What the bot knows about the sender of one update."""
+
+    key: str
+    language: str
+    consented_at: datetime | None
+    is_worker: bool
+    replies: Replies
+
+    @property
+    def consented(self) -> bool:
+        return self.consented_at is not None
+
+
+async def person(update: Update, context: BotContext) -> Person:
+    """Load the sender's stored settings (one query); unknown users get Telegram's language."""
+    key = user_key(update, context)
+    async with context.bot_data.runtime.sessions() as session:
+        user = await UserRepository(session).get(key)
+    telegram_language = update.effective_user.language_code if update.effective_user else None
+    language = (user.language if user else None) or language_for(telegram_language)
+    return Person(
+        key=key,
+        language=language,
+        consented_at=user.consented_at if user else None,
+        is_worker=bool(user and user.is_worker),
+        replies=for_language(language),
+    )
+
+
+def keyboard(*rows: Sequence[tuple[str, str]]) -> InlineKeyboardMarkup:
+    """Build an inline keyboard from rows of (label, callback data)."""
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in rows]
+    )
+
+
+def command_args(context: BotContext) -> list[str]:
+    return list(context.args or [])

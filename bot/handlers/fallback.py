@@ -7,13 +7,13 @@ from telegram.ext import MessageHandler, filters
 
 from bot.config import Settings
 from bot.context import BotContext
-from bot.handlers.common import Handler, replies_for
+from bot.handlers.common import Handler, person
 
 
 async def on_other(update: Update, context: BotContext) -> None:
     """Ask for a photo; the message itself is neither read further nor logged."""
     if update.message:
-        await update.message.reply_text(replies_for(update).pointer())
+        await update.message.reply_text((await person(update, context)).replies.pointer())
 
 
 def handlers(settings: Settings) -> list[Handler]:

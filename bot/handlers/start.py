@@ -7,19 +7,28 @@ from telegram.ext import CommandHandler, filters
 
 from bot.config import Settings
 from bot.context import BotContext
-from bot.handlers.common import Handler, replies_for
+from bot.handlers.common import Handler, person
+from bot.handlers.consent import consent_keyboard
 
 
 async def on_start(update: Update, context: BotContext) -> None:
-    """Introduce the bot."""
-    if update.message:
-        await update.message.reply_text(replies_for(update).start())
+    """Introduce the bot; whoever has not agreed yet gets the consent text and buttons too."""
+    if not update.message:
+        return
+    sender = await person(update, context)
+    replies = sender.replies
+    if sender.consented:
+        await update.message.reply_text(replies.start())
+    else:
+        await update.message.reply_text(
+            replies.start(ask_consent=True), reply_markup=consent_keyboard(replies)
+        )
 
 
 async def on_help(update: Update, context: BotContext) -> None:
     """Give photo tips and the commands."""
     if update.message:
-        await update.message.reply_text(replies_for(update).help())
+        await update.message.reply_text((await person(update, context)).replies.help())
 
 
 def handlers(settings: Settings) -> list[Handler]:

@@ -7,7 +7,7 @@ from telegram.ext import MessageHandler, filters
 
 from bot.config import Settings
 from bot.context import BotContext
-from bot.handlers.common import Handler, replies_for, user_key
+from bot.handlers.common import Handler, person
 from bot.screening import InputKind, RejectReason, UnsupportedMedia
 from inference.types import DecodeFailure
 
@@ -26,11 +26,12 @@ async def on_unsupported(update: Update, context: BotContext) -> None:
     message = update.message
     if not message:
         return
+    sender = await person(update, context)
     kind, reason = _classify(message)
     outcome = await context.bot_data.runtime.screening.reject(
-        reason, user_key=user_key(update, context), kind=kind, size_bytes=_file_size(message)
+        reason, user_key=sender.key, kind=kind, size_bytes=_file_size(message)
     )
-    await message.reply_text(replies_for(update).outcome(outcome))
+    await message.reply_text(sender.replies.outcome(outcome))
 
 
 def handlers(settings: Settings) -> list[Handler]:

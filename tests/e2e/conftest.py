@@ -18,8 +18,8 @@ from telegram import Update
 from bot.app import build_application
 from bot.config import Settings
 from bot.context import BotApplication
-from bot.db.models import Consultation
-from bot.db.repository import ConsultationRepository
+from bot.db.models import Consultation, User, utc_now
+from bot.db.repository import ConsultationRepository, UserRepository
 from bot.privacy import user_key
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi
 
@@ -39,6 +39,9 @@ def make_settings(api_url: str, database: Path, **overrides: object) -> Settings
         "max_image_bytes": MAX_IMAGE_BYTES,
         "max_image_pixels": MAX_IMAGE_PIXELS,
         "admin_ids": str(ADMIN_ID),
+        # Reminders and follow-ups are sent by tests calling the job with time moved on,
+        # never by the clock during a test.
+        "scheduler_interval_s": 24 * 3600,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -54,6 +57,20 @@ class RunningBot:
         key = user_key(user_id, self.settings.user_key_bytes)
         async with self.application.bot_data.runtime.sessions() as session:
             return await ConsultationRepository(session).for_user(key)
+
+    def key(self, user_id: int) -> str:
+        return user_key(user_id, self.settings.user_key_bytes)
+
+    async def user(self, user_id: int) -> User | None:
+        """Return the stored settings of one Telegram user."""
+        async with self.application.bot_data.runtime.sessions() as session:
+            return await UserRepository(session).get(self.key(user_id))
+
+    async def agree(self, user_id: int, *, language: str = "en", worker: bool = False) -> None:
+        """Store a user's consent directly (the consent flow itself has its own tests)."""
+        async with self.application.bot_data.runtime.sessions.begin() as session:
+            user = await UserRepository(session).get_or_add(self.key(user_id))
+            user.consented_at, user.language, user.is_worker = utc_now(), language, worker
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -77,7 +94,9 @@ async def running_bot(
     await application.initialize()
     try:
         await application.post_init(application)
-        await application.updater.start_polling(allowed_updates=[Update.MESSAGE])
+        await application.updater.start_polling(
+            allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY]
+        )
         await application.start()
         yield RunningBot(application, settings)
     finally:
@@ -93,6 +112,13 @@ _user_ids = itertools.count(10_001)
 
 
 @pytest.fixture
-def user_id() -> Iterator[int]:
+def new_user_id() -> Iterator[int]:
     """Return a Telegram user id no other test uses (a private chat has the same id)."""
     yield next(_user_ids)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def user_id(new_user_id: int, running_bot: RunningBot) -> int:
+    """Return a fresh user id whose owner has already agreed to the consent text."""
+    await running_bot.agree(new_user_id)
+    return new_user_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import ADMIN_ID, RunningBot
+from tests.e2e.conftest import RunningBot
 from tests.fakes.telegram_api import FakeTelegramApi
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -37,26 +37,21 @@ async def test_help_gives_photo_tips(
 async def test_bot_registers_its_commands_on_start_up(
     fake_api: FakeTelegramApi, running_bot: RunningBot
 ) -> None:
-    """The command menu offers /start and /help."""
-    assert [c["command"] for c in fake_api.commands] == ["start", "help"]
+    """The command menu offers the user commands, in English and in each user language."""
+    expected = ["start", "help", "history", "remind", "language", "privacy", "forget"]
+    assert [c["command"] for c in fake_api.commands] == expected
+    for language in ("ru", "kk"):
+        menu = fake_api.commands_by_language[language]
+        assert [c["command"] for c in menu] == expected
+        assert menu != fake_api.commands  # translated descriptions
 
 
-@pytest.mark.parametrize("text", ["hello, is this mole bad?", "/unknown", "/stats"])
+@pytest.mark.parametrize("text", ["hello, is this mole bad?", "/unknown"])
 async def test_other_text_gets_a_pointer_and_is_not_logged(
     fake_api: FakeTelegramApi, running_bot: RunningBot, user_id: int, text: str
 ) -> None:
-    """Text, unknown commands and admin-only commands from others ask for a photo."""
+    """Text and unknown commands ask for a photo."""
     fake_api.push_text(user_id, text)
     [reply] = await fake_api.wait_for_text(user_id)
     assert "send me a photo" in (reply.text or "")
     assert await running_bot.consultations(user_id) == []
-
-
-async def test_admin_gets_outcome_counts(
-    fake_api: FakeTelegramApi, running_bot: RunningBot
-) -> None:
-    """/stats from an id in ADMIN_IDS answers with counts, not the pointer."""
-    fake_api.push_text(ADMIN_ID, "/stats")
-    [reply] = await fake_api.wait_for_text(ADMIN_ID)
-    text = reply.text or ""
-    assert text.startswith(("Consultations so far:", "No consultations yet."))

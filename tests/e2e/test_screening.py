@@ -20,7 +20,7 @@ from PIL import Image
 from bot.db.models import Consultation
 from bot.privacy import user_key
 from bot.replies import Replies
-from bot.screening import UnsupportedMedia
+from bot.screening import Assessed, UnsupportedMedia
 from inference.types import DecodeFailure, QualityIssue, Risk
 from tests.e2e import images
 from tests.e2e.conftest import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, RunningBot
@@ -147,7 +147,9 @@ async def test_lesion_photo_gets_risk_advice_heatmap_and_disclaimer(
     assert largest in fake_api.downloads
     assert (user_id, "typing") in fake_api.chat_actions
     metadata = running_bot.application.bot_data.runtime.screening.metadata
-    assert f"It looks most like: {metadata.class_names[row.top_class]}." in text
+    assert row.top_class is not None
+    shown = Assessed(Risk.LOW, row.top_class, metadata.class_names[row.top_class], None)
+    assert f"It looks most like: {REPLIES.lesion_name(shown)}." in text
     # Privacy: our own logs name neither the token nor the Telegram id. (Library logs
     # are covered by the whole-process test in test_process.py.)
     ours = [r.getMessage() for r in caplog.records if r.name.split(".")[0] == "bot"]
@@ -377,6 +379,8 @@ async def test_a_hundred_users_at_once_all_get_answers(
     """Photos from 100 users at the same moment: every one is answered and logged."""
     photos = list(phone_photos.values())
     users = range(500_001, 500_101)
+    for user in users:
+        await running_bot.agree(user)
     for n, user in enumerate(users):
         send_photo(fake_api, user, photos[n % len(photos)])
     await asyncio.gather(*(fake_api.wait_for_text(user, within_s=600) for user in users))

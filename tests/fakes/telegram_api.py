@@ -1,8 +1,11 @@
 """A small fake Telegram Bot API server (aiohttp, 127.0.0.1, a free port).
 
 It speaks just enough of the Bot API for the bot: getMe, getUpdates (long polling),
-sendMessage, sendPhoto (multipart; the photo bytes are kept), sendChatAction, getFile and
-the file download route, deleteWebhook, setMyCommands, and "ok" for other harmless calls.
+sendMessage, sendPhoto and sendDocument (multipart; the bytes are kept), editMessageText,
+editMessageReplyMarkup, answerCallbackQuery, sendChatAction, getFile and the file download
+route, deleteWebhook, setMyCommands (per language), and "ok" for other harmless calls.
+Inline keyboards the bot sends are kept, and tests press their buttons with
+``push_callback``.
 
 Tests register files, push messages as a user would send them, then wait for the bot's
 replies in that chat::
@@ -58,12 +61,22 @@ class RegisteredFile:
 
 @dataclass(frozen=True)
 class SentMessage:
-    """A message the bot sent: text for sendMessage, caption and photo for sendPhoto."""
+    """What the bot sent or edited: text (or caption), any photo or document, any buttons."""
 
     method: str
     chat_id: int
     text: str | None
     photo: bytes | None = None
+    message_id: int = 0
+    reply_markup: JsonDict | None = None
+    document: bytes | None = None
+    filename: str | None = None
+
+    @property
+    def buttons(self) -> list[tuple[str, str]]:
+        """The inline keyboard as (label, callback data) pairs, row after row."""
+        rows = (self.reply_markup or {}).get("inline_keyboard", [])
+        return [(button["text"], button["callback_data"]) for row in rows for button in row]
 
 
 @dataclass
@@ -72,8 +85,10 @@ class FakeTelegramApi:
     sent: list[SentMessage] = field(default_factory=list)
     chat_actions: list[tuple[int, str]] = field(default_factory=list)
     downloads: list[str] = field(default_factory=list)  # file ids, in download order
-    commands: list[JsonDict] = field(default_factory=list)
+    commands: list[JsonDict] = field(default_factory=list)  # the default (English) menu
+    commands_by_language: dict[str, list[JsonDict]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)  # Bot API method names, in call order
+    answered_callbacks: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._updates: list[JsonDict] = []
@@ -126,27 +141,62 @@ class FakeTelegramApi:
         """Describe one PhotoSize of a photo message."""
         return {**file.as_dict(), "width": width, "height": height}
 
-    def push_message(self, user_id: int, **content: Any) -> int:
+    @staticmethod
+    def _user(user_id: int, language_code: str) -> JsonDict:
+        return {
+            "id": user_id,
+            "is_bot": False,
+            "first_name": "Test",
+            "language_code": language_code,
+        }
+
+    def push_message(self, user_id: int, language_code: str = "en", **content: Any) -> int:
         """Queue a private message from ``user_id`` (its chat id is the same); return its id."""
         message_id = next(self._ids)
         message = {
             "message_id": message_id,
             "date": int(time.time()),
             "chat": {"id": user_id, "type": "private", "first_name": "Test"},
-            "from": {"id": user_id, "is_bot": False, "first_name": "Test", "language_code": "en"},
+            "from": self._user(user_id, language_code),
             **content,
         }
         self._updates.append({"update_id": next(self._ids), "message": message})
         self._notify()
         return message_id
 
-    def push_text(self, user_id: int, text: str) -> int:
+    def push_text(
+        self,
+        user_id: int,
+        text: str,
+        language_code: str = "en",
+        reply_to: SentMessage | None = None,
+    ) -> int:
         """Queue a text message; a leading /command is marked as one, as Telegram does."""
         content: JsonDict = {"text": text}
         if text.startswith("/"):
             command = text.split()[0]
             content["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
-        return self.push_message(user_id, **content)
+        if reply_to is not None:
+            content["reply_to_message"] = self._message(
+                reply_to.chat_id, reply_to.message_id, text=reply_to.text
+            )
+        return self.push_message(user_id, language_code, **content)
+
+    def push_callback(
+        self, user_id: int, pressed: SentMessage, data: str, language_code: str = "en"
+    ) -> None:
+        """Queue a press of the inline button carrying ``data`` under the message ``pressed``."""
+        if data not in [button_data for _, button_data in pressed.buttons]:
+            raise AssertionError(f"no button {data!r} under that message: {pressed.buttons}")
+        query = {
+            "id": str(next(self._ids)),
+            "from": self._user(user_id, language_code),
+            "chat_instance": f"chat-{user_id}",
+            "data": data,
+            "message": self._message(pressed.chat_id, pressed.message_id, text=pressed.text),
+        }
+        self._updates.append({"update_id": next(self._ids), "callback_query": query})
+        self._notify()
 
     def replies_to(self, chat_id: int) -> list[SentMessage]:
         return [m for m in self.sent if m.chat_id == chat_id]
@@ -168,6 +218,21 @@ class FakeTelegramApi:
 
         await self.wait_for(enough, within_s)
         return self.replies_to(chat_id)
+
+    async def wait_for_sent(
+        self, chat_id: int, method: str, count: int = 1, within_s: float = 120.0
+    ) -> list[SentMessage]:
+        """Wait for ``count`` calls of ``method`` (say editMessageText) for ``chat_id``."""
+
+        def sent() -> list[SentMessage]:
+            return [m for m in self.replies_to(chat_id) if m.method == method]
+
+        await self.wait_for(lambda: len(sent()) >= count, within_s)
+        return sent()
+
+    def last_with_buttons(self, chat_id: int) -> SentMessage:
+        """Return the latest message to ``chat_id`` that has inline buttons."""
+        return [m for m in self.replies_to(chat_id) if m.buttons][-1]
 
     # -- the server side -----------------------------------------------------------------
 
@@ -194,6 +259,10 @@ class FakeTelegramApi:
             "getupdates": self._get_updates,
             "sendmessage": self._send_message,
             "sendphoto": self._send_photo,
+            "senddocument": self._send_document,
+            "editmessagetext": self._edit_message_text,
+            "editmessagereplymarkup": self._edit_reply_markup,
+            "answercallbackquery": self._answer_callback_query,
             "sendchataction": self._send_chat_action,
             "getfile": self._get_file,
             "deletewebhook": self._true,
@@ -218,28 +287,79 @@ class FakeTelegramApi:
         return _ok(self._updates[:limit])
 
     async def _send_message(self, params: dict[str, Any]) -> web.Response:
-        chat_id = int(params["chat_id"])
-        self.sent.append(SentMessage("sendMessage", chat_id, str(params["text"])))
+        chat_id, message_id = int(params["chat_id"]), next(self._ids)
+        markup = _markup(params)
+        self.sent.append(
+            SentMessage("sendMessage", chat_id, str(params["text"]), None, message_id, markup)
+        )
         self._notify()
-        return _ok(self._message(chat_id, text=params["text"]))
+        return _ok(self._message(chat_id, message_id, text=params["text"], reply_markup=markup))
 
     async def _send_photo(self, params: dict[str, Any]) -> web.Response:
-        chat_id = int(params["chat_id"])
+        chat_id, message_id = int(params["chat_id"]), next(self._ids)
         upload = params["photo"]
         photo = upload.file.read() if isinstance(upload, web.FileField) else None
         caption = params.get("caption")
-        self.sent.append(SentMessage("sendPhoto", chat_id, caption, photo))
+        self.sent.append(SentMessage("sendPhoto", chat_id, caption, photo, message_id))
         self._notify()
         stored = self.add_file(photo or b"")
         sizes = [self.photo_size(stored, 1, 1)]
-        return _ok(self._message(chat_id, photo=sizes, caption=caption))
+        return _ok(self._message(chat_id, message_id, photo=sizes, caption=caption))
+
+    async def _send_document(self, params: dict[str, Any]) -> web.Response:
+        chat_id, message_id = int(params["chat_id"]), next(self._ids)
+        upload = params["document"]
+        if not isinstance(upload, web.FileField):
+            return _error(400, "Bad Request: expected an uploaded document")
+        data, filename = upload.file.read(), upload.filename
+        caption = params.get("caption")
+        self.sent.append(
+            SentMessage(
+                "sendDocument",
+                chat_id,
+                caption,
+                message_id=message_id,
+                document=data,
+                filename=filename,
+            )
+        )
+        self._notify()
+        stored = self.add_file(data)
+        document = {**stored.as_dict(), "file_name": filename}
+        return _ok(self._message(chat_id, message_id, document=document, caption=caption))
+
+    async def _edit_message_text(self, params: dict[str, Any]) -> web.Response:
+        chat_id, message_id = int(params["chat_id"]), int(params["message_id"])
+        markup = _markup(params)
+        text = str(params["text"])
+        self.sent.append(SentMessage("editMessageText", chat_id, text, None, message_id, markup))
+        self._notify()
+        return _ok(self._message(chat_id, message_id, text=text, reply_markup=markup))
+
+    async def _edit_reply_markup(self, params: dict[str, Any]) -> web.Response:
+        chat_id, message_id = int(params["chat_id"]), int(params["message_id"])
+        markup = _markup(params)
+        self.sent.append(
+            SentMessage("editMessageReplyMarkup", chat_id, None, None, message_id, markup)
+        )
+        self._notify()
+        return _ok(self._message(chat_id, message_id, text="", reply_markup=markup))
+
+    async def _answer_callback_query(self, params: dict[str, Any]) -> web.Response:
+        self.answered_callbacks.append(str(params["callback_query_id"]))
+        self._notify()
+        return _ok(True)
 
     async def _send_chat_action(self, params: dict[str, Any]) -> web.Response:
         self.chat_actions.append((int(params["chat_id"]), str(params["action"])))
         return _ok(True)
 
     async def _set_my_commands(self, params: dict[str, Any]) -> web.Response:
-        self.commands = json.loads(params["commands"])
+        commands = json.loads(params["commands"])
+        language = str(params.get("language_code") or "")
+        self.commands_by_language[language] = commands
+        if not language:
+            self.commands = commands
         return _ok(True)
 
     async def _get_file(self, params: dict[str, Any]) -> web.Response:
@@ -258,14 +378,19 @@ class FakeTelegramApi:
         self.downloads.append(file_id)
         return web.Response(body=registered.data, content_type="application/octet-stream")
 
-    def _message(self, chat_id: int, **content: Any) -> JsonDict:
+    def _message(self, chat_id: int, message_id: int, **content: Any) -> JsonDict:
         return {
-            "message_id": next(self._ids),
+            "message_id": message_id,
             "date": int(time.time()),
             "chat": {"id": chat_id, "type": "private", "first_name": "Test"},
             "from": BOT_USER,
             **{key: value for key, value in content.items() if value is not None},
         }
+
+
+def _markup(params: dict[str, Any]) -> JsonDict | None:
+    raw = params.get("reply_markup")
+    return json.loads(raw) if isinstance(raw, str) and raw else None
 
 
 def _ok(result: Any) -> web.Response:

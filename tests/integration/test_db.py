@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,8 +16,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db.migrate import alembic_config, upgrade_to_head
-from bot.db.models import Base, Consultation
-from bot.db.repository import ConsultationRepository
+from bot.db.models import Base, Consultation, FollowUp
+from bot.db.repository import (
+    ConsultationRepository,
+    FollowUpRepository,
+    ReferralRepository,
+    StatsRepository,
+    UserRepository,
+)
 from bot.db.session import create_engine, create_session_factory
 
 
@@ -56,7 +62,13 @@ async def test_migrations_build_the_schema_the_models_describe(engine: AsyncEngi
     await upgrade_to_head(engine)
     await upgrade_to_head(engine)  # already at head: a no-op, as on every restart
     async with engine.connect() as connection:
-        assert await connection.run_sync(_tables) == {"consultations", "alembic_version"}
+        assert await connection.run_sync(_tables) == {
+            "consultations",
+            "users",
+            "follow_ups",
+            "referral_contacts",
+            "alembic_version",
+        }
         assert await connection.run_sync(_schema_drift) == []
 
 
@@ -130,3 +142,56 @@ async def test_failed_unit_of_work_leaves_nothing_behind(engine: AsyncEngine) ->
             raise RuntimeError("boom")
     async with sessions() as session:
         assert await ConsultationRepository(session).for_user("a" * 64) == []
+
+
+async def test_people_queries_work_on_every_backend(engine: AsyncEngine) -> None:
+    """Stats, patients, lesion history, due follow-ups, purge and forget: portable SQL."""
+    await upgrade_to_head(engine)
+    sessions = create_session_factory(engine)
+    now = datetime.now(UTC)
+    old = now - timedelta(days=400)
+    async with sessions.begin() as session:
+        users = UserRepository(session)
+        (await users.get_or_add("a" * 64)).language = "kk"
+        (await users.get_or_add("w" * 64)).is_worker = True
+        (await users.get_or_add("o" * 64)).created_at = old
+        repository = ConsultationRepository(session)
+        first = await repository.add(_full_consultation())
+        first.lesion_label = "arm"
+        second = await repository.add(_full_consultation())
+        second.lesion_label = "arm"
+        patient = await repository.add(_full_consultation())
+        patient.user_key, patient.patient_code = "w" * 64, "P1"
+        ancient = await repository.add(_full_consultation())
+        ancient.user_key, ancient.created_at = "o" * 64, old
+        await session.flush()
+        session.add(FollowUp(consultation_id=first.id, user_key="a" * 64, due_at=now))
+        session.add(FollowUp(consultation_id=ancient.id, user_key="o" * 64, due_at=old))
+        await ReferralRepository(session).set("ru", "clinic")
+        await ReferralRepository(session).set("ru", "clinic 2")
+
+    async with sessions() as session:
+        repository = ConsultationRepository(session)
+        previous = await repository.previous_of_lesion(second)
+        assert previous is not None and previous.id == first.id
+        [summary] = await repository.patients("w" * 64)
+        assert (summary.code, summary.checks) == ("P1", 1)
+        assert [c.id for c in await repository.history("w" * 64, patient_code="P1")] == [patient.id]
+        assert len(await FollowUpRepository(session).due(now)) == 2
+        stats = await StatsRepository(session).summary(now, 30)
+        assert (stats.consultations, stats.active_users, stats.known_users) == (3, 2, 3)
+        assert stats.languages == {"?": 2, "kk": 1}
+        assert stats.risks == {"medium": 3} and stats.follow_ups == {"pending": 1}
+        assert stats.processing_p50_ms == stats.processing_p95_ms == 87
+        assert await ReferralRepository(session).get("ru") == "clinic 2"
+
+    async with sessions.begin() as session:
+        assert await UserRepository(session).purge_older_than(now - timedelta(days=365)) == 1
+    async with sessions.begin() as session:
+        await UserRepository(session).forget("a" * 64)
+    async with sessions() as session:
+        assert await UserRepository(session).get("o" * 64) is None  # nothing left: purged
+        assert await UserRepository(session).get("a" * 64) is None
+        assert await UserRepository(session).get("w" * 64) is not None
+        assert await ConsultationRepository(session).for_user("a" * 64) == []
+        assert await FollowUpRepository(session).due(now) == []

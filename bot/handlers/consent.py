@@ -1,0 +1,135 @@
+"""Consent before the first photo, /privacy to read it again, /language to switch language."""
+
+from __future__ import annotations
+
+from telegram import CallbackQuery, InlineKeyboardMarkup, Update
+from telegram.ext import (
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot.config import Settings
+from bot.context import BotContext
+from bot.db.models import utc_now
+from bot.db.repository import UserRepository
+from bot.handlers.common import Handler, keyboard, person
+from bot.handlers.unsupported import NOT_A_STILL_PICTURE
+from bot.i18n import LANGUAGE_NAMES, LANGUAGES
+from bot.replies import Replies
+
+AGREE, DECLINE = "consent:agree", "consent:decline"
+LANGUAGE_PREFIX = "lang:"
+# Everything that would be screened or logged: it waits for consent.
+NEEDS_CONSENT = filters.UpdateType.MESSAGE & (
+    filters.PHOTO | filters.Document.ALL | NOT_A_STILL_PICTURE
+)
+
+
+def consent_keyboard(replies: Replies) -> InlineKeyboardMarkup:
+    """The Agree / Decline buttons under the consent text."""
+    return keyboard(
+        [
+            (replies.text("consent.button.agree"), AGREE),
+            (replies.text("consent.button.decline"), DECLINE),
+        ]
+    )
+
+
+async def gate(update: Update, context: BotContext) -> None:
+    """Stop a picture from anyone who has not agreed yet: nothing is downloaded or stored."""
+    sender = await person(update, context)
+    if sender.consented or update.message is None:
+        return
+    await update.message.reply_text(
+        sender.replies.consent_required(), reply_markup=consent_keyboard(sender.replies)
+    )
+    raise ApplicationHandlerStop
+
+
+async def on_privacy(update: Update, context: BotContext) -> None:
+    """Show what is stored and for how long; offer the buttons to whoever has not agreed."""
+    if update.message is None:
+        return
+    sender = await person(update, context)
+    markup = None if sender.consented else consent_keyboard(sender.replies)
+    await update.message.reply_text(
+        sender.replies.privacy(sender.consented_at), reply_markup=markup
+    )
+
+
+async def on_consent(update: Update, context: BotContext) -> None:
+    """Record agreement (time and language), or confirm that nothing was kept."""
+    query = update.callback_query
+    if query is None:
+        return
+    sender = await person(update, context)
+    await query.answer()
+    await _drop_buttons(query)
+    if query.data == AGREE:
+        async with context.bot_data.runtime.sessions.begin() as session:
+            user = await UserRepository(session).get_or_add(sender.key)
+            user.consented_at = user.consented_at or utc_now()
+            user.language = user.language or sender.language
+        text = sender.replies.text("consent.agreed")
+    else:
+        text = sender.replies.text("consent.declined")
+    await context.bot.send_message(_chat_id(query), text)
+
+
+async def on_language(update: Update, context: BotContext) -> None:
+    """Offer the languages, each named in itself."""
+    if update.message is None:
+        return
+    sender = await person(update, context)
+    buttons = [(LANGUAGE_NAMES[code], f"{LANGUAGE_PREFIX}{code}") for code in LANGUAGES]
+    await update.message.reply_text(
+        sender.replies.text("language.choose"), reply_markup=keyboard(buttons)
+    )
+
+
+async def on_language_chosen(update: Update, context: BotContext) -> None:
+    """Store the chosen language and confirm in it."""
+    query = update.callback_query
+    if query is None or query.data is None:
+        return
+    language = query.data.removeprefix(LANGUAGE_PREFIX)
+    await query.answer()
+    if language not in LANGUAGES:
+        return
+    sender = await person(update, context)
+    async with context.bot_data.runtime.sessions.begin() as session:
+        user = await UserRepository(session).get_or_add(sender.key)
+        user.language = language
+    chosen = await person(update, context)
+    await query.edit_message_text(chosen.replies.text("language.set"))
+
+
+def gate_handlers() -> list[Handler]:
+    """Handlers for the group that runs before all others."""
+    return [MessageHandler(NEEDS_CONSENT, gate)]
+
+
+def handlers(settings: Settings) -> list[Handler]:
+    """Return this flow's handlers."""
+    del settings
+    only_messages = filters.UpdateType.MESSAGE
+    return [
+        CommandHandler("privacy", on_privacy, filters=only_messages),
+        CommandHandler("language", on_language, filters=only_messages),
+        CallbackQueryHandler(on_consent, pattern=f"^({AGREE}|{DECLINE})$"),
+        CallbackQueryHandler(on_language_chosen, pattern=f"^{LANGUAGE_PREFIX}"),
+    ]
+
+
+async def _drop_buttons(query: CallbackQuery) -> None:
+    # A pressed choice should not be pressable again.
+    await query.edit_message_reply_markup(reply_markup=None)
+
+
+def _chat_id(query: CallbackQuery) -> int:
+    if query.message is not None:
+        return query.message.chat.id
+    return query.from_user.id  # private chats: the chat id is the user's
