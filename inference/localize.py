@@ -1,0 +1,567 @@
+"""Find the lesion in a photo: a classical, fast localiser (numpy and OpenCV only).
+
+Users send phone photos in which a mole is a small spot somewhere in a frame of skin,
+hair, clothing and uneven light, while the classifier was trained on dermoscopy crops
+in which the lesion fills a third of the frame. The localiser closes that gap: it finds
+the lesion so that :func:`inference.preprocess.square_crop_box` can cut a
+dermoscopy-like square around it from the full-resolution photo.
+
+The approach, on a copy whose longer side is at most :attr:`LocaliserParams.work_side`:
+
+1. Remove hair and the dermoscope's ring: a per-channel greyscale closing erases thin
+   dark lines; dark regions joined to a corner of the frame are the dermoscope's vignette.
+2. Skin mask from YCrCb chroma, broad enough for pale to very dark skin and for the pink
+   and lavender casts of polarised dermoscopy.
+3. Lesion evidence = how much darker (CIELAB L*) and how differently coloured (a*b*)
+   each pixel is than the skin under it. The skin is estimated twice: first as a
+   quadratic surface fitted to the frame's border (follows a light gradient and a
+   dermoscope's fall-off; not pulled by a lesion that fills the middle), then by
+   normalised convolution over the pixels that first pass did not call lesion.
+4. Threshold at the larger of Otsu's level and a minimum contrast, clean with
+   morphology, and score each region by its contrast with the ring of skin around it,
+   its size, compactness and centrality; refuse long thin regions (creases, words) and
+   frames with many similar spots (text, patterns). Grow the winner to its fainter rim
+   and to nearby pigment islands.
+5. Nothing lesion-sized found: look for a compact speck the hair closing erased, so a
+   mole photographed from too far gets "move closer" rather than "no lesion".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from inference.quality import downscale
+from inference.types import LesionBox, QualityIssue, RGBImage
+
+BoolMap = npt.NDArray[np.bool_]
+F32Map = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class LocaliserParams:
+    """Tuning of the localiser; each default says why it is what it is."""
+
+    # At 384 px a mole 3 % of the frame's width (the smallest we must accept) is ~12 px
+    # across, well above the hair kernel, and the whole search is ~110k pixels. 512 px
+    # was no more accurate on the evaluation sets and took ~2x as long.
+    work_side: int = 384
+    # Hair is 1-3 px wide at the working size; a 5 px closing removes it and keeps any
+    # blob wider than 5 px. Narrower specks are looked for separately (_tiny_spot).
+    hair_kernel: int = 5
+    # Lesion evidence is in CIELAB units (L* 0-100). A just-noticeable difference is ~2;
+    # a faint naevus is ~6-10 darker than its skin. Below this nothing counts as lesion.
+    min_contrast: float = 5.0
+    # Weight of the a*b* colour difference relative to darkening in the evidence map:
+    # pigment darkens, but red vascular lesions and pale pink BCCs differ mostly in hue.
+    chroma_weight: float = 0.7
+    # Moles are seldom more than 3:1 long; words of text, creases and shadow lines are.
+    max_aspect: float = 3.0
+    # ... and beyond this (length / width of the equivalent ellipse) a region is refused
+    # outright: a skin crease, a shadow line or a scratch, not a lesion.
+    max_elongation: float = 5.0
+    # More than three spots half as lesion-like as the best: text, a pattern, a freckle field.
+    max_rivals: int = 3
+    # Smallest component worth scoring, as a fraction of the working image's area
+    # (11 px at 384x288: smaller specks are pores, freckles and JPEG noise).
+    min_component_fraction: float = 1.0e-4
+    # A lesion must sit in skin: this fraction of a ring around it must be skin-coloured.
+    min_surround_skin: float = 0.5
+    # ... and the frame must hold some skin at all (documents, landscapes, screenshots).
+    min_skin_fraction: float = 0.15
+    # LESION_TOO_SMALL when the lesion's longer side is under this share of the photo's
+    # shorter side: ~4 px at the working size, where a mole and a pore look alike. A 3 mm
+    # mole shot from 15 cm (a phone's ~70 degree view spans ~21 cm there) is ~1.4 % of
+    # the width, ~1.9 % of the shorter side: it passes; 10-15 cm and 3-10 % pass easily.
+    min_lesion_side_fraction: float = 0.015
+    # ... or when the square crop around it, side x (1 + 2 x crop_margin), would hold
+    # under 64 real pixels (a lesion under ~29 px): the classifier would see mostly
+    # interpolation. This rule decides for Telegram's 1280 px photos, where 3 % of the
+    # width is ~38 px and passes; the 1.5 % rule decides for full-size 12 MP photos.
+    min_crop_px: int = 64
+    crop_margin: float = 0.4  # as ModelMetadata.crop_margin; the pipeline passes the model's
+    # Cut off when more than this share of the lesion's outline runs along the frame
+    # edge: a lesion that only grazes the edge is still whole enough to judge.
+    max_edge_contact: float = 0.2
+    # ... or when its centre is further than this from the image centre, in units of
+    # the half-diagonal (0.75 leaves only the outer corners of the frame).
+    max_centre_offset: float = 0.75
+
+
+@dataclass(frozen=True)
+class LocalisationResult:
+    """Where the lesion is, how sure the localiser is, and what that implies."""
+
+    box: LesionBox | None  # in pixels of the image passed to find_lesion
+    skin_fraction: float  # share of the frame (less any dermoscope ring) that is skin-coloured
+    lesion_fraction: float  # lesion area / image area
+    touches_edge: bool  # the lesion reaches the frame edge
+    centre_offset: float  # lesion centre to image centre / half-diagonal
+    issues: tuple[QualityIssue, ...] = ()
+    measurements: dict[str, float] = field(default_factory=dict)
+
+
+def _odd(n: float) -> int:
+    k = max(1, round(n))
+    return k if k % 2 else k + 1
+
+
+def _disk(size: int) -> npt.NDArray[np.uint8]:
+    return np.asarray(cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)), np.uint8)
+
+
+def skin_mask(rgb: RGBImage) -> BoolMap:
+    """Mark skin-coloured pixels, from pale to very dark skin and dermoscopy casts.
+
+    Skin of every tone has red above luma (Cr > 128) and blue at or below it; tone mostly
+    moves luma Y, not chroma. Polarised dermoscopy adds pink-lavender casts with a little
+    blue, hence the slack on Cb. Green, blue, grey, black and clipped white are excluded.
+    """
+    ycc = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb).astype(np.int16)
+    y = ycc[..., 0]
+    cr = ycc[..., 1] - 128
+    cb = ycc[..., 2] - 128
+    return np.asarray(
+        (y >= 20) & (y <= 250) & (cr >= 1) & (cr <= 60) & (cb >= -60) & (cb <= cr + 12),
+        dtype=np.bool_,
+    )
+
+
+def _vignette_mask(lum: F32Map) -> BoolMap:
+    """Mark the dark ring or corners a dermoscope leaves: dark regions joined to a corner."""
+    h, w = lum.shape
+    centre = lum[h // 4 : h - h // 4, w // 4 : w - w // 4]
+    level = min(30.0, 0.5 * float(np.median(centre[::4, ::4])))
+    if min(lum[0, 0], lum[0, -1], lum[-1, 0], lum[-1, -1]) >= level:
+        return np.zeros((h, w), np.bool_)  # no dark corner: no dermoscope ring (most photos)
+    dark = (lum < level).astype(np.uint8)
+    _, labels = cv2.connectedComponents(dark, connectivity=8)
+    corners = {int(labels[0, 0]), int(labels[0, -1]), int(labels[-1, 0]), int(labels[-1, -1])}
+    corners.discard(0)
+    if not corners:
+        return np.zeros((h, w), np.bool_)
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = np.hypot((xx - (w - 1) / 2) / ((w - 1) / 2), (yy - (h - 1) / 2) / ((h - 1) / 2))
+    # Only the outer part of the frame: a large dark lesion reaching a corner stays.
+    ring = np.isin(labels, list(corners)) & (r > 0.85)
+    # The ring fades into skin over a few pixels; that fade would read as darker skin.
+    grow = _odd(0.04 * min(h, w))
+    grown = cv2.dilate(ring.astype(np.uint8), _disk(grow))
+    return np.asarray(grown > 0, dtype=np.bool_)
+
+
+def _quadratic_terms(
+    ys: npt.NDArray[np.float32], xs: npt.NDArray[np.float32], h: int, w: int
+) -> F32Map:
+    """The six terms of a quadratic surface at pixel positions, coordinates in [-1, 1]."""
+    u = xs * np.float32(2 / max(w - 1, 1)) - 1
+    v = ys * np.float32(2 / max(h - 1, 1)) - 1
+    return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=-1)
+
+
+def _border_surface(lab: F32Map, valid: BoolMap, band: int) -> F32Map:
+    """Fit the skin colour as a quadratic surface to the frame's border band.
+
+    A quadratic follows a light gradient across a phone photo and the radial fall-off
+    of a dermoscope, and fitted on the border it is not pulled by a lesion that fills the
+    middle. Darker outliers (a lesion or hair reaching the border, a shadow) are dropped
+    over three rounds so the surface stays on the skin.
+    """
+    h, w = valid.shape
+    border = np.zeros((h, w), np.bool_)
+    border[:band] = border[-band:] = True
+    border[:, :band] = border[:, -band:] = True
+    border &= valid
+    if border.sum() < 30:
+        border = valid
+    step = max(1, int(border.sum()) // 2000)  # 2000 samples pin down six coefficients
+    ys, xs = np.nonzero(border)
+    ys, xs = ys[::step], xs[::step]
+    a = _quadratic_terms(ys.astype(np.float32), xs.astype(np.float32), h, w)
+    y = lab[ys, xs]
+    keep = np.ones(len(ys), np.bool_)
+    coef = np.zeros((6, 3), np.float32)
+    coef[0] = np.median(y, axis=0)
+    for _ in range(3):
+        if keep.sum() < 12:
+            break
+        ak = a[keep]
+        # Normal equations: a 6x6 solve, far cheaper than an SVD-based lstsq here.
+        gram = ak.T @ ak + np.eye(6, dtype=np.float32) * 1e-3
+        coef = np.linalg.solve(gram, ak.T @ y[keep]).astype(np.float32)
+        resid = y[:, 0] - a @ coef[:, 0]
+        spread = 1.4826 * float(np.median(np.abs(resid[keep] - np.median(resid[keep]))))
+        keep = resid > -max(3.0, 2.5 * spread)
+    # Evaluate on a coarse grid: the surface is smooth, and this saves a 6-term product.
+    gh, gw = max(2, h // 8), max(2, w // 8)
+    gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float32)
+    coarse = (
+        _quadratic_terms(
+            gy * np.float32((h - 1) / max(gh - 1, 1)),
+            gx * np.float32((w - 1) / max(gw - 1, 1)),
+            h,
+            w,
+        )
+        @ coef
+    )
+    return np.asarray(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
+
+
+def _smooth_background(lab: F32Map, weight: F32Map, fallback: F32Map) -> F32Map:
+    """Estimate the skin colour under every pixel by normalised convolution of ``weight``.
+
+    Done on a 32-cell grid: skin colour varies slowly, and this keeps it at ~1 ms. Where
+    little weight is near (inside a lesion that fills the frame) the estimate falls back
+    to ``fallback``, the surface fitted to the frame's border.
+    """
+    h, w = weight.shape
+    gs = (max(4, round(32 * w / max(h, w))), max(4, round(32 * h / max(h, w))))
+    num = cv2.resize(lab * weight[..., None], gs, interpolation=cv2.INTER_AREA)
+    den = cv2.resize(weight, gs, interpolation=cv2.INTER_AREA)
+    prior = cv2.resize(fallback, gs, interpolation=cv2.INTER_AREA)
+    num = cv2.GaussianBlur(num, (0, 0), 2.0, borderType=cv2.BORDER_REFLECT)
+    den = cv2.GaussianBlur(den, (0, 0), 2.0, borderType=cv2.BORDER_REFLECT)
+    strength = 0.05  # weight of the fallback, as a share of a fully skin neighbourhood
+    bg = (num + strength * prior) / (den[..., None] + strength)
+    return np.asarray(cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
+
+
+def _to_lab(rgb: RGBImage) -> F32Map:
+    """CIELAB in float units (L* 0-100, a* b* centred on 0) via OpenCV's fast 8-bit path."""
+    lab8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
+    lab = lab8.astype(np.float32) - np.asarray([0, 128, 128], np.float32)
+    lab[..., 0] *= np.float32(100 / 255)
+    return lab
+
+
+def _evidence(lab: F32Map, bg: F32Map, chroma_weight: float) -> F32Map:
+    """Per pixel: how much darker than the skin (L*), plus weighted a*b* colour distance."""
+    diff = bg - lab
+    darker = np.maximum(diff[..., 0], 0.0)
+    chroma = np.sqrt(np.square(diff[..., 1]) + np.square(diff[..., 2]))
+    return np.asarray(darker + np.float32(chroma_weight) * chroma, np.float32)
+
+
+def _otsu(values: F32Map, scale: float) -> float:
+    """Otsu's threshold of non-negative ``values`` (quantised at 1/scale)."""
+    if values.size == 0:
+        return math.inf
+    q = np.clip(values * scale, 0, 255).astype(np.uint8).reshape(-1, 1)
+    t, _ = cv2.threshold(q, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return float(t) / scale
+
+
+def _fill_holes(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    h, w = mask.shape
+    flood = np.pad(mask, 1).copy()
+    ffmask = np.zeros((h + 4, w + 4), np.uint8)
+    cv2.floodFill(flood, ffmask, (0, 0), 1)
+    holes = flood[1:-1, 1:-1] == 0
+    out = mask.copy()
+    out[holes] = 1
+    return out
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    label: int
+    score: float
+    contrast: float  # colour difference from the ring of skin around it (CIELAB units)
+    surround_skin: float
+    edge_contact: float
+
+
+def _frame_edge(valid: BoolMap) -> BoolMap:
+    """Pixels on the edge of what the camera saw: the image border or the vignette's rim."""
+    inner = cv2.erode(
+        valid.astype(np.uint8), _disk(3), borderType=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    return np.asarray(valid & (inner == 0), np.bool_)
+
+
+def _edge_contact(region: BoolMap, frame_edge: BoolMap) -> float:
+    """Share of a region's outline that lies on the frame edge."""
+    inner = cv2.erode(
+        region.astype(np.uint8), _disk(3), borderType=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    outline = region & (inner == 0)
+    n = int(outline.sum())
+    return float((outline & frame_edge).sum()) / n if n else 0.0
+
+
+def _ring_stats(
+    region: BoolMap,
+    others: BoolMap,
+    lab: F32Map,
+    skin: BoolMap,
+    valid: BoolMap,
+    chroma_weight: float,
+) -> tuple[float, float]:
+    """Contrast of a region against the ring of pixels around it, and the ring's skin share.
+
+    The ring is as wide as half the region, and leaves out other suspicious pixels so
+    that two pigment islands of one lesion do not hide each other. Contrast against the
+    immediate surround is what separates a mole from the darker half of an unevenly lit
+    frame, which is darker than the frame but hardly darker than its own neighbourhood.
+    """
+    ys, xs = np.nonzero(region)
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    reach = max(3, max(y1 - y0, x1 - x0) // 2)
+    h, w = region.shape
+    sl = (
+        slice(max(0, y0 - reach), min(h, y1 + reach)),
+        slice(max(0, x0 - reach), min(w, x1 + reach)),
+    )
+    sub = region[sl]
+    dist = cv2.distanceTransform((~sub).astype(np.uint8), cv2.DIST_L2, 3)
+    ring = (dist > 0) & (dist <= reach) & valid[sl]
+    clean_ring = ring & ~others[sl]
+    if clean_ring.sum() >= 0.25 * ring.sum():
+        ring = clean_ring
+    n = int(ring.sum())
+    if n == 0:
+        return 0.0, 0.0
+    inside = lab[sl][sub].mean(axis=0)
+    around = lab[sl][ring].mean(axis=0)
+    darker = max(0.0, float(around[0] - inside[0]))
+    chroma = math.hypot(float(around[1] - inside[1]), float(around[2] - inside[2]))
+    return darker + chroma_weight * chroma, float((ring & skin[sl]).sum()) / n
+
+
+def _elongation(region: BoolMap) -> float:
+    """Length over width of the ellipse with the region's second moments (1 for a disc)."""
+    mom = cv2.moments(region.astype(np.uint8), binaryImage=True)
+    if mom["m00"] <= 0:
+        return 1.0
+    a, b, c = mom["mu20"], mom["mu11"], mom["mu02"]
+    root = math.sqrt(4 * b * b + (a - c) ** 2)
+    small = max((a + c - root) / 2, 1e-9)
+    return math.sqrt(((a + c + root) / 2) / small)
+
+
+def _candidates(
+    mask: BoolMap,
+    lab: F32Map,
+    skin: BoolMap,
+    valid: BoolMap,
+    frame_edge: BoolMap,
+    p: LocaliserParams,
+) -> tuple[npt.NDArray[np.int32], list[_Candidate]]:
+    """Label the regions of ``mask`` and score each as the lesion; best first."""
+    h, w = mask.shape
+    n, labels, stats, centroids = cv2.connectedComponentsWithStats(
+        mask.astype(np.uint8), connectivity=8
+    )
+    min_area = max(6.0, p.min_component_fraction * h * w)
+    half_diag = math.hypot(w / 2, h / 2)
+    ranked: list[tuple[float, int]] = []
+    for i in range(1, n):
+        area = float(stats[i, cv2.CC_STAT_AREA])
+        if area < min_area:
+            continue
+        bw, bh = float(stats[i, cv2.CC_STAT_WIDTH]), float(stats[i, cv2.CC_STAT_HEIGHT])
+        cx, cy = centroids[i]
+        offset = math.hypot(cx - w / 2, cy - h / 2) / half_diag
+        # Moles are round-ish blobs: a low fill of the bounding box (a curved hair, a
+        # crease) or a long thin box (a word of text, a shadow line) is not a lesion.
+        extent = area / (bw * bh)
+        aspect = max(bw, bh) / min(bw, bh)
+        shape = min(1.0, extent / 0.45) * min(1.0, (p.max_aspect / aspect) ** 2)
+        ranked.append((math.sqrt(area / (h * w)) * (1.0 - 0.5 * offset**2) * shape, i))
+    ranked.sort(reverse=True)
+    out: list[_Candidate] = []
+    for prior, i in ranked[:8]:
+        region = labels == i
+        if _elongation(region) > p.max_elongation:
+            continue
+        contrast, surround = _ring_stats(region, mask, lab, skin, valid, p.chroma_weight)
+        contact = _edge_contact(region, frame_edge)
+        skin_ok = min(1.0, surround / p.min_surround_skin)
+        score = prior * contrast * (1.0 - 0.6 * contact) * skin_ok
+        out.append(_Candidate(i, score, contrast, surround, contact))
+    out.sort(key=lambda c: c.score, reverse=True)
+    return np.asarray(labels, np.int32), out
+
+
+def _grow(
+    best: BoolMap, loose: BoolMap, labels: npt.NDArray[np.int32], cands: list[_Candidate]
+) -> BoolMap:
+    """Extend the chosen region to its fainter rim and to pigment islands beside it.
+
+    The rim comes from a looser threshold (hysteresis, at most +50 % area); an island
+    joins when it is at least half as contrasted as the winner and closer than a third
+    of the winner's size, as the separate lobes of one naevus are (reference boxes span
+    all of them).
+    """
+    n, grown_labels = cv2.connectedComponents((loose | best).astype(np.uint8), connectivity=8)
+    grown = np.isin(grown_labels, np.unique(grown_labels[best])) if n > 1 else best
+    if grown.sum() > 1.5 * best.sum():
+        # A rim is a rim: growing by more than half means the loose threshold leaked
+        # into unevenly lit or differently coloured skin, so keep the core.
+        grown = best
+    ys, xs = np.nonzero(grown)
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    gap = max(2, round(max(y1 - y0, x1 - x0) / 3))
+    near = np.zeros_like(best)
+    near[max(0, y0 - gap) : y1 + gap, max(0, x0 - gap) : x1 + gap] = True
+    strong = [c.label for c in cands[1:] if c.contrast >= 0.5 * cands[0].contrast]
+    touching = [i for i in np.unique(labels[near]) if i in strong]
+    return np.asarray(grown | np.isin(labels, touching), np.bool_)
+
+
+def _tiny_spot(
+    small: RGBImage, lab: F32Map, skin: BoolMap, valid: BoolMap, p: LocaliserParams
+) -> tuple[BoolMap, float] | None:
+    """Find a compact dark speck that the hair closing erased: a mole seen from afar.
+
+    The closing brightened exactly the dark details narrower than its kernel; among
+    those, a compact speck well inside skin is a distant mole, a long one is hair.
+    """
+    raw_l = _to_lab(small)[..., 0]
+    dark = np.maximum(lab[..., 0] - raw_l, 0.0)
+    mask = (dark > 2.0 * p.min_contrast) & skin
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    scored: list[tuple[float, int]] = []
+    for i in range(1, n):
+        area = float(stats[i, cv2.CC_STAT_AREA])
+        bw, bh = float(stats[i, cv2.CC_STAT_WIDTH]), float(stats[i, cv2.CC_STAT_HEIGHT])
+        if area < 3 or max(bw, bh) > 2 * p.hair_kernel or max(bw, bh) > 2 * min(bw, bh):
+            continue
+        if area / (bw * bh) < 0.4:
+            continue
+        scored.append((float(dark[labels == i].mean()) * math.sqrt(area), i))
+    if not scored:
+        return None
+    scored.sort(reverse=True)
+    best = scored[0]
+    # Many like it (the dots of a printed page, a freckle field): none is "the" lesion.
+    if sum(sc >= 0.5 * best[0] for sc, _ in scored[1:]) > p.max_rivals:
+        return None
+    region = np.asarray(labels == best[1], np.bool_)
+    return region, float(dark[region].mean())
+
+
+def _no_lesion(skin_fraction: float, measurements: dict[str, float]) -> LocalisationResult:
+    return LocalisationResult(
+        box=None,
+        skin_fraction=skin_fraction,
+        lesion_fraction=0.0,
+        touches_edge=False,
+        centre_offset=0.0,
+        issues=(QualityIssue.NOT_A_LESION,),
+        measurements=measurements,
+    )
+
+
+def _clean_mask(mask: BoolMap, valid: BoolMap) -> BoolMap:
+    h, w = mask.shape
+    m8 = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, _disk(3))
+    m8 = cv2.morphologyEx(m8, cv2.MORPH_CLOSE, _disk(_odd(0.02 * max(h, w))))
+    return np.asarray(_fill_holes(np.asarray(m8, np.uint8)) > 0, np.bool_) & valid
+
+
+def find_lesion(rgb: RGBImage, params: LocaliserParams | None = None) -> LocalisationResult:
+    """Find the most lesion-like spot on skin and say whether it can be screened."""
+    p = params or LocaliserParams()
+    oh, ow = rgb.shape[:2]
+    # Never upscale: a small image is a tight crop (dermoscopy), whose hair is wide in
+    # pixels, so the fixed-size hair closing is then proportionally larger, as it should.
+    small = downscale(rgb, p.work_side)
+    h, w = small.shape[:2]
+    clean = np.asarray(cv2.morphologyEx(small, cv2.MORPH_CLOSE, _disk(p.hair_kernel)), np.uint8)
+    lab = _to_lab(clean)
+    valid = ~_vignette_mask(lab[..., 0])
+    skin = skin_mask(clean) & valid
+    n_valid = int(valid.sum())
+    skin_fraction = float(skin.sum()) / n_valid if n_valid else 0.0
+    m: dict[str, float] = {"skin_fraction": skin_fraction}
+    if n_valid < 0.2 * h * w:
+        return _no_lesion(skin_fraction, m)
+
+    # Pass 1: skin colour as a smooth surface fitted to the frame's border.
+    surface = _border_surface(lab, valid, max(2, round(0.08 * min(h, w))))
+    f1 = _evidence(lab, surface, p.chroma_weight)
+    first = (f1 > max(_otsu(f1[valid], 4.0), p.min_contrast)) & valid
+
+    # Pass 2: the local skin colour, interpolated over what pass 1 did not call lesion.
+    keep = valid & ~(cv2.dilate(first.astype(np.uint8), _disk(7)) > 0)
+    if keep.sum() < 0.05 * h * w:
+        keep = valid & ~first
+    bg = _smooth_background(lab, keep.astype(np.float32), surface)
+    evidence = _evidence(lab, bg, p.chroma_weight)
+    otsu = _otsu(evidence[valid], 4.0)
+    # Otsu splits lesion from skin when there is a lesion; on plain skin it splits noise,
+    # which the contrast floor and the candidates' ring-contrast test then discard.
+    thr = max(otsu, p.min_contrast)
+    m.update({"evidence_threshold": thr, "evidence_otsu": otsu})
+
+    mask = _clean_mask((evidence > thr) & valid, valid)
+    frame_edge = _frame_edge(valid)
+    labels, cands = _candidates(mask, lab, skin, valid, frame_edge, p)
+    if (
+        cands
+        and cands[0].surround_skin >= p.min_surround_skin
+        and cands[0].contrast >= p.min_contrast
+    ):
+        best = cands[0]
+        rivals = sum(c.score >= 0.5 * best.score for c in cands[1:])
+        m["rivals"] = float(rivals)
+        if rivals > p.max_rivals:
+            return _no_lesion(skin_fraction, m)
+        loose = _clean_mask((evidence > max(p.min_contrast, 0.6 * thr)) & valid, valid)
+        lesion = _grow(labels == best.label, loose, labels, cands)
+        contrast, surround = best.contrast, best.surround_skin
+    else:
+        # Nothing lesion-sized: look for a spot too small to survive the hair closing,
+        # so that the user hears "move closer" rather than "no lesion".
+        speck = _tiny_spot(small, lab, skin, valid, p)
+        if speck is None:
+            return _no_lesion(skin_fraction, m)
+        lesion, contrast = speck
+        surround = 1.0
+    ys, xs = np.nonzero(lesion)
+    sx, sy = ow / w, oh / h
+    box = LesionBox(
+        max(0, math.floor(int(xs.min()) * sx)),
+        max(0, math.floor(int(ys.min()) * sy)),
+        min(ow, math.ceil((int(xs.max()) + 1) * sx)),
+        min(oh, math.ceil((int(ys.max()) + 1) * sy)),
+    )
+    lesion_fraction = float(lesion.sum()) / (h * w)
+    contact = _edge_contact(lesion, frame_edge)
+    cy, cx = float(ys.mean()), float(xs.mean())
+    offset = math.hypot(cx - (w - 1) / 2, cy - (h - 1) / 2) / math.hypot(w / 2, h / 2)
+    m.update(
+        {
+            "lesion_contrast": contrast,
+            "lesion_surround_skin": surround,
+            "lesion_edge_contact": contact,
+            "lesion_fraction": lesion_fraction,
+            "centre_offset": offset,
+        }
+    )
+    skin_or_lesion = float((skin | lesion).sum()) / n_valid
+    if skin_or_lesion < p.min_skin_fraction:
+        return _no_lesion(skin_fraction, m)
+    issues: list[QualityIssue] = []
+    side = max(box.width, box.height)
+    min_side = max(
+        p.min_lesion_side_fraction * min(oh, ow), p.min_crop_px / (1.0 + 2.0 * p.crop_margin)
+    )
+    if side < min_side:
+        issues.append(QualityIssue.LESION_TOO_SMALL)
+    if contact > p.max_edge_contact or offset > p.max_centre_offset:
+        issues.append(QualityIssue.LESION_CUT_OFF)
+    return LocalisationResult(
+        box=box,
+        skin_fraction=skin_fraction,
+        lesion_fraction=lesion_fraction,
+        touches_edge=bool((lesion & frame_edge).any()),
+        centre_offset=offset,
+        issues=tuple(issues),
+        measurements=m,
+    )

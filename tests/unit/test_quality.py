@@ -1,0 +1,201 @@
+"""Image-level quality checks on synthetic photos: each check fires on its defect only."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from inference.quality import (
+    QualityThresholds,
+    assess_image,
+    blur_sigma,
+    clipped_fraction,
+    detail_side,
+    downscale,
+    glare_fraction,
+    luma,
+)
+from inference.types import QUALITY_PRIORITY, LesionBox, QualityIssue, RGBImage
+
+T = QualityThresholds()
+
+
+def textured_skin(height: int = 960, width: int = 1280, seed: int = 0) -> RGBImage:
+    """In-focus skin as Telegram delivers it (1280 x 960): pores, creases, a mole, noise."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((height, width, 3), np.float32)
+    img[:] = (205, 150, 120)
+    # Fine texture at 1-3 px scale, as a sharp photo of skin shows it.
+    texture = rng.normal(0, 1, (height, width)).astype(np.float32)
+    texture = cv2.GaussianBlur(texture, (0, 0), 0.8) * 14.0
+    img += texture[..., None]
+    for _ in range(60):
+        p0 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        p1 = (p0[0] + int(rng.integers(-80, 80)), p0[1] + int(rng.integers(-80, 80)))
+        cv2.line(img, p0, p1, (170, 115, 90), 1, cv2.LINE_AA)
+    cv2.ellipse(img, (width // 2, height // 2), (60, 50), 0, 0, 360, (95, 55, 35), -1, cv2.LINE_AA)
+    img += rng.normal(0, 2.0, img.shape).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def issues(rgb: RGBImage, box: LesionBox | None = None) -> tuple[QualityIssue, ...]:
+    return assess_image(rgb, box).issues
+
+
+def test_a_good_photo_passes_every_check() -> None:
+    """The baseline the other tests perturb: sharp, well exposed, no glare, big enough."""
+    report = assess_image(textured_skin())
+    assert report.ok, report
+    assert set(report.measurements) >= {"blur_px", "luma_p90", "clipped_fraction", "glare_fraction"}
+
+
+def test_a_good_dark_skin_photo_is_not_too_dark() -> None:
+    """Very dark skin, well exposed, must not be refused as an underexposed photo."""
+    img = (textured_skin().astype(np.float32) * 0.4).astype(np.uint8)  # skin luma ~ 60
+    assert QualityIssue.TOO_DARK not in issues(img)
+
+
+def _with_noise(img: object, sigma: float = 2.0, seed: int = 5) -> RGBImage:
+    """Sensor noise comes after the optics: a blurred photo is still grainy."""
+    pixels = np.asarray(img, np.float64)
+    noise = np.random.default_rng(seed).normal(0, sigma, pixels.shape)
+    return np.clip(pixels + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("sigma", [4.0, 8.0])
+def test_gaussian_blur_is_blurry(sigma: float) -> None:
+    """An out-of-focus photo (defocus ~ Gaussian), grainy as real ones, fails."""
+    img = _with_noise(cv2.GaussianBlur(textured_skin(), (0, 0), sigma))
+    assert issues(img) == (QualityIssue.BLURRY,)
+
+
+def test_slight_softness_is_not_blurry() -> None:
+    """A little softness that the classifier's downscaling removes is not refused."""
+    img = _with_noise(cv2.GaussianBlur(textured_skin(), (0, 0), 1.0))
+    assert issues(img) == ()
+
+
+def test_motion_blur_is_blurry() -> None:
+    """A shaken photo blurs in one direction only; the worse direction decides."""
+    kernel = np.zeros((25, 25), np.float32)
+    kernel[12, :] = 1 / 25
+    img = _with_noise(cv2.filter2D(textured_skin(), -1, kernel))
+    assert issues(img) == (QualityIssue.BLURRY,)
+
+
+def test_blur_is_measured_on_the_lesion_when_a_box_is_given() -> None:
+    """A sharp background must not rescue a blurred lesion (focus on the wrong plane)."""
+    img = textured_skin()  # the mole is at the centre, 120 x 100 px
+    box = LesionBox(580, 430, 701, 531)  # its square crop with margins: 266 px
+    blurred = cv2.GaussianBlur(img, (0, 0), 5.0)
+    img[300:660, 460:820] = blurred[300:660, 460:820]
+    img = _with_noise(img)
+    assert QualityIssue.BLURRY not in issues(img)  # the 480 px central square is mostly sharp
+    assert QualityIssue.BLURRY in issues(img, box)
+
+
+def test_blur_sigma_recovers_the_applied_blur() -> None:
+    """The blur estimate grows with the blur applied and ignores the scene's contrast."""
+    grey = luma(downscale(textured_skin(), 256)).astype(np.float32)
+    grey_low = np.asarray(grey * 0.3 + 100, np.float32)
+    estimates = [
+        blur_sigma(np.asarray(cv2.GaussianBlur(grey, (0, 0), s), np.float32))
+        if s
+        else blur_sigma(grey)
+        for s in (0, 1, 2, 3)
+    ]
+    assert estimates == sorted(estimates)
+    # Skin texture is not a set of ideal edges, so the estimate runs somewhat high.
+    assert 2.5 < estimates[3] < 4.5
+    assert abs(blur_sigma(grey_low) - estimates[0]) < 0.1
+
+
+def test_black_image_is_too_dark() -> None:
+    """A covered lens or a dark room: "add light" is the advice, not "focus"."""
+    img = np.random.default_rng(1).integers(0, 12, (960, 1280, 3)).astype(np.uint8)
+    assert issues(img) == (QualityIssue.TOO_DARK,)
+
+
+def test_underexposed_photo_is_too_dark() -> None:
+    """A real scene, just far too dark."""
+    img = (textured_skin().astype(np.float32) * 0.15).astype(np.uint8)
+    assert QualityIssue.TOO_DARK in issues(img)
+
+
+def test_white_image_is_overexposed() -> None:
+    """A blown-out frame: overexposed, and not also reported as glare."""
+    img = np.full((768, 1024, 3), 255, np.uint8)
+    found = issues(img)
+    assert QualityIssue.OVEREXPOSED in found
+    assert QualityIssue.GLARE not in found
+    assert clipped_fraction(img) == 1.0
+
+
+def test_washed_out_photo_is_overexposed() -> None:
+    """Flash at close range: no clipping everywhere, but no shadows or pigment either."""
+    img = textured_skin().astype(np.float32)
+    img = 215 + (img - img.min()) / (img.max() - img.min()) * 35
+    assert QualityIssue.OVEREXPOSED in issues(img.astype(np.uint8))
+
+
+def test_specular_blob_on_the_lesion_is_glare() -> None:
+    """A flash reflection on the mole hides its pattern."""
+    img = textured_skin()
+    cv2.circle(img, (512, 384), 22, (255, 255, 255), -1, cv2.LINE_AA)
+    box = LesionBox(452, 334, 572, 434)
+    assert issues(img, box) == (QualityIssue.GLARE,)
+    assert glare_fraction(img[334:434, 452:572]) > T.max_glare_fraction
+
+
+def test_pale_skin_is_not_glare() -> None:
+    """Evenly near-white pale skin (common under a dermoscope) is not a highlight."""
+    img = np.full((600, 800, 3), (250, 244, 240), np.uint8)
+    img = (img + np.random.default_rng(2).normal(0, 1.5, img.shape)).clip(0, 255).astype(np.uint8)
+    assert glare_fraction(img) < T.max_glare_fraction
+
+
+def test_tiny_image_is_low_resolution() -> None:
+    """Fewer real pixels than the threshold on the shorter side cannot feed the classifier."""
+    img = downscale(textured_skin(), 140)
+    assert min(img.shape[:2]) < T.min_detail_side
+    assert issues(img)[0] is QualityIssue.LOW_RESOLUTION
+
+
+def test_dermoscopy_sized_image_is_not_low_resolution() -> None:
+    """A sharp 200x150 image (HAM10000's size) has enough detail for a 160 px classifier."""
+    img = downscale(textured_skin(), 200)
+    assert min(img.shape[:2]) >= T.min_detail_side
+    assert QualityIssue.LOW_RESOLUTION not in issues(img)
+
+
+def test_upscaled_thumbnail_is_low_resolution() -> None:
+    """Pixels are not detail: a 140 px thumbnail blown up 3x is still low resolution."""
+    thumb = downscale(textured_skin(), 140)
+    big = np.asarray(cv2.resize(thumb, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC), np.uint8)
+    assert min(big.shape[:2]) >= T.min_detail_side
+    assert detail_side(big) < T.min_detail_side
+    assert QualityIssue.LOW_RESOLUTION in issues(big)
+
+
+def test_native_small_photo_keeps_its_detail() -> None:
+    """A sharp 480 px photo is not mistaken for an upscaled one."""
+    img = downscale(textured_skin(), 640)
+    assert detail_side(img) == min(img.shape[:2])
+
+
+def test_issues_follow_quality_priority() -> None:
+    """Several defects are reported most-important first (the order users fix them in)."""
+    img = downscale(np.asarray(cv2.GaussianBlur(textured_skin(), (0, 0), 4.0), np.uint8), 180)
+    img = (img.astype(np.float32) * 0.12).astype(np.uint8)
+    found = issues(img)
+    assert len(found) >= 2
+    assert list(found) == sorted(found, key=QUALITY_PRIORITY.index)
+
+
+def test_downscale_never_enlarges_and_keeps_aspect() -> None:
+    """The working copy is at most ``work_side`` long and never upscaled."""
+    big = np.zeros((3000, 4000, 3), np.uint8)
+    assert downscale(big, 512).shape == (384, 512, 3)
+    small = np.zeros((100, 120, 3), np.uint8)
+    assert downscale(small, 512) is small
