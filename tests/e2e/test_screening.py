@@ -175,8 +175,10 @@ async def test_low_resolution_photo_gets_retake_advice_and_no_risk(
     user_id: int,
     lesion_jpegs: dict[str, bytes],
 ) -> None:
-    """A 200x150 picture lacks detail: the user is told to move closer or send a file."""
-    send_photo(fake_api, user_id, lesion_jpegs[NEVUS])
+    """A 120x90 thumbnail lacks the detail the classifier needs: move closer or send a file."""
+    thumbnail, width, height = images.resized_jpeg(lesion_jpegs[NEVUS], 120)
+    assert min(width, height) < 120  # below the gate's 0.75 x 160 px of real detail
+    send_photo(fake_api, user_id, thumbnail)
     text, replies = await final_text(fake_api, user_id)
     row = await only_consultation(running_bot, user_id)
     assert (row.status, row.reason, row.risk) == ("unassessable", "low_resolution", "unassessable")
