@@ -1,8 +1,10 @@
 """Photos for calibration and evaluation, and running them through the real pipeline.
 
 Two domains per split, of the same lesions: the dermoscopy images as they are, and a
-synthetic phone photo of each (lesion shrunk into a 1024x768 skin photo, off-centre,
-through the simulated phone camera), with a fixed seed so every run sees the same photos.
+synthetic *clear* phone photo of each (the lesion at or below its native resolution,
+10-25% of the frame width, off-centre, through a simulated phone camera that keeps the
+photo usable: little defocus, rare glare), with a fixed seed so every run sees the same
+photos. Clearly degraded photos are the quality gate's test set (``training.gate_eval``).
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from inference.pipeline import Screener
 from inference.types import LesionBox, RGBImage, ScreeningResult
 from training.config import TrainConfig
 from training.data import CLASSES, MALIGNANT, Record, default_box
-from training.phone import compose_phone_photo, phone_camera
+from training.phone import PhoneCamera, compose_phone_photo, phone_camera
 from training.train import load_split
 
 DOMAINS = ("dermoscopy", "phone")
+# A clear phone photo: the training camera's colour, light, noise and JPEG ranges, but
+# focus at most a little off and glare rarer (a strongly blurred or glaring photo is a
+# bad photo, which the gate should refuse; those are measured in training.gate_eval).
+CLEAR_PHOTO = PhoneCamera(defocus_sigma=(0.0, 0.3), p_glare=0.1)
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ def domain_photos(
             yield Photo(img, rec.label, box)
         else:
             photo, pbox = compose_phone_photo(img, box, rng)
-            yield Photo(phone_camera(photo, rng), rec.label, pbox)
+            yield Photo(phone_camera(photo, rng, CLEAR_PHOTO), rec.label, pbox)
 
 
 @dataclass(frozen=True)

@@ -98,11 +98,13 @@ DEFECTS: dict[str, tuple[Defect, set[QualityIssue]]] = {
         {QualityIssue.OVEREXPOSED},
     ),
     "glare": (add_glare, {QualityIssue.GLARE}),
+    # A thumbnail: either "send it as a file / at full resolution" or "move closer" gives
+    # a usable retake, so both count as the right reason.
     "downscaled": (
         lambda im, b, r: np.asarray(
-            cv2.resize(im, (160, 120), interpolation=cv2.INTER_AREA), np.uint8
+            cv2.resize(im, (144, 108), interpolation=cv2.INTER_AREA), np.uint8
         ),
-        {QualityIssue.LOW_RESOLUTION},
+        {QualityIssue.LOW_RESOLUTION, QualityIssue.LESION_TOO_SMALL},
     ),
     "heavy_jpeg": (
         lambda im, b, r: jpeg(

@@ -71,12 +71,17 @@ def dermoscope_mask(img: RGBImage, skin: F32, box: LesionBox) -> F32:
 
 
 def skin_field(height: int, width: int, colour: F32, rng: np.random.Generator) -> F32:
-    """A field of skin of one tone with low-frequency shading and fine texture."""
+    """A field of skin of one tone with low-frequency shading and pore-scale texture.
+
+    Without texture at the scale of a few pixels the field would be smoother than any
+    real skin, and the quality gate would rightly read the photo as an upscaled one.
+    """
     low = rng.normal(0.0, 0.05, (4, 4, 1)).astype(np.float32)
     low = np.asarray(cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC), np.float32)
-    low = low[..., None]
-    fine = rng.standard_normal((height, width, 1), dtype=np.float32) * np.float32(0.015)
-    return colour[None, None, :] * (1.0 + low + fine)
+    pores = rng.standard_normal((height, width), dtype=np.float32) * np.float32(0.05)
+    pores = np.asarray(cv2.GaussianBlur(pores, (0, 0), 1.0), np.float32)
+    fine = rng.standard_normal((height, width), dtype=np.float32) * np.float32(0.015)
+    return colour[None, None, :] * (1.0 + low[..., None] + pores[..., None] + fine[..., None])
 
 
 def paste(canvas: F32, img: RGBImage, mask: F32, x0: int, y0: int) -> None:
@@ -186,17 +191,28 @@ def compose_phone_photo(
     img: RGBImage,
     box: LesionBox,
     rng: np.random.Generator,
-    canvas: tuple[int, int] = (1024, 768),
+    max_width: int = 1280,
+    min_width: int = 480,
     lesion_fraction: tuple[float, float] = (0.10, 0.25),
+    native_scale: tuple[float, float] = (0.6, 1.0),
 ) -> tuple[RGBImage, LesionBox]:
-    """Set the lesion, shrunk, into a larger skin photo; return it and the lesion's box.
+    """Set the lesion into a larger 4:3 skin photo; return it and the lesion's box.
 
-    ``lesion_fraction`` is the lesion box's longer side as a fraction of the canvas width;
-    the lesion centre lands anywhere in the middle 60% of the frame (off-centre).
+    The source is never enlarged (``native_scale`` <= 1): a 200x150 dermoscopy image blown
+    up would have no real detail, and the quality gate would rightly call it blurry. The
+    canvas is sized so the lesion box's longer side is ``lesion_fraction`` of its width
+    (at most ``max_width``, Telegram's photo size, and at least ``min_width``: no phone
+    sends a thumbnail, so a small lesion then takes less of the frame); the lesion centre
+    lands anywhere in the middle 60% of the frame (off-centre).
     """
-    cw, ch = canvas
     side = max(box.width, box.height)
-    s = rng.uniform(*lesion_fraction) * cw / side
+    s = rng.uniform(*native_scale)
+    cw = round(side * s / rng.uniform(*lesion_fraction))
+    if cw > max_width:
+        s *= max_width / cw
+        cw = max_width
+    cw = max(cw, min_width)
+    ch = round(cw * 0.75)
     h, w = img.shape[:2]
     sw, sh = max(8, round(w * s)), max(8, round(h * s))
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC

@@ -9,6 +9,7 @@ import pytest
 from inference.quality import (
     QualityThresholds,
     assess_image,
+    blockiness,
     blur_sigma,
     clipped_fraction,
     detail_side,
@@ -199,3 +200,22 @@ def test_downscale_never_enlarges_and_keeps_aspect() -> None:
     assert downscale(big, 512).shape == (384, 512, 3)
     small = np.zeros((100, 120, 3), np.uint8)
     assert downscale(small, 512) is small
+
+
+def _jpeg(rgb: RGBImage, quality: int) -> RGBImage:
+    _, encoded = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return np.ascontiguousarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1])
+
+
+def test_heavy_jpeg_compression_is_refused_with_send_as_file_advice() -> None:
+    """Blocky JPEG at quality 5 has lost the lesion's detail: low resolution, send a file."""
+    img = _jpeg(textured_skin(384, 512), 5)
+    assert blockiness(img) > T.max_blockiness
+    assert QualityIssue.LOW_RESOLUTION in issues(img)
+
+
+def test_ordinary_phone_jpeg_is_not_blocky() -> None:
+    """A phone's usual JPEG (quality 85) passes the compression check."""
+    img = _jpeg(textured_skin(384, 512), 85)
+    assert blockiness(img) < T.max_blockiness
+    assert QualityIssue.LOW_RESOLUTION not in issues(img)
