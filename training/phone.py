@@ -81,7 +81,8 @@ def skin_field(height: int, width: int, colour: F32, rng: np.random.Generator) -
     pores = rng.standard_normal((height, width), dtype=np.float32) * np.float32(0.05)
     pores = np.asarray(cv2.GaussianBlur(pores, (0, 0), 1.0), np.float32)
     fine = rng.standard_normal((height, width), dtype=np.float32) * np.float32(0.015)
-    return colour[None, None, :] * (1.0 + low[..., None] + pores[..., None] + fine[..., None])
+    shading = 1.0 + low[..., None] + pores[..., None] + fine[..., None]
+    return np.asarray(colour[None, None, :] * shading, np.float32)
 
 
 def paste(canvas: F32, img: RGBImage, mask: F32, x0: int, y0: int) -> None:
