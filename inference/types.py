@@ -95,6 +95,14 @@ class LesionBox:
     def as_tuple(self) -> tuple[int, int, int, int]:
         return (self.x0, self.y0, self.x1, self.y1)
 
+    def iou(self, other: LesionBox) -> float:
+        """Intersection over union with ``other`` (0 when they do not overlap)."""
+        ix = max(0, min(self.x1, other.x1) - max(self.x0, other.x0))
+        iy = max(0, min(self.y1, other.y1) - max(self.y0, other.y0))
+        inter = ix * iy
+        union = self.width * self.height + other.width * other.height - inter
+        return inter / union if union > 0 else 0.0
+
 
 class Risk(StrEnum):
     LOW = "low"

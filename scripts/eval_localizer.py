@@ -25,7 +25,6 @@ reference box in green and the found box in red.
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import sys
 import time
@@ -38,6 +37,7 @@ import numpy.typing as npt
 
 from inference.localize import LocalisationResult, find_lesion
 from inference.types import LesionBox, QualityIssue, RGBImage
+from training.data import load_image, read_records
 
 log = logging.getLogger(__name__)
 
@@ -49,33 +49,6 @@ class Sample:
     name: str
     rgb: RGBImage
     truth: LesionBox | None
-
-
-def iou(a: LesionBox, b: LesionBox) -> float:
-    """Intersection over union of two boxes."""
-    ix = max(0, min(a.x1, b.x1) - max(a.x0, b.x0))
-    iy = max(0, min(a.y1, b.y1) - max(a.y0, b.y0))
-    inter = ix * iy
-    union = a.width * a.height + b.width * b.height - inter
-    return inter / union if union > 0 else 0.0
-
-
-def load_boxes(data: Path) -> dict[str, LesionBox]:
-    """Read ``lesion_boxes.csv`` (top, bottom, left, right) into exclusive-end boxes."""
-    with (data / "lesion_boxes.csv").open(newline="") as fh:
-        return {
-            r["image_id"]: LesionBox(
-                int(r["left"]), int(r["top"]), int(r["right"]), int(r["bottom"])
-            )
-            for r in csv.DictReader(fh)
-        }
-
-
-def read_rgb(path: Path) -> RGBImage:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise FileNotFoundError(path)
-    return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.uint8)
 
 
 def border_skin_colour(rgb: RGBImage) -> npt.NDArray[np.float32]:
@@ -278,7 +251,7 @@ def run_set(
         r = find_lesion(s.rgb)
         times.append((time.perf_counter() - t0) * 1000)
         results.append(r)
-        score = iou(r.box, s.truth) if (r.box is not None and s.truth is not None) else 0.0
+        score = r.box.iou(s.truth) if (r.box is not None and s.truth is not None) else 0.0
         ious.append(score)
         if save is not None and score < 0.5:
             draw(s, r, save / f"{tag}_{score:.2f}_{s.name}.png")
@@ -298,10 +271,10 @@ def main() -> None:
         args.save_dir.mkdir(parents=True, exist_ok=True)
 
     rng = np.random.default_rng(args.seed)
-    boxes = load_boxes(args.data)
+    boxes = {r.image_id: r.box for r in read_records(args.data) if r.box is not None}
     ids = sorted(boxes)
     chosen = [ids[i] for i in rng.choice(len(ids), size=args.n, replace=False)]
-    derm = [Sample(i, read_rgb(args.data / "images" / f"{i}.jpg"), boxes[i]) for i in chosen]
+    derm = [Sample(i, load_image(args.data, i), boxes[i]) for i in chosen]
     raw, matched = [], []
     for s in derm:
         assert s.truth is not None

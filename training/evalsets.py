@@ -68,14 +68,6 @@ class PipelineRun:
         return np.isin(self.labels, [CLASSES.index(c) for c in MALIGNANT])
 
 
-def box_iou(a: LesionBox, b: LesionBox) -> float:
-    ix = max(0, min(a.x1, b.x1) - max(a.x0, b.x0))
-    iy = max(0, min(a.y1, b.y1) - max(a.y0, b.y0))
-    inter = ix * iy
-    union = a.width * a.height + b.width * b.height - inter
-    return inter / union if union > 0 else 0.0
-
-
 def run_pipeline(screener: Screener, photos: Iterator[Photo], workers: int = 2) -> PipelineRun:
     classes = screener.metadata.classes
 
@@ -101,7 +93,7 @@ def run_pipeline(screener: Screener, photos: Iterator[Photo], workers: int = 2) 
         refused=np.array([r.risk.value == "unassessable" for _, r in results]),
         ood=ood,
         issues=[tuple(i.value for i in r.quality.issues) for _, r in results],
-        iou=np.array([box_iou(p.box, r.lesion_box) if r.lesion_box else 0.0 for p, r in results]),
+        iou=np.array([p.box.iou(r.lesion_box) if r.lesion_box else 0.0 for p, r in results]),
         elapsed_ms=np.array([r.elapsed_ms for _, r in results]),
     )
 

@@ -48,13 +48,6 @@ def add_spot(
     return LesionBox(max(0, cx - rx), max(0, cy - ry), min(w, cx + rx + 1), min(h, cy + ry + 1))
 
 
-def iou(a: LesionBox, b: LesionBox) -> float:
-    ix = max(0, min(a.x1, b.x1) - max(a.x0, b.x0))
-    iy = max(0, min(a.y1, b.y1) - max(a.y0, b.y0))
-    inter = ix * iy
-    return inter / (a.width * a.height + b.width * b.height - inter)
-
-
 @pytest.mark.parametrize("tone", list(SKIN_TONES))
 def test_dark_spot_on_skin_is_found_for_every_skin_tone(tone: str) -> None:
     """A mole is found on pale and on very dark skin alike (no tone-biased skin model)."""
@@ -62,7 +55,7 @@ def test_dark_spot_on_skin_is_found_for_every_skin_tone(tone: str) -> None:
     truth = add_spot(img, 330, 250, 70, 55, SPOTS[tone])
     result = find_lesion(img)
     assert result.box is not None, result.measurements
-    assert iou(result.box, truth) > 0.5, (result.box, truth)
+    assert result.box.iou(truth) > 0.5, (result.box, truth)
     assert result.issues == ()
     assert result.skin_fraction > 0.8
 
@@ -73,7 +66,7 @@ def test_small_off_centre_spot_on_a_large_photo_is_found() -> None:
     truth = add_spot(img, 1900, 800, 45, 40, SPOTS["medium"])
     result = find_lesion(img)
     assert result.box is not None, result.measurements
-    assert iou(result.box, truth) > 0.5, (result.box, truth)
+    assert result.box.iou(truth) > 0.5, (result.box, truth)
     assert QualityIssue.LESION_TOO_SMALL not in result.issues
     assert QualityIssue.NOT_A_LESION not in result.issues
     assert 0.0 < result.lesion_fraction < 0.01
@@ -85,7 +78,7 @@ def test_telegram_sized_photo_with_a_3_percent_mole_passes() -> None:
     truth = add_spot(img, 420, 600, 19, 17, SPOTS["dark"])
     result = find_lesion(img)
     assert result.box is not None, result.measurements
-    assert iou(result.box, truth) > 0.5, (result.box, truth)
+    assert result.box.iou(truth) > 0.5, (result.box, truth)
     assert result.issues == ()
 
 
@@ -95,7 +88,7 @@ def test_dermoscopy_like_lesion_filling_most_of_the_frame_gives_a_large_box() ->
     truth = add_spot(img, 300, 225, 230, 170, SPOTS["pale"])
     result = find_lesion(img)
     assert result.box is not None, result.measurements
-    assert iou(result.box, truth) > 0.5, (result.box, truth)
+    assert result.box.iou(truth) > 0.5, (result.box, truth)
     assert result.lesion_fraction > 0.3
 
 
@@ -110,7 +103,7 @@ def test_hair_across_the_skin_is_not_the_lesion() -> None:
         cv2.line(img, p0, p1, (60, 45, 40), 1, cv2.LINE_AA)
     result = find_lesion(img)
     assert result.box is not None
-    assert iou(result.box, truth) > 0.5, (result.box, truth)
+    assert result.box.iou(truth) > 0.5, (result.box, truth)
 
 
 def test_tiny_spot_far_away_is_lesion_too_small() -> None:
@@ -259,6 +252,6 @@ def test_box_is_in_the_coordinates_of_the_input_image() -> None:
     truth = add_spot(img, 500, 700, 120, 100, SPOTS["pale"])
     result = find_lesion(img)
     assert result.box is not None
-    assert iou(result.box, truth) > 0.7, (result.box, truth)
+    assert result.box.iou(truth) > 0.7, (result.box, truth)
     assert 0 <= result.box.x0 < result.box.x1 <= 1600
     assert 0 <= result.box.y0 < result.box.y1 <= 1200
