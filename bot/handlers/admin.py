@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from telegram import Update
+from telegram import Message, Update
 from telegram.ext import CommandHandler, filters
 
 from bot.config import Settings
@@ -22,6 +22,7 @@ from bot.db.repository import (
 )
 from bot.handlers.common import Handler, person
 from bot.i18n import LANGUAGES
+from bot.replies import Replies
 from bot.reports import ADMIN_COLUMNS, consultations_csv, stats_chart_png
 
 ADMIN_COMMANDS = ("stats", "export", "setreferral", "grantworker", "revokeworker")
@@ -29,16 +30,25 @@ DEFAULT_DAYS = 30
 MAX_DAYS = 3650
 
 
-async def on_stats(update: Update, context: BotContext) -> None:
-    """Reply with the summary for the last N days, then the chart."""
+async def _days_request(update: Update, context: BotContext) -> tuple[Message, Replies, int] | None:
+    """The message, the sender's replies and the [days] argument; usage help if it is bad."""
     message = update.message
     if message is None:
-        return
+        return None
     replies = (await person(update, context)).replies
     days = _days(context.args)
     if days is None:
         await message.reply_text(replies.text("admin.usage"))
+        return None
+    return message, replies, days
+
+
+async def on_stats(update: Update, context: BotContext) -> None:
+    """Reply with the summary for the last N days, then the chart."""
+    request = await _days_request(update, context)
+    if request is None:
         return
+    message, replies, days = request
     async with context.bot_data.runtime.sessions() as session:
         summary = await StatsRepository(session).summary(utc_now(), days)
     await message.reply_text(replies.stats(summary))
@@ -48,14 +58,10 @@ async def on_stats(update: Update, context: BotContext) -> None:
 
 async def on_export(update: Update, context: BotContext) -> None:
     """Send the last N days of consultations as CSV, pseudonymous keys only."""
-    message = update.message
-    if message is None:
+    request = await _days_request(update, context)
+    if request is None:
         return
-    replies = (await person(update, context)).replies
-    days = _days(context.args)
-    if days is None:
-        await message.reply_text(replies.text("admin.usage"))
-        return
+    message, replies, days = request
     async with context.bot_data.runtime.sessions() as session:
         rows = await ConsultationRepository(session).since(utc_now() - timedelta(days=days))
     data = await asyncio.to_thread(consultations_csv, rows, ADMIN_COLUMNS)

@@ -5,28 +5,37 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from telegram import Update
+from telegram import Message, Update
 from telegram.ext import CommandHandler, filters
 
 from bot.config import Settings
 from bot.context import BotContext
 from bot.db.repository import ConsultationRepository
-from bot.handlers.common import Handler, person
+from bot.handlers.common import Handler, Person, person
 from bot.reports import WORKER_COLUMNS, consultations_csv
 from bot.tracking import parse_patient_code
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-async def on_patients(update: Update, context: BotContext) -> None:
-    """List the worker's patients by code, with their last check."""
+async def _worker_request(update: Update, context: BotContext) -> tuple[Message, Person] | None:
+    """The message and its sender if the sender is a health worker; else a polite refusal."""
     message = update.message
     if message is None:
-        return
+        return None
     sender = await person(update, context)
     if not sender.is_worker:
         await message.reply_text(sender.replies.text("refused"))
+        return None
+    return message, sender
+
+
+async def on_patients(update: Update, context: BotContext) -> None:
+    """List the worker's patients by code, with their last check."""
+    request = await _worker_request(update, context)
+    if request is None:
         return
+    message, sender = request
     async with context.bot_data.runtime.sessions() as session:
         patients = await ConsultationRepository(session).patients(sender.key)
     await message.reply_text(sender.replies.patients(patients))
@@ -34,13 +43,10 @@ async def on_patients(update: Update, context: BotContext) -> None:
 
 async def on_patient(update: Update, context: BotContext) -> None:
     """Show one patient's checks, newest first."""
-    message = update.message
-    if message is None:
+    request = await _worker_request(update, context)
+    if request is None:
         return
-    sender = await person(update, context)
-    if not sender.is_worker:
-        await message.reply_text(sender.replies.text("refused"))
-        return
+    message, sender = request
     code = parse_patient_code(" ".join(context.args or []))
     if code is None:
         await message.reply_text(sender.replies.text("worker.patient.usage"))
@@ -52,13 +58,10 @@ async def on_patient(update: Update, context: BotContext) -> None:
 
 async def on_my_export(update: Update, context: BotContext) -> None:
     """Send the worker's own consultations as CSV (pseudonymous keys, their patient codes)."""
-    message = update.message
-    if message is None:
+    request = await _worker_request(update, context)
+    if request is None:
         return
-    sender = await person(update, context)
-    if not sender.is_worker:
-        await message.reply_text(sender.replies.text("refused"))
-        return
+    message, sender = request
     async with context.bot_data.runtime.sessions() as session:
         rows = await ConsultationRepository(session).since(_EPOCH, user_key=sender.key)
     data = await asyncio.to_thread(consultations_csv, rows, WORKER_COLUMNS)
