@@ -133,4 +133,5 @@ def test_shipped_model_metadata_matches_the_graph() -> None:
     assert set(meta.class_names) == set(meta.classes)
     assert 0.0 < meta.thresholds.medium <= meta.thresholds.high < 1.0
     assert meta.temperature > 0 and np.isfinite(meta.ood_threshold)
-    assert SHIPPED_MODEL.stat().st_size < 6 * 1024 * 1024
+    # Every retrain stays in git history: the shipped file must stay a few MB.
+    assert SHIPPED_MODEL.stat().st_size < 8 * 1024 * 1024
