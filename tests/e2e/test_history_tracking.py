@@ -135,11 +135,14 @@ async def test_forget_deletes_every_row_about_the_user_after_confirmation(
 ) -> None:
     """Consultations, follow-ups, reminders and the user row are all really gone."""
     _, row = await assessed_photo(fake_api, running_bot, user_id, phone_photo(lesion_jpegs), 1)
-    async with running_bot.application.bot_data.runtime.sessions.begin() as session:
-        session.add(FollowUp(consultation_id=row.id, user_key=row.user_key, due_at=utc_now()))
+    key = running_bot.key(user_id)
+    # A medium or high result already scheduled its follow-up; a low one gets one here,
+    # so there is one either way, whatever the model says about this photo.
+    if await count(running_bot, FollowUp, key) == 0:
+        async with running_bot.application.bot_data.runtime.sessions.begin() as session:
+            session.add(FollowUp(consultation_id=row.id, user_key=row.user_key, due_at=utc_now()))
     fake_api.push_text(user_id, "/remind monthly")
     await last_text(fake_api, user_id, 2)
-    key = running_bot.key(user_id)
     assert await count(running_bot, Consultation, key) == 1
     assert await count(running_bot, FollowUp, key) == 1
     assert await count(running_bot, User, key) == 1
