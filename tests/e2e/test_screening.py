@@ -14,6 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+import cv2
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -206,6 +208,42 @@ async def test_picture_without_a_lesion_gets_retake_advice_and_no_risk(
     assert text == REPLIES.unassessable(issues)
     assert "risk." not in text.lower()
     assert [m.method for m in replies] == ["sendMessage"]
+
+
+async def assert_refused_for(
+    fake_api: FakeTelegramApi, running_bot: RunningBot, user_id: int, issue: QualityIssue
+) -> None:
+    """The photo got 'can't assess' with ``issue``'s own advice first, and was logged so."""
+    text, replies = await final_text(fake_api, user_id)
+    row = await only_consultation(running_bot, user_id)
+    assert (row.status, row.risk, row.quality_ok) == ("unassessable", Risk.UNASSESSABLE, False)
+    issues = tuple(QualityIssue(i) for i in row.quality_issues or [])
+    assert issues[0] is issue and row.reason == issue
+    assert text == REPLIES.unassessable(issues)
+    assert REPLIES.text(f"issue.{issue.value}") in text
+    assert [m.method for m in replies] == ["sendMessage"]
+
+
+async def test_blurry_photo_gets_focus_advice_and_no_risk(
+    fake_api: FakeTelegramApi, running_bot: RunningBot, user_id: int, phone_photos: dict[str, bytes]
+) -> None:
+    """An out-of-focus phone photo of a real lesion is refused as blurry, with how to focus."""
+    sharp = np.asarray(Image.open(io.BytesIO(phone_photos[NEVUS])).convert("RGB"))
+    blurred = Image.fromarray(cv2.GaussianBlur(sharp, (0, 0), 5))
+    send_photo(fake_api, user_id, images.encode(blurred))
+    await assert_refused_for(fake_api, running_bot, user_id, QualityIssue.BLURRY)
+
+
+async def test_photo_of_a_document_is_not_a_lesion(
+    fake_api: FakeTelegramApi, running_bot: RunningBot, user_id: int
+) -> None:
+    """A photo of a printed page (no skin at all) is refused: no skin spot found."""
+    page = np.full((600, 800, 3), 245, np.uint8)
+    for k, y in enumerate(range(60, 560, 36)):
+        line = f"Patient information leaflet, line {k}"
+        cv2.putText(page, line, (40, y), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (30, 30, 30), 2)
+    send_photo(fake_api, user_id, images.encode(Image.fromarray(page)))
+    await assert_refused_for(fake_api, running_bot, user_id, QualityIssue.NOT_A_LESION)
 
 
 Sender = Callable[[FakeTelegramApi, int, bytes], object]
