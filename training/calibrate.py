@@ -22,7 +22,8 @@ import numpy.typing as npt
 from inference.metadata import RiskThresholds
 from inference.pipeline import Screener
 from training.config import TrainConfig
-from training.evalsets import DOMAINS, PipelineRun, domain_photos, run_pipeline, split_photos
+from training.data import load_split
+from training.evalsets import DOMAINS, PipelineRun, domain_photos, run_pipeline
 from training.export import write_metadata
 from training.metrics import (
     fit_temperature,
@@ -61,7 +62,7 @@ def main() -> None:
     cfg = TrainConfig.load(args.config)
     screener = Screener(args.model)
     meta = screener.metadata
-    images, records = split_photos(cfg, "val")
+    images, records = load_split(cfg, ("val",))["val"]
     runs = {
         d: run_pipeline(screener, domain_photos(images, records, d, cfg.seed + 11)) for d in DOMAINS
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 
 from inference.types import LesionBox, RGBImage
+from training.config import TrainConfig
 
 CLASSES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 CLASS_NAMES: dict[str, str] = {
@@ -103,3 +105,16 @@ def load_image(data_dir: Path, image_id: str) -> RGBImage:
 def default_box(width: int, height: int) -> LesionBox:
     """Where HAM10000 lesions sit when no box is known: centred, most of the frame."""
     return LesionBox(int(width * 0.2), int(height * 0.2), int(width * 0.8), int(height * 0.8))
+
+
+def load_split(
+    cfg: TrainConfig, names: Sequence[str] = SPLITS
+) -> dict[str, tuple[list[RGBImage], list[Record]]]:
+    """Decode the images of the named splits only (the split itself always covers all data)."""
+    data_dir = Path(cfg.data_dir)
+    splits = split_by_lesion(read_records(data_dir), cfg.split, cfg.seed)
+    out = {}
+    for name in names:
+        records = splits[name][: cfg.limit_images] if cfg.limit_images else splits[name]
+        out[name] = ([load_image(data_dir, r.image_id) for r in records], records)
+    return out

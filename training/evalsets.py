@@ -18,10 +18,8 @@ import numpy.typing as npt
 
 from inference.pipeline import Screener
 from inference.types import LesionBox, RGBImage, ScreeningResult
-from training.config import TrainConfig
 from training.data import CLASSES, MALIGNANT, Record, default_box
 from training.phone import PhoneCamera, compose_phone_photo, phone_camera
-from training.train import load_split
 
 DOMAINS = ("dermoscopy", "phone")
 # A clear phone photo: the training camera's colour, light, noise and JPEG ranges, but
@@ -96,7 +94,3 @@ def run_pipeline(screener: Screener, photos: Iterator[Photo], workers: int = 2) 
         iou=np.array([p.box.iou(r.lesion_box) if r.lesion_box else 0.0 for p, r in results]),
         elapsed_ms=np.array([r.elapsed_ms for _, r in results]),
     )
-
-
-def split_photos(cfg: TrainConfig, split: str) -> tuple[list[RGBImage], list[Record]]:
-    return load_split(cfg)[split]

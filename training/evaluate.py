@@ -27,7 +27,8 @@ import numpy as np
 from inference.pipeline import Screener
 from inference.types import RGBImage
 from training.config import TrainConfig
-from training.evalsets import DOMAINS, Photo, PipelineRun, domain_photos, run_pipeline, split_photos
+from training.data import load_split
+from training.evalsets import DOMAINS, Photo, PipelineRun, domain_photos, run_pipeline
 from training.metrics import (
     balanced_accuracy,
     confusion_matrix,
@@ -246,7 +247,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = TrainConfig.load(args.config)
     screener = Screener(args.model)
-    images, records = split_photos(cfg, "test")
+    images, records = load_split(cfg, ("test",))["test"]
     if args.limit:
         images, records = images[: args.limit], records[: args.limit]
     results = {}

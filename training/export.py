@@ -38,11 +38,10 @@ from torch import nn
 from inference.metadata import METADATA_KEY, ModelMetadata, RiskThresholds
 from inference.preprocess import to_model_input
 from training.config import TrainConfig
-from training.data import CLASS_NAMES, CLASSES, MALIGNANT, default_box
+from training.data import CLASS_NAMES, CLASSES, MALIGNANT, default_box, load_split
 from training.metrics import softmax
 from training.model import LesionNet
 from training.phone import training_view
-from training.train import load_split
 
 log = logging.getLogger(__name__)
 OUTPUTS = ["logits", "features", "cam", "ood_distance"]
@@ -92,7 +91,7 @@ def load_checkpoint(path: Path) -> tuple[LesionNet, TrainConfig]:
 
 def training_inputs(cfg: TrainConfig, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Model inputs from the training split, half dermoscopy-like, half phone-like."""
-    images, records = load_split(cfg)["train"]
+    images, records = load_split(cfg, ("train",))["train"]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(records))[:limit]
     xs, ys = [], []

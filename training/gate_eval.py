@@ -28,8 +28,7 @@ import numpy as np
 from inference.pipeline import Screener
 from inference.types import LesionBox, QualityIssue, RGBImage
 from training.config import TrainConfig
-from training.data import default_box
-from training.evalsets import split_photos
+from training.data import default_box, load_split
 from training.phone import PhoneCamera, compose_phone_photo, phone_camera, skin_field
 
 log = logging.getLogger(__name__)
@@ -248,7 +247,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = TrainConfig.load(args.config)
     screener = Screener(args.model)
-    images, records = split_photos(cfg, "test")
+    images, records = load_split(cfg, ("test",))["test"]
     rng = np.random.default_rng(cfg.seed + 31)
     pick = rng.permutation(len(records))[: args.lesions]
 

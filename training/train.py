@@ -29,9 +29,7 @@ from training.data import (
     MALIGNANT,
     Record,
     default_box,
-    load_image,
-    read_records,
-    split_by_lesion,
+    load_split,
 )
 from training.metrics import balanced_accuracy, confusion_matrix, roc_auc, softmax
 from training.model import (
@@ -128,23 +126,12 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def load_split(cfg: TrainConfig) -> dict[str, tuple[list[RGBImage], list[Record]]]:
-    data_dir = Path(cfg.data_dir)
-    splits = split_by_lesion(read_records(data_dir), cfg.split, cfg.seed)
-    out = {}
-    for name, records in splits.items():
-        if cfg.limit_images:
-            records = records[: cfg.limit_images]
-        out[name] = ([load_image(data_dir, r.image_id) for r in records], records)
-    return out
-
-
 def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None) -> Path:
     torch.manual_seed(cfg.seed)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    data = load_split(cfg)
+    data = load_split(cfg, ("train", "val"))
     train_images, train_records = data["train"]
     val_images, val_records = data["val"]
     log.info(
