@@ -36,8 +36,8 @@ def main() -> None:
         rng = np.random.default_rng(args.seed)
         h, w = rgb.shape[:2]
         box = LesionBox(w // 5, h // 5, w - w // 5, h - h // 5)
-        photo, _ = compose_phone_photo(rgb, box, rng)
-        rgb = phone_camera(photo, rng, CLEAR_PHOTO)
+        photo, pbox = compose_phone_photo(rgb, box, rng)
+        rgb = phone_camera(photo, rng, CLEAR_PHOTO, max(pbox.width, pbox.height))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}_photo.jpg").write_bytes(encode_jpeg(rgb))
     screener = Screener()

@@ -5,7 +5,7 @@
 
 Each row is one training-split lesion: the dermoscopy image, four training views (crops
 as the localiser would hand them over, through the simulated camera), and one full
-synthetic phone photo with the lesion's true box in green.
+clear synthetic phone photo as in the evaluation split with the lesion's true box in green.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from training.data import CLASSES, load_image, read_records, split_by_lesion
+from training.evalsets import CLEAR_PHOTO
 from training.phone import compose_phone_photo, phone_camera, training_view
 
 TILE = 150
@@ -40,7 +41,7 @@ def main() -> None:
         views = [tile(img)]
         views += [tile(training_view(img, rec.box, rng, 160, 1.0, (0.15, 0.7))) for _ in range(4)]
         photo, box = compose_phone_photo(img, rec.box, rng)
-        photo = phone_camera(photo, rng)
+        photo = phone_camera(photo, rng, CLEAR_PHOTO, max(box.width, box.height))
         cv2.rectangle(photo, (box.x0, box.y0), (box.x1, box.y1), (0, 255, 0), 4)
         views.append(tile(photo, 200))
         row = np.concatenate(

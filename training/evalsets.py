@@ -22,10 +22,18 @@ from training.data import CLASSES, MALIGNANT, Record, default_box
 from training.phone import PhoneCamera, compose_phone_photo, phone_camera
 
 DOMAINS = ("dermoscopy", "phone")
-# A clear phone photo: the training camera's colour, light, noise and JPEG ranges, but
-# focus at most a little off and glare rarer (a strongly blurred or glaring photo is a
-# bad photo, which the gate should refuse; those are measured in training.gate_eval).
-CLEAR_PHOTO = PhoneCamera(defocus_sigma=(0.0, 0.3), p_glare=0.1)
+# A clear phone photo: the training camera's side light, noise and JPEG ranges, but
+# metering and white balance that worked (skin neither dim, clipped nor grey), focus at
+# most a little off and glare rarer (a strongly blurred, glaring or badly exposed photo
+# is a bad photo, which the gate should refuse; those are measured in training.gate_eval).
+CLEAR_PHOTO = PhoneCamera(
+    defocus_sigma=(0.0, 0.3),
+    p_glare=0.1,
+    metered=(0.5, 0.7),
+    exposure=(0.9, 1.1),
+    wb_temperature=0.08,
+    wb_tint=0.03,
+)
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,8 @@ def domain_photos(
             yield Photo(img, rec.label, box)
         else:
             photo, pbox = compose_phone_photo(img, box, rng)
-            yield Photo(phone_camera(photo, rng, CLEAR_PHOTO), rec.label, pbox)
+            lesion_px = max(pbox.width, pbox.height)
+            yield Photo(phone_camera(photo, rng, CLEAR_PHOTO, lesion_px), rec.label, pbox)
 
 
 @dataclass(frozen=True)

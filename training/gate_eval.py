@@ -29,12 +29,25 @@ from inference.pipeline import Screener
 from inference.types import LesionBox, QualityIssue, RGBImage
 from training.config import TrainConfig
 from training.data import default_box, load_split
-from training.phone import PhoneCamera, compose_phone_photo, phone_camera, skin_field
+from training.phone import (
+    SKIN_TONES,
+    PhoneCamera,
+    compose_phone_photo,
+    phone_camera,
+    skin_field,
+)
 
 log = logging.getLogger(__name__)
 CANVAS = (1024, 768)
 MILD = PhoneCamera(
-    p_glare=0.0, defocus_sigma=(0.0, 0.4), noise_sigma=(0.0, 2.0), jpeg_quality=(80, 92)
+    p_glare=0.0,
+    defocus_sigma=(0.0, 0.4),
+    noise_sigma=(0.0, 2.0),
+    jpeg_quality=(80, 92),
+    metered=(0.5, 0.7),
+    wb_temperature=0.08,
+    wb_tint=0.03,
+    exposure=(0.9, 1.1),
 )
 
 
@@ -194,18 +207,12 @@ def landscape(rng: np.random.Generator) -> RGBImage:
     return phone_camera(np.clip(img, 0, 255).astype(np.uint8), rng, MILD)
 
 
-SKIN_TONES = [
-    (236, 200, 180),
-    (224, 172, 140),
-    (198, 134, 96),
-    (160, 105, 70),
-    (120, 76, 50),
-    (85, 55, 40),
-]
+# Plain skin is not synthesised from a lesion image, so the darkest tone can be used too.
+PLAIN_SKIN_TONES = [*map(tuple, SKIN_TONES), (85, 55, 40)]
 
 
 def plain_skin(rng: np.random.Generator, i: int) -> RGBImage:
-    colour = np.array(SKIN_TONES[i % len(SKIN_TONES)], np.float32)
+    colour = np.array(PLAIN_SKIN_TONES[i % len(PLAIN_SKIN_TONES)], np.float32)
     field = skin_field(CANVAS[1], CANVAS[0], colour, rng)
     return phone_camera(np.clip(field, 0, 255).astype(np.uint8), rng, MILD)
 
@@ -280,7 +287,7 @@ def main() -> None:
         photo, box = compose_phone_photo(
             img, rec.box or default_box(img.shape[1], img.shape[0]), rng
         )
-        clean_phone.append((phone_camera(photo, rng, MILD), box))
+        clean_phone.append((phone_camera(photo, rng, MILD, max(box.width, box.height)), box))
     tally("clean: dermoscopy", (images[i] for i in pick), None)
     tally("clean: phone photo", (p for p, _ in clean_phone), None)
     for name, (make, right) in DEFECTS.items():

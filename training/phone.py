@@ -85,6 +85,63 @@ def skin_field(height: int, width: int, colour: F32, rng: np.random.Generator) -
     return np.asarray(colour[None, None, :] * shading, np.float32)
 
 
+# Skin as phone photos show it, sRGB, pale to brown (about Fitzpatrick I-V). Darker skin
+# is left out of lesion synthesis: HAM10000 has almost no lesions on dark skin, and a
+# light-skin lesion darkened to match would be a made-up image, not a measurement.
+SKIN_TONES = np.array(
+    [(236, 200, 180), (224, 172, 140), (198, 134, 96), (160, 105, 70), (120, 76, 50)],
+    np.float32,
+)
+
+
+def random_skin_tone(rng: np.random.Generator) -> F32:
+    """A skin colour between two neighbouring tones of :data:`SKIN_TONES`, uniformly."""
+    t = rng.uniform(0, len(SKIN_TONES) - 1)
+    i = min(int(t), len(SKIN_TONES) - 2)
+    return np.asarray(SKIN_TONES[i] + (t - i) * (SKIN_TONES[i + 1] - SKIN_TONES[i]), np.float32)
+
+
+def skin_illumination(img: RGBImage, box: LesionBox) -> F32:
+    """Smooth per-pixel colour of the skin under the light, the lesion and ring left out.
+
+    A normalised convolution: skin pixels are averaged with a wide Gaussian and the holes
+    (lesion, dermoscope ring) are filled from around them, so a lesion keeps its contrast
+    against the skin next to it when the photo is later divided by this map.
+    """
+    h, w = img.shape[:2]
+    colour = skin_colour(img, box)
+    lum = _luma(img)
+    skin_lum = float(colour @ np.array([0.299, 0.587, 0.114], np.float32))
+    valid = lum > 0.6 * skin_lum
+    side = max(box.width, box.height)
+    m = int(0.1 * side)
+    valid[max(box.y0 - m, 0) : box.y1 + m, max(box.x0 - m, 0) : box.x1 + m] = False
+    if valid.sum() < 50:
+        return np.broadcast_to(colour, (h, w, 3)).astype(np.float32)
+    # At a quarter of the size: the map is smooth, and this runs per training view.
+    sw, sh = max(4, w // 4), max(4, h // 4)
+    small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
+    weight = cv2.resize(valid.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA)
+    sigma = max(2.0, min(sw, sh) / 4)
+    num = cv2.GaussianBlur(small * weight[..., None], (0, 0), sigma)
+    den = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
+    local = np.where(den > 1e-3, num / np.maximum(den, 1e-3), colour[None, None, :])
+    return np.asarray(cv2.resize(local, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
+
+
+def retone(img: RGBImage, box: LesionBox, tone: F32) -> RGBImage:
+    """Relight the photo so its skin is evenly ``tone``: white balance and flat field in one.
+
+    Dermoscopes add colour casts (blue-grey, lavender, green) and a bright centre; a phone
+    photo of the same skin, once its camera has balanced it, shows skin in skin colours
+    and no lens vignette. Per-pixel gains map the measured skin onto ``tone``; the lesion,
+    relit by the same gains as the skin around it, keeps its contrast and colour relations.
+    """
+    gains = tone[None, None, :] / np.maximum(skin_illumination(img, box), 1.0)
+    out = img.astype(np.float32) * np.clip(gains, 0.25, 4.0)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 def paste(canvas: F32, img: RGBImage, mask: F32, x0: int, y0: int) -> None:
     """Alpha-blend ``img`` into ``canvas`` at (x0, y0), clipping at the canvas edge."""
     h, w = img.shape[:2]
@@ -103,6 +160,7 @@ def paste(canvas: F32, img: RGBImage, mask: F32, x0: int, y0: int) -> None:
 def extend_with_skin(img: RGBImage, box: LesionBox, pad: int, rng: np.random.Generator) -> RGBImage:
     """Return ``img`` centred in a field ``pad`` pixels wider on each side, skin continued."""
     colour = skin_colour(img, box)
+    img = retone(img, box, colour)  # flat-fielded, or the bright centre leaves a pale square
     h, w = img.shape[:2]
     canvas = skin_field(h + 2 * pad, w + 2 * pad, colour, rng)
     paste(canvas, img, dermoscope_mask(img, colour, box), pad, pad)
@@ -126,8 +184,14 @@ def gaussian_blur(x: npt.NDArray[np.floating[Any]], sigma: float) -> F32:
 class PhoneCamera:
     """Parameter ranges of the simulated camera and room (see docs/phone_synthesis.md)."""
 
-    wb_gain: float = 0.18  # per-channel gain in [1-g, 1+g]: tungsten to shade
-    exposure: tuple[float, float] = (0.65, 1.35)  # global gain
+    # White balance errors run along the warm-cool axis (tungsten to shade: red up, blue
+    # down or the reverse) with a little green-magenta tint, not per channel at random.
+    wb_temperature: float = 0.18
+    wb_tint: float = 0.05
+    exposure: tuple[float, float] = (0.75, 1.3)  # gain, after metering if any
+    # Auto-exposure: scale so the median luma lands in this range (0-1) before the gain
+    # above, as a phone's metering does. None: the gain acts on the source's brightness.
+    metered: tuple[float, float] | None = (0.4, 0.75)
     gamma: tuple[float, float] = (0.8, 1.25)
     side_light: float = 0.45  # darkest side of a linear light falloff, as a fraction lost
     p_glare: float = 0.25
@@ -138,14 +202,29 @@ class PhoneCamera:
 
 
 def phone_camera(
-    img: RGBImage, rng: np.random.Generator, cam: PhoneCamera | None = None
+    img: RGBImage,
+    rng: np.random.Generator,
+    cam: PhoneCamera | None = None,
+    lesion_px: int | None = None,
 ) -> RGBImage:
-    """Apply white balance, exposure, side light, glare, defocus, sharpening, noise, JPEG."""
+    """Apply white balance, exposure, side light, glare, defocus, sharpening, noise, JPEG.
+
+    Defocus and sharpening are set at the lesion's scale: ``lesion_px`` is the lesion's
+    size in this image (a full photo), or None when the image is a lesion crop. Scaled
+    by the whole frame instead, a "clear" 1024 px photo of a 60 px mole would get a blur
+    of several of the mole's pixels.
+    """
     cam = cam or PhoneCamera()
     h, w = img.shape[:2]
     x = img.astype(np.float32) / 255.0
-    gains = 1.0 + rng.uniform(-cam.wb_gain, cam.wb_gain, 3).astype(np.float32)
-    x = x * gains[None, None, :] * np.float32(rng.uniform(*cam.exposure))
+    warm = rng.uniform(-cam.wb_temperature, cam.wb_temperature)
+    gains = np.array([1 + warm, 1 + rng.uniform(-cam.wb_tint, cam.wb_tint), 1 - warm], np.float32)
+    x = x * gains[None, None, :]
+    gain = rng.uniform(*cam.exposure)
+    if cam.metered is not None:
+        luma = float(np.median(x[::4, ::4] @ np.array([0.299, 0.587, 0.114], np.float32)))
+        gain *= rng.uniform(*cam.metered) / max(luma, 1e-3)
+    x = x * np.float32(gain)
     # Side light: a linear falloff across the frame in a random direction.
     angle = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -164,7 +243,7 @@ def phone_camera(
         k = max(3, (min(h, w) // 40) | 1)
         glare = np.asarray(cv2.GaussianBlur(glare, (k, k), 0), np.float32)[..., None]
         x = x + glare * (1.0 - x) * 0.9
-    scale = min(h, w) / 160.0
+    scale = (lesion_px if lesion_px is not None else min(h, w)) / 160.0
     sigma = rng.uniform(*cam.defocus_sigma) * scale
     if sigma > 0.3:
         x = gaussian_blur(x, sigma)
@@ -196,6 +275,7 @@ def compose_phone_photo(
     min_width: int = 480,
     lesion_fraction: tuple[float, float] = (0.10, 0.25),
     native_scale: tuple[float, float] = (0.6, 1.0),
+    tone: F32 | None = None,
 ) -> tuple[RGBImage, LesionBox]:
     """Set the lesion into a larger 4:3 skin photo; return it and the lesion's box.
 
@@ -217,8 +297,9 @@ def compose_phone_photo(
     h, w = img.shape[:2]
     sw, sh = max(8, round(w * s)), max(8, round(h * s))
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+    colour = random_skin_tone(rng) if tone is None else tone
+    img = retone(img, box, colour)
     small = np.asarray(cv2.resize(img, (sw, sh), interpolation=interp), np.uint8)
-    colour = skin_colour(img, box)
     field = skin_field(ch, cw, colour, rng)
     cx = rng.uniform(0.2, 0.8) * cw
     cy = rng.uniform(0.2, 0.8) * ch
@@ -250,8 +331,12 @@ def training_view(
 
     The crop margin and centre are jittered (the localiser is not exact); with probability
     ``p_phone`` the crop is then seen through a simulated phone camera at a random
-    resolution (a mole 40-160 px across in a phone photo), else only mildly recoloured.
+    resolution (a mole 40-160 px across in a phone photo), half of those first relit to a
+    random skin tone as :func:`compose_phone_photo` does; else only mildly recoloured.
     """
+    phone = rng.random() < p_phone
+    if phone and rng.random() < 0.5:
+        img = retone(img, box, random_skin_tone(rng))
     side = max(box.width, box.height)
     jitter = rng.uniform(-0.15, 0.15, 2) * side
     jittered = LesionBox(
@@ -280,7 +365,7 @@ def training_view(
     )
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
-    if rng.random() < p_phone:
+    if phone:
         res = int(rng.integers(40, size + 1))
         small = np.asarray(cv2.resize(crop, (res, res), interpolation=cv2.INTER_AREA), np.uint8)
         crop = phone_camera(small, rng)
