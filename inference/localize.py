@@ -238,12 +238,19 @@ def _to_lab(rgb: RGBImage) -> F32Map:
     return lab
 
 
+# Colour difference stops counting as lesion evidence over this many L* units brighter
+# than the skin: a flash highlight or a white label differs from skin in colour too, but
+# moles, BCCs and vascular lesions are not markedly brighter than the skin around them.
+BRIGHT_FADE = 10.0
+
+
 def _evidence(lab: F32Map, bg: F32Map, chroma_weight: float) -> F32Map:
     """Per pixel: how much darker than the skin (L*), plus weighted a*b* colour distance."""
     diff = bg - lab
     darker = np.maximum(diff[..., 0], 0.0)
     chroma = np.sqrt(np.square(diff[..., 1]) + np.square(diff[..., 2]))
-    return np.asarray(darker + np.float32(chroma_weight) * chroma, np.float32)
+    not_bright = np.clip(1.0 + diff[..., 0] / np.float32(BRIGHT_FADE), 0.0, 1.0)
+    return np.asarray(darker + np.float32(chroma_weight) * chroma * not_bright, np.float32)
 
 
 def _otsu(values: F32Map, scale: float) -> float:
@@ -329,7 +336,8 @@ def _ring_stats(
     around = lab[sl][ring].mean(axis=0)
     darker = max(0.0, float(around[0] - inside[0]))
     chroma = math.hypot(float(around[1] - inside[1]), float(around[2] - inside[2]))
-    return darker + chroma_weight * chroma, float((ring & skin[sl]).sum()) / n
+    not_bright = min(1.0, max(0.0, 1.0 + float(around[0] - inside[0]) / BRIGHT_FADE))
+    return darker + chroma_weight * chroma * not_bright, float((ring & skin[sl]).sum()) / n
 
 
 def _elongation(region: BoolMap) -> float:
@@ -487,8 +495,11 @@ def find_lesion(rgb: RGBImage, params: LocaliserParams | None = None) -> Localis
     f1 = _evidence(lab, surface, p.chroma_weight)
     first = (f1 > max(_otsu(f1[valid], 4.0), p.min_contrast)) & valid
 
-    # Pass 2: the local skin colour, interpolated over what pass 1 did not call lesion.
-    keep = valid & ~(cv2.dilate(first.astype(np.uint8), _disk(7)) > 0)
+    # Pass 2: the local skin colour, interpolated over what pass 1 did not call lesion,
+    # nor highlight: a flash reflection averaged in would make the skin around it look
+    # darker than "skin", a ring of false lesion evidence.
+    bright = (lab[..., 0] - surface[..., 0]) > np.float32(0.5 * BRIGHT_FADE)
+    keep = valid & ~(cv2.dilate((first | bright).astype(np.uint8), _disk(7)) > 0)
     if keep.sum() < 0.05 * h * w:
         keep = valid & ~first
     bg = _smooth_background(lab, keep.astype(np.float32), surface)

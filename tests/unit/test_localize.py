@@ -255,3 +255,21 @@ def test_box_is_in_the_coordinates_of_the_input_image() -> None:
     assert result.box.iou(truth) > 0.7, (result.box, truth)
     assert 0 <= result.box.x0 < result.box.x1 <= 1600
     assert 0 <= result.box.y0 < result.box.y1 <= 1200
+
+
+def test_flash_highlight_is_not_taken_for_the_lesion() -> None:
+    """A bright, colourless flash reflection differs from skin too, but is no lesion."""
+    img = skin_field(480, 640, SKIN_TONES["medium"], seed=13)
+    truth = add_spot(img, 200, 300, 28, 24, (150, 100, 75))  # a faint, small mole
+    add_spot(img, 470, 150, 45, 25, (252, 252, 250))  # a larger highlight, more central
+    result = find_lesion(img)
+    assert result.box is not None, result.measurements
+    assert result.box.iou(truth) > 0.5, (result.box, truth)
+
+
+def test_a_highlight_alone_on_skin_is_no_lesion() -> None:
+    img = skin_field(480, 640, SKIN_TONES["pale"], seed=14)
+    add_spot(img, 320, 240, 50, 30, (255, 255, 255))
+    result = find_lesion(img)
+    assert result.box is None
+    assert result.issues == (QualityIssue.NOT_A_LESION,)
