@@ -85,6 +85,21 @@ def test_motion_blur_is_blurry() -> None:
     assert issues(img) == (QualityIssue.BLURRY,)
 
 
+@pytest.mark.parametrize("angle", [30.0, 45.0, 60.0, 135.0])
+def test_diagonal_motion_blur_is_measured_along_its_direction(angle: float) -> None:
+    """A diagonal shake reads as strongly as a horizontal one of the same length."""
+    kernel = np.zeros((15, 15), np.float32)
+    kernel[7, :] = 1.0
+    rot = cv2.getRotationMatrix2D((7.0, 7.0), angle, 1.0)
+    kernel = np.asarray(cv2.warpAffine(kernel, rot, (15, 15)), np.float32)
+    grey = luma(downscale(textured_skin(), 256)).astype(np.float32)
+    straight = np.zeros((15, 15), np.float32)
+    straight[7, :] = 1 / 15
+    along_x = blur_sigma(np.asarray(cv2.filter2D(grey, -1, straight), np.float32))
+    diagonal = blur_sigma(np.asarray(cv2.filter2D(grey, -1, kernel / kernel.sum()), np.float32))
+    assert diagonal > 0.8 * along_x > T.max_blur_px
+
+
 def test_blur_is_measured_on_the_lesion_when_a_box_is_given() -> None:
     """A sharp background must not rescue a blurred lesion (focus on the wrong plane)."""
     img = textured_skin()  # the mole is at the centre, 120 x 100 px
@@ -147,6 +162,18 @@ def test_specular_blob_on_the_lesion_is_glare() -> None:
     box = LesionBox(452, 334, 572, 434)
     assert issues(img, box) == (QualityIssue.GLARE,)
     assert glare_fraction(img[334:434, 452:572]) > T.max_glare_fraction
+
+
+def test_a_large_soft_highlight_is_glare_not_blur() -> None:
+    """A flash reflection's soft rim is smooth, not out of focus: the advice is the glare."""
+    img = textured_skin()
+    mask = np.zeros(img.shape[:2], np.float32)
+    cv2.ellipse(mask, (650, 480), (50, 35), 20, 0, 360, 1.0, -1)
+    cv2.ellipse(mask, (610, 500), (40, 30), 70, 0, 360, 1.0, -1)
+    alpha = np.asarray(cv2.GaussianBlur(mask, (0, 0), 5.0), np.float32)[..., None]
+    img = (img * (1 - alpha) + 255.0 * alpha).astype(np.uint8)
+    box = LesionBox(520, 410, 760, 550)
+    assert issues(img, box) == (QualityIssue.GLARE,)
 
 
 def test_pale_skin_is_not_glare() -> None:
