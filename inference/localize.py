@@ -73,6 +73,13 @@ class LocaliserParams:
     min_surround_skin: float = 0.5
     # ... and the frame must hold some skin at all (documents, landscapes, screenshots).
     min_skin_fraction: float = 0.15
+    # A "spot" this large a share of the frame means a close-up, and in a close-up of a
+    # lesion the rest of the frame is skin: skin or lesion must then cover this share.
+    # A large blob in a frame that is partly something else is a scene (a face, an
+    # animal, a stained slide), not a lesion. Set on lesions only (validation split, 300
+    # per domain): it refuses 0 phone photos and 2 dermoscopy images (0.7%).
+    close_up_lesion_fraction: float = 0.1
+    close_up_min_skin: float = 0.9
     # LESION_TOO_SMALL when the lesion's longer side is under this share of the photo's
     # shorter side: ~4 px at the working size, where a mole and a pore look alike. A 3 mm
     # mole shot from 15 cm (a phone's ~70 degree view spans ~21 cm there) is ~1.4 % of
@@ -556,7 +563,10 @@ def find_lesion(rgb: RGBImage, params: LocaliserParams | None = None) -> Localis
         }
     )
     skin_or_lesion = float((skin | lesion).sum()) / n_valid
+    m["skin_or_lesion_fraction"] = skin_or_lesion
     if skin_or_lesion < p.min_skin_fraction:
+        return _no_lesion(skin_fraction, m)
+    if lesion_fraction >= p.close_up_lesion_fraction and skin_or_lesion < p.close_up_min_skin:
         return _no_lesion(skin_fraction, m)
     issues: list[QualityIssue] = []
     side = max(box.width, box.height)

@@ -273,3 +273,20 @@ def test_a_highlight_alone_on_skin_is_no_lesion() -> None:
     result = find_lesion(img)
     assert result.box is None
     assert result.issues == (QualityIssue.NOT_A_LESION,)
+
+
+def test_a_large_dark_shape_in_a_scene_that_is_not_skin_is_no_lesion() -> None:
+    """A face or an animal fills the frame with a big 'spot' and much that is not skin."""
+    img = skin_field(480, 640, SKIN_TONES["medium"], seed=15)
+    img[:, :160] = (60, 110, 60)  # foliage down one side: a fifth of the frame
+    add_spot(img, 380, 240, 150, 120, SPOTS["medium"])  # a big dark shape, a fifth too
+    result = find_lesion(img)
+    assert result.box is None
+    assert result.issues == (QualityIssue.NOT_A_LESION,)
+
+
+def test_a_close_up_of_a_large_lesion_on_skin_is_still_found() -> None:
+    img = skin_field(480, 640, SKIN_TONES["medium"], seed=16)
+    truth = add_spot(img, 320, 240, 150, 120, SPOTS["medium"])
+    result = find_lesion(img)
+    assert result.box is not None and result.box.iou(truth) > 0.5
