@@ -290,3 +290,33 @@ def test_a_close_up_of_a_large_lesion_on_skin_is_still_found() -> None:
     truth = add_spot(img, 320, 240, 150, 120, SPOTS["medium"])
     result = find_lesion(img)
     assert result.box is not None and result.box.iou(truth) > 0.5
+
+
+@pytest.mark.parametrize(("seed", "paper"), [(0, (200, 180, 165)), (3, (150, 135, 120))])
+def test_small_print_in_soft_focus_is_not_a_lesion(seed: int, paper: tuple[int, int, int]) -> None:
+    """Softly focused small print merges into a block that passes the shape rules and
+    stands out alone; the letters around it give the page away."""
+    img = skin_field(768, 1024, paper, seed=seed)
+    rng = np.random.default_rng(seed)
+    y = 60
+    while y < 730:
+        words = "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz  "), int(rng.integers(20, 55))))
+        scale = float(rng.uniform(0.6, 1.0))
+        cv2.putText(img, words, (50, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), 2)
+        y += int(rng.integers(28, 45))
+    img = np.asarray(cv2.GaussianBlur(img, (0, 0), 0.8), np.uint8)
+    result = find_lesion(img)
+    assert result.issues == (QualityIssue.NOT_A_LESION,)
+
+
+def test_mole_among_a_few_freckles_is_still_found() -> None:
+    img = skin_field(768, 1024, SKIN_TONES["pale"], seed=18)
+    rng = np.random.default_rng(18)
+    for _ in range(12):
+        x, y = int(rng.integers(40, 984)), int(rng.integers(40, 728))
+        if abs(x - 512) > 150 or abs(y - 384) > 150:
+            add_spot(img, x, y, 5, 5, (190, 140, 110))
+    truth = add_spot(img, 512, 384, 60, 50, SPOTS["pale"])
+    result = find_lesion(img)
+    assert result.box is not None and result.box.iou(truth) > 0.5, result.measurements
+    assert result.issues == ()
