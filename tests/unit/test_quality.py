@@ -176,6 +176,15 @@ def test_a_large_soft_highlight_is_glare_not_blur() -> None:
     assert issues(img, box) == (QualityIssue.GLARE,)
 
 
+def test_large_reflection_away_from_the_box_is_glare() -> None:
+    """When a reflection hides the lesion the localiser may box something else; a
+    highlight that large anywhere in the frame is still reported."""
+    img = textured_skin()
+    cv2.ellipse(img, (1000, 250), (70, 45), 30, 0, 360, (255, 255, 255), -1, cv2.LINE_AA)
+    box = LesionBox(580, 430, 701, 531)
+    assert QualityIssue.GLARE in issues(img, box)
+
+
 def test_pale_skin_is_not_glare() -> None:
     """Evenly near-white pale skin (common under a dermoscope) is not a highlight."""
     img = np.full((600, 800, 3), (250, 244, 240), np.uint8)
