@@ -50,6 +50,29 @@ def phone_like_photo(lesion_jpeg: bytes, seed: int = 0) -> bytes:
     return encode(photo, quality=90)
 
 
+def large_photo_with_lesion_at(
+    lesion_jpeg: bytes, centre: tuple[int, int], size: tuple[int, int] = (1280, 960), seed: int = 0
+) -> tuple[bytes, tuple[int, int, int, int]]:
+    """A Telegram-sized photo of skin with the lesion, at its own resolution, at ``centre``.
+
+    Returns the JPEG and the pasted patch's box: the lesion lies inside it.
+    """
+    rng = np.random.default_rng(seed)
+    width, height = size
+    light = 0.8 + 0.2 * np.linspace(0, 1, height, dtype=np.float32)  # light from below
+    skin = np.array([205, 160, 130], np.float32)[None, None, :] * light[:, None, None]
+    skin = skin + rng.normal(0, 4, (height, width, 3)).astype(np.float32)
+    canvas = Image.fromarray(np.clip(skin, 0, 255).astype(np.uint8))
+    lesion = Image.open(io.BytesIO(lesion_jpeg)).convert("RGB")
+    mask = Image.new("L", lesion.size, 0)
+    inset = min(lesion.size) // 10
+    mask.paste(255, (inset, inset, lesion.width - inset, lesion.height - inset))
+    mask = mask.filter(ImageFilter.GaussianBlur(inset / 2))
+    x0, y0 = centre[0] - lesion.width // 2, centre[1] - lesion.height // 2
+    canvas.paste(lesion, (x0, y0), mask)
+    return encode(canvas, quality=90), (x0, y0, x0 + lesion.width, y0 + lesion.height)
+
+
 def flat_photo(width: int = 800, height: int = 600, grey: int = 128) -> bytes:
     """A featureless grey photo: a picture, but not of a skin lesion."""
     return encode(Image.new("RGB", (width, height), (grey, grey, grey)), quality=90)

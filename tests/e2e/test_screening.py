@@ -159,6 +159,37 @@ async def test_lesion_photo_gets_risk_advice_heatmap_and_disclaimer(
     assert not [m for m in ours if TOKEN in m or str(user_id) in m]
 
 
+async def test_small_lesion_far_from_the_centre_of_a_large_photo_is_found_and_judged(
+    fake_api: FakeTelegramApi,
+    running_bot: RunningBot,
+    user_id: int,
+    lesion_jpegs: dict[str, bytes],
+) -> None:
+    """A mole in the upper-left of a full 1280x960 photo: located, classified, and the
+    heatmap drawn where it is on the user's own photo, the rest of the photo untouched."""
+    jpeg, (px0, py0, px1, py1) = images.large_photo_with_lesion_at(
+        lesion_jpegs[NEVUS], centre=(330, 270), seed=3
+    )
+    send_photo(fake_api, user_id, jpeg)
+    text, replies = await final_text(fake_api, user_id)
+
+    row = await only_consultation(running_bot, user_id)
+    assert_assessed(text, replies, row)
+    assert row.lesion_box is not None
+    x0, y0, x1, y1 = row.lesion_box
+    assert px0 <= x0 < x1 <= px1 and py0 <= y0 < y1 <= py1, (row.lesion_box, (px0, py0, px1, py1))
+    assert (x1 - x0) * (y1 - y0) < 0.03 * 1280 * 960  # a small part of the frame
+
+    [heatmap] = [m for m in replies if m.method == "sendPhoto"]
+    assert heatmap.photo is not None
+    sent = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"), np.float32)
+    drawn = np.asarray(Image.open(io.BytesIO(heatmap.photo)).convert("RGB"), np.float32)
+    assert drawn.shape == sent.shape  # the full photo, not the crop
+    change = np.abs(drawn - sent).mean(axis=2)
+    assert change[y0:y1, x0:x1].mean() > 20  # the heat is on the lesion ...
+    assert change[600:, 800:].mean() < 3  # ... and the far corner is the user's photo
+
+
 async def test_image_sent_as_a_file_is_screened(
     fake_api: FakeTelegramApi, running_bot: RunningBot, user_id: int, phone_photos: dict[str, bytes]
 ) -> None:
