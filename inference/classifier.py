@@ -55,21 +55,39 @@ def risk_level(malignant_probability: float, metadata: ModelMetadata) -> Risk:
 class OnnxClassifier:
     """Classify lesion crops; thread-safe (onnxruntime sessions allow concurrent ``run``)."""
 
-    def __init__(self, path: Path | None = None, threads: int = 1) -> None:
+    def __init__(
+        self, path: Path | None = None, threads: int = 1, flip_average: bool | None = None
+    ) -> None:
         path = path or SHIPPED_MODEL
         if not path.is_file():
             raise ModelLoadError(f"model file not found: {path}")
         self.session = load_session(path, threads)
         self.metadata = read_metadata(self.session)
+        # None: as the model's metadata says (calibration measurements override it).
+        self.flip_average = self.metadata.flip_average if flip_average is None else flip_average
         self._input = self.session.get_inputs()[0].name
 
     def raw_outputs(self, crop: RGBImage) -> dict[str, npt.NDArray[np.float32]]:
-        """Run the network on one lesion crop; outputs for the single image, batch axis dropped."""
+        """Run the network on one lesion crop; outputs for the single image, batch axis dropped.
+
+        With flip averaging the crop and its mirror run as one batch of two; the mirror's
+        maps are flipped back before averaging, so the heatmap stays on the lesion.
+        """
         m = self.metadata
         x = to_model_input(crop, m.input_size, m.mean, m.std, m.color_constancy_power)
+        batch = np.stack([x, x[:, :, ::-1]]) if self.flip_average else x[None]
         names = [o.name for o in self.session.get_outputs()]
-        values = self.session.run(names, {self._input: x[None]})
-        return {n: np.asarray(v[0], np.float32) for n, v in zip(names, values, strict=True)}
+        values = self.session.run(names, {self._input: np.ascontiguousarray(batch)})
+        out = {}
+        for name, v in zip(names, values, strict=True):
+            v = np.asarray(v, np.float32)
+            if self.flip_average:
+                mirror = v[1][..., ::-1] if v.ndim == 4 else v[1]  # (N, C, h, w) maps
+                v = np.stack([v[0], mirror])
+                out[name] = np.asarray(v.mean(axis=0), np.float32)
+            else:
+                out[name] = v[0]
+        return out
 
     def predict(self, crop: RGBImage) -> Prediction:
         m = self.metadata

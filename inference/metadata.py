@@ -39,6 +39,10 @@ class ModelMetadata:
     # lesion the model was trained on. Calibrated on held-out photos; see the model card.
     ood_threshold: float
     crop_margin: float = 0.4  # lesion-box margin, as a fraction of the box side, on each side
+    # Average the crop and its mirror image (logits, heatmap, OOD distance). Lesions have no
+    # handedness, so the mirror is an equally valid view; calibration is fitted with the
+    # same setting, so it belongs to the model, not to the deployment.
+    flip_average: bool = False
     training_data: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
 

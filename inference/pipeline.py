@@ -66,8 +66,10 @@ def order_issues(
 class Screener:
     """The whole screening pipeline around one onnxruntime session; safe to share across threads."""
 
-    def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
-        self.classifier = OnnxClassifier(model_path, threads)
+    def __init__(
+        self, model_path: Path | None = None, threads: int = 1, flip_average: bool | None = None
+    ) -> None:
+        self.classifier = OnnxClassifier(model_path, threads, flip_average)
         meta = self.classifier.metadata
         # The gate judges the crop the model will actually see: its margin and input size.
         self.localiser_params = LocaliserParams(crop_margin=meta.crop_margin)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Turn a training run into the shipped model and its evaluation, in order:
-#   export (ONNX, parity, compression choice) -> calibrate on validation -> evaluate on test
-#   -> quality-gate evaluation -> speed benchmark.
-# Usage: scripts/release_model.sh VERSION [RUN_DIR] [CONFIG]
+#   export (ONNX, parity, compression choice) -> flip-averaging study on validation
+#   -> calibrate on validation -> evaluate on test -> quality-gate evaluation -> benchmarks.
+# Usage: [FLIP_AVERAGE=1] scripts/release_model.sh VERSION [RUN_DIR] [CONFIG]
+# FLIP_AVERAGE=1 ships test-time flip averaging; set it only where flip_study.md (written
+# by this script's second step, on validation) shows it helps.
 set -euo pipefail
 version=${1:?usage: scripts/release_model.sh VERSION [RUN_DIR] [CONFIG]}
 run=${2:-runs/lite0}
@@ -10,8 +12,12 @@ config=${3:-training/configs/lite0.json}
 model=inference/models/lesion_classifier.onnx
 
 python -m training.export --checkpoint "$run/best.pt" --out "$run/export" --version "$version"
-python -m training.calibrate --config "$config" --model "$run/export/model.onnx" --out "$model" --version "$version"
+python -m training.flip_study --config "$config" --model "$run/export/model.onnx" --out docs/evaluation
+flip=()
+if [[ "${FLIP_AVERAGE:-0}" == 1 ]]; then flip=(--flip-average); fi
+python -m training.calibrate --config "$config" --model "$run/export/model.onnx" --out "$model" --version "$version" "${flip[@]}"
 python -m training.evaluate --config "$config" --model "$model" --out docs/evaluation
 python -m training.gate_eval --config "$config" --model "$model" --out docs/evaluation
 cp "$run/export/export_report.json" docs/evaluation/export_report.json
 python scripts/benchmark.py --model-dir "$run/export" | tee docs/evaluation/benchmark.md
+python -m training.blur_study --config "$config" --model "$model" --out docs/evaluation

@@ -57,10 +57,15 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--version", required=True)
+    parser.add_argument(
+        "--flip-average",
+        action="store_true",
+        help="ship with test-time flip averaging (decide with training.flip_study)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = TrainConfig.load(args.config)
-    screener = Screener(args.model)
+    screener = Screener(args.model, flip_average=args.flip_average)
     meta = screener.metadata
     images, records = load_split(cfg, ("val",))["val"]
     runs = {
@@ -107,6 +112,7 @@ def main() -> None:
     final = replace(
         meta,
         version=args.version,
+        flip_average=args.flip_average,
         temperature=temperature,
         thresholds=RiskThresholds(medium=medium, high=high),
         ood_threshold=ood_threshold,
