@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -108,6 +109,12 @@ async def test_replying_to_a_result_names_the_spot(
     text, row = await assessed_photo(fake_api, running_bot, user_id, phone_photo(lesion_jpegs), 1)
     assert text.endswith(EN.text("track.ask"))
     result = await last_text(fake_api, user_id, 1)
+    # The fake API sees the message as the bot sends it, before the bot has recorded
+    # which message the result was; a person reads it before replying.
+    for _ in range(100):
+        if (await running_bot.consultations(user_id))[0].result_message_id is not None:
+            break
+        await asyncio.sleep(0.02)
 
     fake_api.push_text(user_id, "Mole on my back", reply_to=result)
     reply = await last_text(fake_api, user_id, 2)
