@@ -60,10 +60,10 @@ class QualityThresholds:
     max_blockiness: float = 8.0
     # BLURRY when the estimated blur (Gaussian sigma, px, at blur_side) exceeds this.
     # Chosen on the validation split (dermoscopy / clear synthetic phone photos, 400
-    # lesions each, blurred on purpose by sigma s at the classifier's 160 px scale):
-    # malignant AUC 0.91/0.84 sharp, 0.86/0.83 at s=2, 0.83/0.80 at s=3. At 2.6 the
-    # check flags 1%/3% of the sharp photos and 81%/61% at s=3, 92%/79% at s=4; at the
-    # earlier 2.2 it flagged 6%/5% of sharp photos for a few points more at s=3.
+    # lesions each, blurred on purpose by sigma s at the classifier's 160 px scale), with
+    # model lite0-160-2026-11-30: malignant AUC 0.885/0.875 sharp, 0.861/0.859 at s=2,
+    # 0.842/0.865 at s=3, 0.818/0.850 at s=4. At 2.6 the check flags 2%/3% of the sharp
+    # photos, 84%/62% at s=3 and 92%/80% at s=4; 2.2 flagged 7%/5% of the sharp ones.
     # Table: docs/evaluation/blur_study.md, from `python -m training.blur_study`.
     max_blur_px: float = 2.6
     # Blur is measured on this many pixels across (about the classifier's input):
