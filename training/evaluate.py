@@ -80,6 +80,16 @@ def domain_metrics(run: PipelineRun, screener: Screener) -> dict[str, Any]:
     a_sens, a_spec = sensitivity_specificity(run.malignant[answered], a_pm, meta.thresholds.medium)
     ece, acc_bins, conf_bins, count_bins = expected_calibration_error(probs, y)
     issue_counts = Counter(i for issues in run.issues for i in issues)
+    # Does the gate refuse what the classifier cannot judge? AUC on the photos it refused
+    # (classified anyway) against those it answered. NaN when a group lacks either class.
+    probs_all = softmax(run.log_probs)[:, mal_idx].sum(1)
+    groups = {"answered": ~run.refused & ok, "refused": run.refused & ok}
+    group_auc = {
+        name: roc_auc(run.malignant[sel], probs_all[sel])
+        if 0 < run.malignant[sel].sum() < sel.sum()
+        else float("nan")
+        for name, sel in groups.items()
+    }
     return {
         "n": len(run.labels),
         "localised": float(ok.mean()),
@@ -93,6 +103,9 @@ def domain_metrics(run: PipelineRun, screener: Screener) -> dict[str, Any]:
         "specificity_high": spec_h,
         "answered_sensitivity_medium_or_high": a_sens,
         "answered_specificity_medium_or_high": a_spec,
+        "answered_malignant_auc": group_auc["answered"],
+        "refused_classified": int(groups["refused"].sum()),
+        "refused_malignant_auc": group_auc["refused"],
         "ece": ece,
         "box_iou_median": float(np.median(run.iou)),
         "box_iou_ge_0_5": float((run.iou >= 0.5).mean()),
@@ -183,6 +196,9 @@ def render_markdown(
             "answered_sensitivity_medium_or_high",
             "{:.3f}",
         ),
+        ("malignant AUC, answered photos", "answered_malignant_auc", "{:.3f}"),
+        ("refused photos the classifier still judged", "refused_classified", "{:d}"),
+        ("malignant AUC on those refused photos", "refused_malignant_auc", "{:.3f}"),
         ("ECE (15 bins)", "ece", "{:.3f}"),
         ("localiser box IoU >= 0.5", "box_iou_ge_0_5", "{:.1%}"),
         ("localiser box IoU, median", "box_iou_median", "{:.2f}"),
