@@ -90,6 +90,14 @@ def domain_metrics(run: PipelineRun, screener: Screener) -> dict[str, Any]:
         else float("nan")
         for name, sel in groups.items()
     }
+    # ... and per reason, on photos refused for that reason alone (groups of >= 20 photos).
+    only = Counter(issues[0] for issues in run.issues if len(issues) == 1)
+    for reason in only:
+        sel = np.array([issues == (reason,) for issues in run.issues]) & ok
+        if sel.sum() >= 20 and 0 < run.malignant[sel].sum() < sel.sum():
+            group_auc[f"only {reason} ({int(sel.sum())} photos)"] = roc_auc(
+                run.malignant[sel], probs_all[sel]
+            )
     return {
         "n": len(run.labels),
         "localised": float(ok.mean()),
@@ -106,6 +114,7 @@ def domain_metrics(run: PipelineRun, screener: Screener) -> dict[str, Any]:
         "answered_malignant_auc": group_auc["answered"],
         "refused_classified": int(groups["refused"].sum()),
         "refused_malignant_auc": group_auc["refused"],
+        "malignant_auc_by_group": group_auc,
         "ece": ece,
         "box_iou_median": float(np.median(run.iou)),
         "box_iou_ge_0_5": float((run.iou >= 0.5).mean()),
@@ -238,6 +247,10 @@ def render_markdown(
             ", ".join(f"{k} {v:.1%}" for k, v in results[n]["refusal_reasons"].items()) or "none"
         )
         lines.append(f"- {n}: {reasons}")
+    lines += ["", "## Malignant AUC by what the gate did (classifier judged apart from it)", ""]
+    for n in names:
+        groups = ", ".join(f"{k} {v:.3f}" for k, v in results[n]["malignant_auc_by_group"].items())
+        lines.append(f"- {n}: {groups}")
     lines += ["", "## Degraded dermoscopy copies (classifier judged apart from the gate)", ""]
     lines.append(
         "| copy | balanced accuracy | malignant AUC | sensitivity, medium or high"
