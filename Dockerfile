@@ -34,4 +34,7 @@ VOLUME ["/app/data"]
 HEALTHCHECK --interval=5m --timeout=60s --start-period=30s --retries=3 \
     CMD ["python", "-m", "bot", "--check"]
 
+# Only used in webhook mode (WEBHOOK_URL set, WEBHOOK_LISTEN=0.0.0.0); polling opens no port.
+EXPOSE 8443
+
 CMD ["python", "-m", "bot"]

@@ -1,4 +1,5 @@
-"""``python -m bot``: settings -> logging -> application -> long polling until SIGTERM/SIGINT.
+"""``python -m bot``: settings -> logging -> application -> long polling (or a webhook server,
+when ``WEBHOOK_URL`` is set) until SIGTERM/SIGINT.
 
 ``python -m bot --check`` loads the settings and the model, then exits (the container's
 health check).
@@ -10,6 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from telegram import Update
@@ -37,7 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         sys.stderr.write(describe_settings_error(error) + "\n")
         return EXIT_BAD_SETTINGS
-    configure_logging(settings.log_level, secrets=[settings.telegram_bot_token.get_secret_value()])
+    secrets = [settings.telegram_bot_token.get_secret_value()]
+    if settings.webhook_secret is not None:
+        secrets.append(settings.webhook_secret.get_secret_value())
+    configure_logging(settings.log_level, secrets=secrets)
 
     if args.check:
         screener = Screener(settings.model_path, threads=1)
@@ -46,7 +51,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.user_key_secret is None:
         logger.warning("USER_KEY_SECRET is not set; user keys are derived from the bot token")
     # Messages and button presses; edits of old photos are not re-screened.
-    build_application(settings).run_polling(allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY])
+    updates = [Update.MESSAGE, Update.CALLBACK_QUERY]
+    application = build_application(settings)
+    if settings.webhook_url is None:
+        application.run_polling(allowed_updates=updates)
+        return 0
+    assert settings.webhook_secret is not None  # the settings refuse a webhook without one
+    logger.info("Webhook mode, listening on %s:%d", settings.webhook_listen, settings.webhook_port)
+    application.run_webhook(
+        listen=settings.webhook_listen,
+        port=settings.webhook_port,
+        url_path=urlsplit(settings.webhook_url).path.lstrip("/"),
+        webhook_url=settings.webhook_url,
+        secret_token=settings.webhook_secret.get_secret_value(),
+        allowed_updates=updates,
+    )
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Empty values (as in a copied .env.example) count as unset, so defaults apply.
@@ -60,6 +60,16 @@ class Settings(DatabaseSettings):
     scheduler_interval_s: float = Field(default=600, gt=0)
     # Consultations older than this are deleted (users are told: 12 months).
     retention_days: int = Field(default=365, gt=0)
+    # Webhook mode, for several bot replicas behind a load balancer: the public HTTPS URL
+    # Telegram posts updates to. Unset: long polling (one process, no open port).
+    webhook_url: str | None = None
+    # Where the webhook server listens. Loopback by default: TLS and the public port belong
+    # to a reverse proxy in front; in a container set 0.0.0.0.
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = Field(default=8443, gt=0, lt=65536)
+    # Telegram sends this in every webhook request; requests without it are refused, so
+    # nobody who guesses the URL can inject updates. Required in webhook mode.
+    webhook_secret: SecretStr | None = None
 
     @field_validator("telegram_bot_token")
     @classmethod
@@ -87,6 +97,23 @@ class Settings(DatabaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_token_charset(cls, value: SecretStr | None) -> SecretStr | None:
+        # Telegram's own rule for secret_token: 1-256 of A-Z, a-z, 0-9, _ and -.
+        if value is not None:
+            secret = value.get_secret_value()
+            allowed = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+            if not 1 <= len(secret) <= 256 or not set(secret) <= allowed:
+                raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_a_secret(self) -> Settings:
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise ValueError("WEBHOOK_SECRET is required when WEBHOOK_URL is set")
+        return self
 
     @property
     def user_key_bytes(self) -> bytes:

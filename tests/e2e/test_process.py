@@ -6,12 +6,15 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from aiohttp import ClientSession
 
 from bot.__main__ import EXIT_BAD_SETTINGS, main
 from bot.config import Settings
@@ -81,6 +84,82 @@ async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
     assert TOKEN not in output
     assert TOKEN.split(":")[1] not in output  # nor its secret half, nor URL-encoded
     assert str(USER_ID) not in output
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
+    fresh_api: FakeTelegramApi, tmp_path: Path
+) -> None:
+    """Behind a webhook: it registers URL and secret, answers what Telegram posts, and
+    refuses a post without the secret, so a guessed URL cannot inject updates."""
+    port, secret = _free_port(), "hook-Secret_42"
+    url = f"http://127.0.0.1:{port}/telegram-updates"
+    log_path = tmp_path / "bot.log"
+    env = bot_env(
+        TELEGRAM_BOT_TOKEN=TOKEN,
+        TELEGRAM_API_URL=fresh_api.url,
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+        WEBHOOK_URL=url,
+        WEBHOOK_PORT=str(port),
+        WEBHOOK_SECRET=secret,
+        LOG_LEVEL="DEBUG",
+    )
+    forger = USER_ID + 1
+    forged = {
+        "update_id": 10_000,
+        "message": {
+            "message_id": 1,
+            "date": int(time.time()),
+            "chat": {"id": forger, "type": "private", "first_name": "X"},
+            "from": {"id": forger, "is_bot": False, "first_name": "X"},
+            "text": "/start",
+            "entities": [{"type": "bot_command", "offset": 0, "length": 6}],
+        },
+    }
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", cwd=tmp_path, env=env, stdout=log, stderr=log
+        )
+        try:
+            await fresh_api.wait_for(lambda: fresh_api.webhook is not None, 180)
+            assert fresh_api.webhook == (url, secret)
+            async with ClientSession() as session:
+                for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
+                    async with session.post(url, json=forged, headers=headers) as response:
+                        assert response.status == 403
+            fresh_api.push_text(USER_ID, "/start")  # delivered by POST, with the secret
+            [reply] = await fresh_api.wait_for_text(USER_ID, within_s=180)
+            assert "not a diagnosis" in (reply.text or "")
+            process.send_signal(signal.SIGTERM)
+            returncode = await asyncio.wait_for(process.wait(), 120)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+    output = log_path.read_text()
+    assert returncode == 0, output[-3000:]
+    assert "getUpdates" not in fresh_api.calls  # no polling in webhook mode
+    assert fresh_api.replies_to(forger) == []
+    assert secret not in output and TOKEN not in output
+    assert "Traceback" not in output
+
+
+def test_webhook_without_a_secret_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in BOT_ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("WEBHOOK_URL", "https://bot.example.org/telegram")
+    assert main([]) == EXIT_BAD_SETTINGS
+    assert "WEBHOOK_SECRET is required when WEBHOOK_URL is set" in capsys.readouterr().err
 
 
 def test_missing_token_is_a_clear_error(

@@ -3,7 +3,9 @@
 It speaks just enough of the Bot API for the bot: getMe, getUpdates (long polling),
 sendMessage, sendPhoto and sendDocument (multipart; the bytes are kept), editMessageText,
 editMessageReplyMarkup, answerCallbackQuery, sendChatAction, getFile and the file download
-route, deleteWebhook, setMyCommands (per language), and "ok" for other harmless calls.
+route, setWebhook and deleteWebhook, setMyCommands (per language), and "ok" for other
+harmless calls. While a webhook is set, updates are POSTed to it with its secret token, as
+Telegram does, and getUpdates is refused.
 Inline keyboards the bot sends are kept, and tests press their buttons with
 ``push_callback``.
 
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 TOKEN = "123456789:TEST-fake-token-abcdefghijklmnopqrstu"
 BOT_USER = {
@@ -97,6 +99,8 @@ class FakeTelegramApi:
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.webhook: tuple[str, str | None] | None = None  # (url, secret token) while set
+        self._delivery: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -113,6 +117,7 @@ class FakeTelegramApi:
         await web.SockSite(self._runner, sock).start()
 
     async def stop(self) -> None:
+        await self._stop_delivery()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -265,7 +270,8 @@ class FakeTelegramApi:
             "answercallbackquery": self._answer_callback_query,
             "sendchataction": self._send_chat_action,
             "getfile": self._get_file,
-            "deletewebhook": self._true,
+            "setwebhook": self._set_webhook,
+            "deletewebhook": self._delete_webhook,
             "setmycommands": self._set_my_commands,
         }
 
@@ -275,7 +281,48 @@ class FakeTelegramApi:
     async def _get_me(self, params: dict[str, Any]) -> web.Response:
         return _ok(BOT_USER)
 
+    async def _set_webhook(self, params: dict[str, Any]) -> web.Response:
+        await self._stop_delivery()
+        self.webhook = (str(params["url"]), params.get("secret_token"))
+        self._delivery = asyncio.create_task(self._deliver(*self.webhook))
+        self._notify()
+        return _ok(True)
+
+    async def _delete_webhook(self, params: dict[str, Any]) -> web.Response:
+        await self._stop_delivery()
+        self.webhook = None
+        self._notify()
+        return _ok(True)
+
+    async def _stop_delivery(self) -> None:
+        if self._delivery is not None:
+            self._delivery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._delivery
+            self._delivery = None
+
+    async def _deliver(self, url: str, secret: str | None) -> None:
+        """POST each update in order until the webhook answers 200, as Telegram does."""
+        headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret else {}
+        async with ClientSession() as session:
+            while True:
+                if not self._updates:
+                    with contextlib.suppress(TimeoutError):
+                        await self.wait_for(lambda: bool(self._updates), MAX_POLL_S)
+                    continue
+                try:
+                    async with session.post(url, json=self._updates[0], headers=headers) as r:
+                        delivered = r.status == 200
+                except OSError:
+                    delivered = False  # the bot's server is not up yet
+                if delivered:
+                    self._updates.pop(0)
+                else:
+                    await asyncio.sleep(0.2)
+
     async def _get_updates(self, params: dict[str, Any]) -> web.Response:
+        if self.webhook is not None:
+            return _error(409, "Conflict: can't use getUpdates method while webhook is active")
         offset = int(params.get("offset", 0))
         limit = int(params.get("limit", 100))
         timeout = min(float(params.get("timeout", 0)), MAX_POLL_S)
