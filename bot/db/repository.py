@@ -169,7 +169,17 @@ class UserRepository:
         return user
 
     async def due_reminders(self, now: datetime) -> Sequence[User]:
-        query = select(User).where(User.reminder.is_not(None), User.next_reminder_at <= now)
+        """Users whose reminder is due, locked for this transaction.
+
+        With several replicas (webhook mode, PostgreSQL) each runs the scheduler: rows
+        another replica is already claiming are skipped, not sent twice. SQLite, one
+        process only, ignores the lock.
+        """
+        query = (
+            select(User)
+            .where(User.reminder.is_not(None), User.next_reminder_at <= now)
+            .with_for_update(skip_locked=True)
+        )
         return (await self._session.scalars(query)).all()
 
     async def forget(self, user_key: str) -> None:
@@ -213,13 +223,18 @@ class FollowUpRepository:
         return await self._session.get(FollowUp, follow_up_id)
 
     async def due(self, now: datetime) -> Sequence[tuple[FollowUp, Consultation, User]]:
-        """Return unsent follow-ups due by ``now``, with their consultation and user."""
+        """Return unsent follow-ups due by ``now``, with their consultation and user.
+
+        The follow-up rows are locked for this transaction and rows another replica is
+        claiming are skipped, as in :meth:`UserRepository.due_reminders`.
+        """
         query = (
             select(FollowUp, Consultation, User)
             .join(Consultation, Consultation.id == FollowUp.consultation_id)
             .join(User, User.user_key == FollowUp.user_key)
             .where(FollowUp.sent_at.is_(None), FollowUp.due_at <= now)
             .order_by(FollowUp.due_at)
+            .with_for_update(skip_locked=True, of=FollowUp)
         )
         rows = (await self._session.execute(query)).all()
         return [(f, c, u) for f, c, u in rows]

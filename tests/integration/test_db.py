@@ -195,3 +195,35 @@ async def test_people_queries_work_on_every_backend(engine: AsyncEngine) -> None
         assert await UserRepository(session).get("w" * 64) is not None
         assert await ConsultationRepository(session).for_user("a" * 64) == []
         assert await FollowUpRepository(session).due(now) == []
+
+
+async def test_two_replicas_never_claim_the_same_due_follow_up_or_reminder(
+    engine: AsyncEngine,
+) -> None:
+    """Behind a webhook several replicas run the scheduler; on PostgreSQL a row one is
+    claiming is skipped by the other, so nobody is asked twice. (SQLite: one process.)"""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks are a PostgreSQL matter; SQLite serves one process")
+    await upgrade_to_head(engine)
+    sessions = create_session_factory(engine)
+    now = datetime.now(UTC)
+    async with sessions.begin() as session:
+        user = await UserRepository(session).get_or_add("r" * 64)
+        user.reminder, user.next_reminder_at = "monthly", now - timedelta(minutes=1)
+        consultation = await ConsultationRepository(session).add(_full_consultation())
+        consultation.user_key = "r" * 64
+        await session.flush()
+        session.add(FollowUp(consultation_id=consultation.id, user_key="r" * 64, due_at=now))
+
+    async with sessions.begin() as first, sessions.begin() as second:
+        claimed = await FollowUpRepository(first).due(now)
+        reminders = await UserRepository(first).due_reminders(now)
+        assert len(claimed) == 1 and len(reminders) == 1
+        # While the first replica holds them, the second sees nothing to send.
+        assert await FollowUpRepository(second).due(now) == []
+        assert await UserRepository(second).due_reminders(now) == []
+        claimed[0][0].sent_at = now
+        reminders[0].next_reminder_at = now + timedelta(days=30)
+    async with sessions() as session:
+        assert await FollowUpRepository(session).due(now) == []
+        assert await UserRepository(session).due_reminders(now) == []
