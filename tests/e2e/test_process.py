@@ -128,13 +128,15 @@ async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
         try:
             await fresh_api.wait_for(lambda: fresh_api.webhook is not None, 180)
             assert fresh_api.webhook == (url, secret)
+            # The webhook is registered just before its server starts listening; the fake
+            # retries delivery, as Telegram does, until the bot takes the update.
+            fresh_api.push_text(USER_ID, "/start")
+            [reply] = await fresh_api.wait_for_text(USER_ID, within_s=180)
+            assert "not a diagnosis" in (reply.text or "")
             async with ClientSession() as session:
                 for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
                     async with session.post(url, json=forged, headers=headers) as response:
                         assert response.status == 403
-            fresh_api.push_text(USER_ID, "/start")  # delivered by POST, with the secret
-            [reply] = await fresh_api.wait_for_text(USER_ID, within_s=180)
-            assert "not a diagnosis" in (reply.text or "")
             process.send_signal(signal.SIGTERM)
             returncode = await asyncio.wait_for(process.wait(), 120)
         finally:
