@@ -63,7 +63,7 @@ class OnnxClassifier:
             raise ModelLoadError(f"model file not found: {path}")
         self.session = load_session(path, threads)
         self.metadata = read_metadata(self.session)
-        # None: as the model's metadata says (calibration measurements override it).
+        # None: as the model's metadata says; True or False: studies comparing the two.
         self.flip_average = self.metadata.flip_average if flip_average is None else flip_average
         self._input = self.session.get_inputs()[0].name
 

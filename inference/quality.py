@@ -192,7 +192,7 @@ def noise_sigma(grey: GreyImage) -> float:
 def blur_sigma(
     grey: GreyImage, fine: float = 0.7, coarse: float = 1.5, exclude: BoolImage | None = None
 ) -> float:
-    """Estimate the blur of an image as a Gaussian sigma in pixels (worse axis).
+    """Estimate the blur of an image as a Gaussian sigma in pixels (worst direction).
 
     Gradient energy measured after smoothing at scale s falls as 1 / (b^2 + s^2) when
     the image itself is blurred by b, so the ratio of the energies at a fine and a

@@ -136,6 +136,8 @@ def retone(img: RGBImage, box: LesionBox, tone: F32) -> RGBImage:
     photo of the same skin, once its camera has balanced it, shows skin in skin colours
     and no lens vignette. Per-pixel gains map the measured skin onto ``tone``; the lesion,
     relit by the same gains as the skin around it, keeps its contrast and colour relations.
+    The light map is smoothed over about a quarter of the frame, so the cast goes but a
+    lens's bright centre is only reduced (by about a third on a 30% fall-off).
     """
     gains = tone[None, None, :] / np.maximum(skin_illumination(img, box), 1.0)
     out = img.astype(np.float32) * np.clip(gains, 0.25, 4.0)
