@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -42,6 +43,29 @@ def bot_env(**values: str) -> dict[str, str]:
     return {**env, **values}
 
 
+@contextlib.asynccontextmanager
+async def bot_process(
+    env: dict[str, str], cwd: Path, log_path: Path
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``python -m bot`` writing to ``log_path``; killed on the way out if still running."""
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", cwd=cwd, env=env, stdout=log, stderr=log
+        )
+        try:
+            yield process
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+async def stop(process: asyncio.subprocess.Process) -> int:
+    """SIGTERM, as a container stop sends; return the exit status."""
+    process.send_signal(signal.SIGTERM)
+    return await asyncio.wait_for(process.wait(), 120)
+
+
 async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
     fresh_api: FakeTelegramApi, tmp_path: Path, lesion_jpegs: dict[str, bytes]
 ) -> None:
@@ -54,26 +78,17 @@ async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
         DATABASE_URL=f"sqlite+aiosqlite:///{database}",
         LOG_LEVEL="DEBUG",
     )
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", cwd=tmp_path, env=env, stdout=log, stderr=log
-        )
-        try:
-            fresh_api.push_text(USER_ID, "/start")
-            [reply] = await fresh_api.wait_for_text(USER_ID, within_s=180)
-            assert "not a diagnosis" in (reply.text or "")
-            fresh_api.push_callback(USER_ID, reply, "consent:agree")
-            await fresh_api.wait_for_text(USER_ID, count=2, within_s=180)
-            photo = fresh_api.add_file(images.phone_like_photo(lesion_jpegs["ISIC_0024380_nv"]))
-            fresh_api.push_message(USER_ID, document={**photo.as_dict(), "mime_type": "image/jpeg"})
-            replies = await fresh_api.wait_for_text(USER_ID, count=3, within_s=180)
-            assert "not a diagnosis" in (replies[-1].text or "")
-            process.send_signal(signal.SIGTERM)
-            returncode = await asyncio.wait_for(process.wait(), 120)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+    async with bot_process(env, tmp_path, log_path) as process:
+        fresh_api.push_text(USER_ID, "/start")
+        [reply] = await fresh_api.wait_for_text(USER_ID, within_s=180)
+        assert "not a diagnosis" in (reply.text or "")
+        fresh_api.push_callback(USER_ID, reply, "consent:agree")
+        await fresh_api.wait_for_text(USER_ID, count=2, within_s=180)
+        photo = fresh_api.add_file(images.phone_like_photo(lesion_jpegs["ISIC_0024380_nv"]))
+        fresh_api.push_message(USER_ID, document={**photo.as_dict(), "mime_type": "image/jpeg"})
+        replies = await fresh_api.wait_for_text(USER_ID, count=3, within_s=180)
+        assert "not a diagnosis" in (replies[-1].text or "")
+        returncode = await stop(process)
 
     output = log_path.read_text()
     assert returncode == 0, output[-3000:]
@@ -121,28 +136,19 @@ async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
             "entities": [{"type": "bot_command", "offset": 0, "length": 6}],
         },
     }
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", cwd=tmp_path, env=env, stdout=log, stderr=log
-        )
-        try:
-            await fresh_api.wait_for(lambda: fresh_api.webhook is not None, 180)
-            assert fresh_api.webhook == (url, secret)
-            # The webhook is registered just before its server starts listening; the fake
-            # retries delivery, as Telegram does, until the bot takes the update.
-            fresh_api.push_text(USER_ID, "/start")
-            [reply] = await fresh_api.wait_for_text(USER_ID, within_s=180)
-            assert "not a diagnosis" in (reply.text or "")
-            async with ClientSession() as session:
-                for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
-                    async with session.post(url, json=forged, headers=headers) as response:
-                        assert response.status == 403
-            process.send_signal(signal.SIGTERM)
-            returncode = await asyncio.wait_for(process.wait(), 120)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+    async with bot_process(env, tmp_path, log_path) as process:
+        await fresh_api.wait_for(lambda: fresh_api.webhook is not None, 180)
+        assert fresh_api.webhook == (url, secret)
+        # The webhook is registered just before its server starts listening; the fake
+        # retries delivery, as Telegram does, until the bot takes the update.
+        fresh_api.push_text(USER_ID, "/start")
+        [reply] = await fresh_api.wait_for_text(USER_ID, within_s=180)
+        assert "not a diagnosis" in (reply.text or "")
+        async with ClientSession() as session:
+            for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
+                async with session.post(url, json=forged, headers=headers) as response:
+                    assert response.status == 403
+        returncode = await stop(process)
 
     output = log_path.read_text()
     assert returncode == 0, output[-3000:]
