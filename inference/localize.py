@@ -432,27 +432,53 @@ def _grow(
     return np.asarray(grown | np.isin(labels, touching), np.bool_)
 
 
-def _tiny_spot(
-    small: RGBImage, lab: F32Map, skin: BoolMap, valid: BoolMap, p: LocaliserParams
-) -> tuple[BoolMap, float] | None:
+def _closing_residual(small: RGBImage, lab: F32Map) -> F32Map:
+    """How much the hair closing brightened each pixel (L*): dark details narrower than it."""
+    return np.asarray(np.maximum(lab[..., 0] - _to_lab(small)[..., 0], 0.0), np.float32)
+
+
+def _compact_specks(
+    mask: BoolMap, p: LocaliserParams
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.float64], BoolMap]:
+    """Label ``mask``; return labels, stats, centroids and which components are specks.
+
+    A speck is small (at most twice the hair kernel), roundish (at most 2:1) and fills
+    its box: a distant mole, a letter, a print dot; hair is long and a crease is thin.
+    The flags are indexed by component - 1 (component 0 is the background).
+    """
+    _, labels, stats, centroids = cv2.connectedComponentsWithStats(
+        mask.astype(np.uint8), connectivity=8
+    )
+    area = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
+    bw = stats[1:, cv2.CC_STAT_WIDTH].astype(np.float64)
+    bh = stats[1:, cv2.CC_STAT_HEIGHT].astype(np.float64)
+    longer, shorter = np.maximum(bw, bh), np.minimum(bw, bh)
+    compact = (
+        (area >= 3)
+        & (longer <= 2 * p.hair_kernel)
+        & (longer <= 2 * shorter)
+        & (area / (bw * bh) >= 0.4)
+    )
+    return (
+        np.asarray(labels, np.int32),
+        np.asarray(stats, np.int32),
+        np.asarray(centroids, np.float64),
+        np.asarray(compact, np.bool_),
+    )
+
+
+def _tiny_spot(dark: F32Map, skin: BoolMap, p: LocaliserParams) -> tuple[BoolMap, float] | None:
     """Find a compact dark speck that the hair closing erased: a mole seen from afar.
 
-    The closing brightened exactly the dark details narrower than its kernel; among
-    those, a compact speck well inside skin is a distant mole, a long one is hair.
+    The closing brightened exactly the dark details narrower than its kernel (``dark``,
+    from :func:`_closing_residual`); among those, a compact speck well inside skin is a
+    distant mole, a long one is hair.
     """
-    raw_l = _to_lab(small)[..., 0]
-    dark = np.maximum(lab[..., 0] - raw_l, 0.0)
-    mask = (dark > 2.0 * p.min_contrast) & skin
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    labels, stats, _, compact = _compact_specks((dark > 2.0 * p.min_contrast) & skin, p)
     scored: list[tuple[float, int]] = []
-    for i in range(1, n):
+    for i in np.flatnonzero(compact) + 1:
         area = float(stats[i, cv2.CC_STAT_AREA])
-        bw, bh = float(stats[i, cv2.CC_STAT_WIDTH]), float(stats[i, cv2.CC_STAT_HEIGHT])
-        if area < 3 or max(bw, bh) > 2 * p.hair_kernel or max(bw, bh) > 2 * min(bw, bh):
-            continue
-        if area / (bw * bh) < 0.4:
-            continue
-        scored.append((float(dark[labels == i].mean()) * math.sqrt(area), i))
+        scored.append((float(dark[labels == i].mean()) * math.sqrt(area), int(i)))
     if not scored:
         return None
     scored.sort(reverse=True)
@@ -464,28 +490,14 @@ def _tiny_spot(
     return region, float(dark[region].mean())
 
 
-def _specks_around(small: RGBImage, lab: F32Map, lesion: BoolMap, p: LocaliserParams) -> int:
+def _specks_around(dark: F32Map, lesion: BoolMap, p: LocaliserParams) -> int:
     """Count small, compact, clearly dark marks outside the lesion and its margin.
 
     Letters, print dots and screen patterns scatter such marks over the whole frame;
     the skin around a lesion has few (a freckle, a cut hair). Marks inside the lesion's
     box, its dots and globules, do not count.
     """
-    dark = np.maximum(lab[..., 0] - _to_lab(small)[..., 0], 0.0)
-    mask = (dark > 2.0 * p.min_contrast).astype(np.uint8)
-    n, _, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if n <= 1:
-        return 0
-    area = stats[1:, cv2.CC_STAT_AREA].astype(np.float32)
-    bw = stats[1:, cv2.CC_STAT_WIDTH].astype(np.float32)
-    bh = stats[1:, cv2.CC_STAT_HEIGHT].astype(np.float32)
-    longer, shorter = np.maximum(bw, bh), np.minimum(bw, bh)
-    compact = (
-        (area >= 3)
-        & (longer <= 2 * p.hair_kernel)
-        & (longer <= 2 * shorter)
-        & (area >= 0.4 * bw * bh)
-    )
+    _, _, centroids, compact = _compact_specks(dark > 2.0 * p.min_contrast, p)
     ys, xs = np.nonzero(lesion)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     my, mx = 0.2 * (y1 - y0), 0.2 * (x1 - x0)
@@ -554,6 +566,7 @@ def find_lesion(rgb: RGBImage, params: LocaliserParams | None = None) -> Localis
     mask = _clean_mask((evidence > thr) & valid, valid)
     frame_edge = _frame_edge(valid)
     labels, cands = _candidates(mask, lab, skin, valid, frame_edge, p)
+    dark = _closing_residual(small, lab)  # for distant moles and for print around a lesion
     if (
         cands
         and cands[0].surround_skin >= p.min_surround_skin
@@ -570,7 +583,7 @@ def find_lesion(rgb: RGBImage, params: LocaliserParams | None = None) -> Localis
     else:
         # Nothing lesion-sized: look for a spot too small to survive the hair closing,
         # so that the user hears "move closer" rather than "no lesion".
-        speck = _tiny_spot(small, lab, skin, valid, p)
+        speck = _tiny_spot(dark, skin, p)
         if speck is None:
             return _no_lesion(skin_fraction, m)
         lesion, contrast = speck
@@ -602,7 +615,7 @@ def find_lesion(rgb: RGBImage, params: LocaliserParams | None = None) -> Localis
         return _no_lesion(skin_fraction, m)
     if lesion_fraction >= p.close_up_lesion_fraction and skin_or_lesion < p.close_up_min_skin:
         return _no_lesion(skin_fraction, m)
-    m["specks_around"] = float(_specks_around(small, lab, lesion, p))
+    m["specks_around"] = float(_specks_around(dark, lesion, p))
     if m["specks_around"] > p.max_specks_around:
         return _no_lesion(skin_fraction, m)
     issues: list[QualityIssue] = []
