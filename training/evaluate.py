@@ -23,6 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import numpy.typing as npt
 
 from inference.pipeline import Screener
 from inference.types import RGBImage
@@ -68,36 +69,35 @@ def domain_metrics(run: PipelineRun, screener: Screener) -> dict[str, Any]:
     mal_idx = [classes.index(c) for c in meta.malignant_classes]
     ok = run.classified
     probs = softmax(run.log_probs[ok])  # already temperature-scaled by the pipeline
+    # Malignant probability of every photo; photos with no box keep the uniform prior.
+    p_mal = softmax(run.log_probs)[:, mal_idx].sum(1)
     y = run.labels[ok]
     cm = confusion_matrix(y, probs.argmax(1), len(classes))
     precision, recall, f1 = per_class_prf(cm)
-    pm = probs[:, mal_idx].sum(1)
+    pm = p_mal[ok]
     is_mal = run.malignant[ok]
     sens, spec = sensitivity_specificity(is_mal, pm, meta.thresholds.medium)
     sens_h, spec_h = sensitivity_specificity(is_mal, pm, meta.thresholds.high)
     answered = ~run.refused
-    a_pm = softmax(run.log_probs[answered])[:, mal_idx].sum(1)
+    a_pm = p_mal[answered]
     a_sens, a_spec = sensitivity_specificity(run.malignant[answered], a_pm, meta.thresholds.medium)
     ece, acc_bins, conf_bins, count_bins = expected_calibration_error(probs, y)
     issue_counts = Counter(i for issues in run.issues for i in issues)
+
+    def auc_of(sel: npt.NDArray[np.bool_]) -> float:
+        """Malignant AUC on the selected photos; NaN when they lack either class."""
+        n_mal = run.malignant[sel].sum()
+        return roc_auc(run.malignant[sel], p_mal[sel]) if 0 < n_mal < sel.sum() else float("nan")
+
     # Does the gate refuse what the classifier cannot judge? AUC on the photos it refused
-    # (classified anyway) against those it answered. NaN when a group lacks either class.
-    probs_all = softmax(run.log_probs)[:, mal_idx].sum(1)
-    groups = {"answered": ~run.refused & ok, "refused": run.refused & ok}
-    group_auc = {
-        name: roc_auc(run.malignant[sel], probs_all[sel])
-        if 0 < run.malignant[sel].sum() < sel.sum()
-        else float("nan")
-        for name, sel in groups.items()
-    }
+    # (classified anyway) against those it answered.
+    group_auc = {"answered": auc_of(answered & ok), "refused": auc_of(run.refused & ok)}
     # ... and per reason, on photos refused for that reason alone (groups of >= 20 photos).
     only = Counter(issues[0] for issues in run.issues if len(issues) == 1)
     for reason in only:
         sel = np.array([issues == (reason,) for issues in run.issues]) & ok
-        if sel.sum() >= 20 and 0 < run.malignant[sel].sum() < sel.sum():
-            group_auc[f"only {reason} ({int(sel.sum())} photos)"] = roc_auc(
-                run.malignant[sel], probs_all[sel]
-            )
+        if sel.sum() >= 20 and not np.isnan(auc := auc_of(sel)):
+            group_auc[f"only {reason} ({int(sel.sum())} photos)"] = auc
     return {
         "n": len(run.labels),
         "localised": float(ok.mean()),
@@ -112,7 +112,7 @@ def domain_metrics(run: PipelineRun, screener: Screener) -> dict[str, Any]:
         "answered_sensitivity_medium_or_high": a_sens,
         "answered_specificity_medium_or_high": a_spec,
         "answered_malignant_auc": group_auc["answered"],
-        "refused_classified": int(groups["refused"].sum()),
+        "refused_classified": int((run.refused & ok).sum()),
         "refused_malignant_auc": group_auc["refused"],
         "malignant_auc_by_group": group_auc,
         "ece": ece,
