@@ -81,12 +81,11 @@ class OnnxClassifier:
         out = {}
         for name, v in zip(names, values, strict=True):
             v = np.asarray(v, np.float32)
-            if self.flip_average:
-                mirror = v[1][..., ::-1] if v.ndim == 4 else v[1]  # (N, C, h, w) maps
-                v = np.stack([v[0], mirror])
-                out[name] = np.asarray(v.mean(axis=0), np.float32)
-            else:
+            if not self.flip_average:
                 out[name] = v[0]
+                continue
+            mirror = v[1][..., ::-1] if v.ndim == 4 else v[1]  # (N, C, h, w) maps flip back
+            out[name] = np.asarray((v[0] + mirror) / 2, np.float32)
         return out
 
     def predict(self, crop: RGBImage) -> Prediction:
