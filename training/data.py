@@ -21,7 +21,10 @@ from training.config import TrainConfig
 
 CLASSES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 CLASS_NAMES: dict[str, str] = {
-    "akiec": "actinic keratosis or Bowen's disease (sun-damage lesion, can become cancer)",
+    "akiec": (
+        "actinic keratosis, Bowen's disease or squamous cell carcinoma "
+        "(sun-damage lesions, from precancer to a skin cancer)"
+    ),
     "bcc": "basal cell carcinoma (a common, slow-growing skin cancer)",
     "bkl": "benign keratosis (harmless age spot or seborrhoeic keratosis)",
     "df": "dermatofibroma (harmless firm skin bump)",
@@ -39,6 +42,7 @@ class Record:
     lesion_id: str
     label: int
     box: LesionBox | None  # third-party box in the 200x150 image, if any
+    domain: str = "ham10000"  # or "pad": real smartphone photos (training/pad.py)
 
 
 def read_records(data_dir: Path) -> list[Record]:
@@ -95,11 +99,15 @@ def split_by_lesion(
     return out
 
 
-def load_image(data_dir: Path, image_id: str) -> RGBImage:
-    bgr = cv2.imread(str(data_dir / "images" / f"{image_id}.jpg"), cv2.IMREAD_COLOR)
+def load_rgb(path: Path) -> RGBImage:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise FileNotFoundError(image_id)
+        raise FileNotFoundError(path)
     return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def load_image(data_dir: Path, image_id: str) -> RGBImage:
+    return load_rgb(data_dir / "images" / f"{image_id}.jpg")
 
 
 def default_box(width: int, height: int) -> LesionBox:

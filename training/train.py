@@ -1,4 +1,5 @@
-"""Fine-tune EfficientNet-Lite0 on HAM10000 lesion crops, dermoscopy and simulated phone views.
+"""Fine-tune EfficientNet-Lite0 on HAM10000 dermoscopy (and simulated phone views of it)
+together with PAD-UFES-20 real smartphone photos, drawn in a fixed share per epoch.
 
     python -m training.train --config training/configs/lite0.json
 
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from inference.preprocess import crop_square, square_crop_box, to_model_input
 from inference.types import RGBImage
@@ -31,6 +32,7 @@ from training.data import (
     default_box,
     load_split,
 )
+from training.pad import PAD_DOMAIN, load_pad_split
 from training.metrics import balanced_accuracy, confusion_matrix, roc_auc, softmax
 from training.model import (
     LesionNet,
@@ -56,8 +58,9 @@ class LesionViews(Dataset[tuple[torch.Tensor, int]]):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         img, rec = self.images[i], self.records[i]
         box = rec.box or default_box(img.shape[1], img.shape[0])
+        p_phone = self.cfg.pad_p_phone if rec.domain == PAD_DOMAIN else self.cfg.p_phone
         view = training_view(
-            img, box, self.rng, self.cfg.input_size, self.cfg.p_phone, self.cfg.crop_margin
+            img, box, self.rng, self.cfg.input_size, p_phone, self.cfg.crop_margin
         )
         x = to_model_input(
             view, self.cfg.input_size, self.cfg.mean, self.cfg.std, self.cfg.color_constancy_power
@@ -95,6 +98,54 @@ def validation_inputs(
         )
 
     return {"dermoscopy": batch(clean), "phone": batch(phone)}
+
+
+def real_photo_inputs(
+    images: list[RGBImage], records: list[Record], cfg: TrainConfig
+) -> np.ndarray:
+    """Real phone photos cropped as the pipeline does: the localiser's box, its margin."""
+    crops = []
+    for img, rec in zip(images, records, strict=True):
+        h, w = img.shape[:2]
+        box = rec.box or default_box(w, h)
+        crops.append(crop_square(img, square_crop_box(box, w, h, cfg.inference_margin)))
+    return np.stack(
+        [
+            to_model_input(c, cfg.input_size, cfg.mean, cfg.std, cfg.color_constancy_power)
+            for c in crops
+        ]
+    )
+
+
+def domain_sampler(records: list[Record], cfg: TrainConfig) -> WeightedRandomSampler | None:
+    """Draw PAD photos as ``pad_share`` of each epoch, the rest HAM10000, with replacement."""
+    is_pad = np.array([r.domain == PAD_DOMAIN for r in records])
+    n_pad, n_ham = int(is_pad.sum()), int((~is_pad).sum())
+    if not n_pad or not n_ham:
+        return None
+    weights = np.where(is_pad, cfg.pad_share / n_pad, (1 - cfg.pad_share) / n_ham)
+    return WeightedRandomSampler(
+        torch.from_numpy(weights),
+        num_samples=round(n_ham / (1 - cfg.pad_share)),
+        replacement=True,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+
+
+def effective_class_counts(records: list[Record], cfg: TrainConfig) -> np.ndarray:
+    """Class counts as the sampler draws them (PAD photos repeat ``pad_share`` times more)."""
+    labels = np.array([r.label for r in records])
+    is_pad = np.array([r.domain == PAD_DOMAIN for r in records])
+    n_pad, n_ham = int(is_pad.sum()), int((~is_pad).sum())
+    weight = np.ones(len(records))
+    if n_pad and n_ham:
+        weight[is_pad] = cfg.pad_share / (1 - cfg.pad_share) * n_ham / n_pad
+    return np.bincount(labels, weights=weight, minlength=len(CLASSES))
+
+
+# Model selection: real photos are what users send, so PAD validation counts for half;
+# the rest keeps the dermoscopy and synthetic-phone skills from being traded away.
+SELECTION_WEIGHTS = {"pad": 0.5, "dermoscopy": 0.3, "phone": 0.2}
 
 
 @torch.no_grad()
@@ -141,7 +192,16 @@ def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None)
         time.monotonic() - started,
     )
     val_x = validation_inputs(val_images, val_records, cfg)
-    val_y = np.array([r.label for r in val_records])
+    val_y = {domain: np.array([r.label for r in val_records]) for domain in val_x}
+    if cfg.pad_dir:
+        pad = load_pad_split(
+            Path(cfg.pad_dir), cfg.pad_split, cfg.seed, ("train", "val"), cfg.limit_images
+        )
+        train_images = train_images + pad["train"][0]
+        train_records = train_records + pad["train"][1]
+        val_x["pad"] = real_photo_inputs(pad["val"][0], pad["val"][1], cfg)
+        val_y["pad"] = np.array([r.label for r in pad["val"][1]])
+        log.info("PAD: %d train / %d val photos", len(pad["train"][1]), len(pad["val"][1]))
 
     model = LesionNet(len(CLASSES))
     if pretrained:
@@ -150,9 +210,7 @@ def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None)
     # Module.to(memory_format=...) works at runtime; torch's stubs leave it out of the overloads.
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
-    counts = np.bincount([r.label for r in train_records], minlength=len(CLASSES)).astype(
-        np.float64
-    )
+    counts = effective_class_counts(train_records, cfg)
     weights = (counts.max() / np.maximum(counts, 1)) ** cfg.class_weight_power
     weights = weights / (weights * counts).sum() * counts.sum()  # mean weight per sample = 1
     loss_fn = nn.CrossEntropyLoss(
@@ -161,10 +219,12 @@ def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
+    sampler = domain_sampler(train_records, cfg)
     loader = DataLoader(
         LesionViews(train_images, train_records, cfg),
         batch_size=cfg.batch_size,
-        shuffle=True,
+        shuffle=sampler is None,
+        sampler=sampler,
         drop_last=len(train_records) > cfg.batch_size,
         num_workers=cfg.num_workers,
         worker_init_fn=seed_worker if cfg.num_workers else None,
@@ -212,11 +272,13 @@ def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None)
                     seen / (time.monotonic() - t0),
                 )
         metrics: dict[str, Any] = {"epoch": epoch, "train_loss": running}
+        score, total_weight = 0.0, 0.0
         for domain, x_val in val_x.items():
-            for k, v in summarise(predict_logits(model, x_val), val_y).items():
+            for k, v in summarise(predict_logits(model, x_val), val_y[domain]).items():
                 metrics[f"val_{domain}_{k}"] = v
-        # Model selection weighs both domains equally: the bot's users send phone photos.
-        score = float(np.mean([v for k, v in metrics.items() if k.startswith("val_")]))
+                score += SELECTION_WEIGHTS[domain] * v / 2
+            total_weight += SELECTION_WEIGHTS[domain]
+        score /= total_weight
         metrics["selection_score"] = score
         history.append(metrics)
         log.info("epoch %d done in %.0f s: %s", epoch, time.monotonic() - t0, json.dumps(metrics))
