@@ -32,7 +32,6 @@ from training.data import (
     default_box,
     load_split,
 )
-from training.pad import PAD_DOMAIN, load_pad_split
 from training.metrics import balanced_accuracy, confusion_matrix, roc_auc, softmax
 from training.model import (
     LesionNet,
@@ -40,6 +39,7 @@ from training.model import (
     load_imagenet_backbone,
     set_frozen_bn_eval,
 )
+from training.pad import PAD_DOMAIN, load_pad_split
 from training.phone import compose_phone_photo, phone_camera, training_view
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,7 @@ class LesionViews(Dataset[tuple[torch.Tensor, int]]):
         img, rec = self.images[i], self.records[i]
         box = rec.box or default_box(img.shape[1], img.shape[0])
         p_phone = self.cfg.pad_p_phone if rec.domain == PAD_DOMAIN else self.cfg.p_phone
-        view = training_view(
-            img, box, self.rng, self.cfg.input_size, p_phone, self.cfg.crop_margin
-        )
+        view = training_view(img, box, self.rng, self.cfg.input_size, p_phone, self.cfg.crop_margin)
         x = to_model_input(
             view, self.cfg.input_size, self.cfg.mean, self.cfg.std, self.cfg.color_constancy_power
         )
