@@ -123,7 +123,7 @@ def domain_sampler(records: list[Record], cfg: TrainConfig) -> WeightedRandomSam
         return None
     weights = np.where(is_pad, cfg.pad_share / n_pad, (1 - cfg.pad_share) / n_ham)
     return WeightedRandomSampler(
-        torch.from_numpy(weights),
+        weights.tolist(),
         num_samples=round(n_ham / (1 - cfg.pad_share)),
         replacement=True,
         generator=torch.Generator().manual_seed(cfg.seed),
