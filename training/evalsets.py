@@ -12,16 +12,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from inference.pipeline import Screener
 from inference.types import LesionBox, RGBImage, ScreeningResult
+from training.config import TrainConfig
 from training.data import CLASSES, MALIGNANT, Record, default_box
+from training.pad import PadPhoto, load_pad_split
 from training.phone import PhoneCamera, compose_phone_photo, phone_camera
 
 DOMAINS = ("dermoscopy", "phone")
+REAL_DOMAIN = "real_phone"  # PAD-UFES-20 photos, the ruler for every threshold
 # A clear phone photo: the training camera's side light, noise and JPEG ranges, but
 # metering and white balance that worked (skin neither dim, clipped nor grey), focus at
 # most a little off and glare rarer (a strongly blurred, glaring or badly exposed photo
@@ -55,6 +59,22 @@ def domain_photos(
             photo, pbox = compose_phone_photo(img, box, rng)
             lesion_px = max(pbox.width, pbox.height)
             yield Photo(phone_camera(photo, rng, CLEAR_PHOTO, lesion_px), rec.label, pbox)
+
+
+def real_photos(cfg: TrainConfig, split: str) -> tuple[list[Photo], list[PadPhoto]]:
+    """PAD-UFES-20 photos of one patient-grouped split, as the bot would receive them.
+
+    The box is the localiser's (or the whole frame): PAD has no lesion outlines, so the
+    localiser's IoU is not measured on these photos.
+    """
+    images, records, meta = load_pad_split(
+        Path(cfg.pad_dir), cfg.pad_split, cfg.seed, (split,), cfg.limit_images
+    )[split]
+    photos = [
+        Photo(img, rec.label, rec.box or default_box(img.shape[1], img.shape[0]))
+        for img, rec in zip(images, records, strict=True)
+    ]
+    return photos, meta
 
 
 @dataclass(frozen=True)
