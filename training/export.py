@@ -41,6 +41,7 @@ from training.config import TrainConfig
 from training.data import CLASS_NAMES, CLASSES, MALIGNANT, default_box, load_split
 from training.metrics import softmax
 from training.model import LesionNet
+from training.pad import PAD_DOMAIN, load_pad_split
 from training.phone import training_view
 
 log = logging.getLogger(__name__)
@@ -90,16 +91,27 @@ def load_checkpoint(path: Path) -> tuple[LesionNet, TrainConfig]:
 
 
 def training_inputs(cfg: TrainConfig, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Model inputs from the training split, half dermoscopy-like, half phone-like."""
+    """Model inputs from the training splits: HAM10000 (half phone-like) and every PAD photo.
+
+    The OOD distance must call a real phone photo of a lesion "seen before", so the class
+    centres and covariance are fitted on real photos' features as well as dermoscopy's.
+    """
     images, records = load_split(cfg, ("train",))["train"]
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(records))[:limit]
+    order = list(rng.permutation(len(records))[:limit])
+    if cfg.pad_dir:
+        pad_images, pad_records, _ = load_pad_split(
+            Path(cfg.pad_dir), cfg.pad_split, cfg.seed, ("train",), cfg.limit_images
+        )["train"]
+        order += list(range(len(records), len(records) + len(pad_records)))
+        images, records = images + pad_images, records + pad_records
     xs, ys = [], []
     for i in order:
         img, rec = images[i], records[i]
         box = rec.box or default_box(img.shape[1], img.shape[0])
+        p_phone = 0.0 if rec.domain == PAD_DOMAIN else 0.5
         view = training_view(
-            img, box, rng, cfg.input_size, 0.5, (cfg.inference_margin, cfg.inference_margin)
+            img, box, rng, cfg.input_size, p_phone, (cfg.inference_margin, cfg.inference_margin)
         )
         xs.append(
             to_model_input(view, cfg.input_size, cfg.mean, cfg.std, cfg.color_constancy_power)
@@ -149,7 +161,10 @@ def provisional_metadata(cfg: TrainConfig, version: str) -> ModelMetadata:
         thresholds=RiskThresholds(medium=0.0, high=1.0),
         ood_threshold=float("inf"),
         crop_margin=cfg.inference_margin,
-        training_data="HAM10000 (Tschandl et al. 2018, CC BY-NC 4.0), lesion-grouped train split",
+        training_data=(
+            "HAM10000 (Tschandl et al. 2018, CC BY-NC 4.0), lesion-grouped train split; "
+            "PAD-UFES-20 (Pacheco et al. 2020, CC BY 4.0, resized), patient-grouped train split"
+        ),
     )
 
 
