@@ -116,7 +116,11 @@ def real_photo_inputs(
 
 
 def domain_sampler(records: list[Record], cfg: TrainConfig) -> WeightedRandomSampler | None:
-    """Draw PAD photos as ``pad_share`` of each epoch, the rest HAM10000, with replacement."""
+    """Draw PAD photos as ``pad_share`` of each epoch, the rest HAM10000, with replacement.
+
+    An epoch stays as long as the HAM10000 split (not longer by the PAD share): on two CPU
+    cores the whole run has to fit in about an hour of one session.
+    """
     is_pad = np.array([r.domain == PAD_DOMAIN for r in records])
     n_pad, n_ham = int(is_pad.sum()), int((~is_pad).sum())
     if not n_pad or not n_ham:
@@ -124,7 +128,7 @@ def domain_sampler(records: list[Record], cfg: TrainConfig) -> WeightedRandomSam
     weights = np.where(is_pad, cfg.pad_share / n_pad, (1 - cfg.pad_share) / n_ham)
     return WeightedRandomSampler(
         weights.tolist(),
-        num_samples=round(n_ham / (1 - cfg.pad_share)),
+        num_samples=n_ham,
         replacement=True,
         generator=torch.Generator().manual_seed(cfg.seed),
     )
