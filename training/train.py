@@ -278,9 +278,10 @@ def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None)
         for domain, x_val in val_x.items():
             for k, v in summarise(predict_logits(model, x_val), val_y[domain]).items():
                 metrics[f"val_{domain}_{k}"] = v
-                score += SELECTION_WEIGHTS[domain] * v / 2
-            total_weight += SELECTION_WEIGHTS[domain]
-        score /= total_weight
+                if np.isfinite(v):  # an AUC is undefined on a split with one class
+                    score += SELECTION_WEIGHTS[domain] * v
+                    total_weight += SELECTION_WEIGHTS[domain]
+        score = score / total_weight if total_weight else 0.0
         metrics["selection_score"] = score
         history.append(metrics)
         log.info("epoch %d done in %.0f s: %s", epoch, time.monotonic() - t0, json.dumps(metrics))

@@ -22,6 +22,7 @@ from training.export import (  # noqa: E402
     quantize,
 )
 from training.model import LesionNet, load_imagenet_backbone  # noqa: E402
+from training.pad import PAD_TO_CLASS, read_pad, split_by_patient  # noqa: E402
 from training.train import train  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -54,6 +55,53 @@ def tiny_dataset(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def tiny_pad(tmp_path: Path) -> Path:
+    """A PAD-UFES-20-shaped folder: the five real sample photos, as twelve patients."""
+    root = tmp_path / "pad"
+    (root / "images").mkdir(parents=True)
+    sources = sorted((DATA / "pad").glob("PAT_*.jpg"))
+    codes = {"PAT_108": "ACK", "PAT_109": "MEL", "PAT_120": "BCC", "PAT_173": "NEV"}
+    rows = []
+    for i in range(12):
+        src = sources[i % len(sources)]
+        diagnostic = codes.get("_".join(src.stem.split("_")[:2]), "SEK")
+        # Patient i has one lesion; every third patient a second photo of it.
+        for k in range(1 + (i % 3 == 0)):
+            name = f"PAT_{900 + i}_{i}_{k}.jpg"
+            shutil.copy(src, root / "images" / name)
+            rows.append(
+                {
+                    "file": name,
+                    "img_id": name.replace(".jpg", ".png"),
+                    "patient_id": f"PAT_{900 + i}",
+                    "lesion_id": str(i),
+                    "diagnostic": diagnostic,
+                    "biopsed": "True",
+                    "fitspatrick": "2.0" if i % 2 else "",
+                }
+            )
+    with (root / "metadata.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def test_pad_split_keeps_every_patient_in_one_split(tiny_pad: Path) -> None:
+    photos = read_pad(tiny_pad)
+    splits = split_by_patient(photos, (0.5, 0.25, 0.25), seed=3)
+    where = {p.patient_id: name for name, ps in splits.items() for p in ps}
+    for name, ps in splits.items():
+        assert ps, f"{name} split is empty"
+        assert all(where[p.patient_id] == name for p in ps)
+    assert sum(len(v) for v in splits.values()) == len(photos)
+    assert split_by_patient(photos, (0.5, 0.25, 0.25), seed=3) == splits  # reproducible
+    # Every PAD diagnosis maps onto a model class; SCC joins akiec (HAM's Bowen's disease).
+    assert set(PAD_TO_CLASS.values()) <= set(CLASSES)
+    assert PAD_TO_CLASS["SCC"] == "akiec"
+
+
 def test_split_keeps_every_lesion_in_one_split(tiny_dataset: Path) -> None:
     records = read_records(tiny_dataset)
     # Two images of one lesion must land together.
@@ -74,11 +122,13 @@ def test_imagenet_weights_load_into_our_network() -> None:
     assert float(model._conv_stem.weight.detach().abs().sum()) > 0
 
 
-def test_one_training_step_writes_a_checkpoint_with_its_config(
-    tiny_dataset: Path, tmp_path: Path
+def test_one_training_step_on_ham_and_pad_writes_a_checkpoint_with_its_config(
+    tiny_dataset: Path, tiny_pad: Path, tmp_path: Path
 ) -> None:
     cfg = TrainConfig(
         data_dir=str(tiny_dataset),
+        pad_dir=str(tiny_pad),
+        pad_split=(0.5, 0.25, 0.25),
         out_dir=str(tmp_path / "run"),
         epochs=1,
         batch_size=4,
@@ -91,6 +141,9 @@ def test_one_training_step_writes_a_checkpoint_with_its_config(
     assert ckpt["config"]["data_dir"] == str(tiny_dataset)
     assert ckpt["epoch"] == 1
     assert np.isfinite(ckpt["metrics"]["train_loss"])
+    # Real photos are validated on their own and weigh in the choice of epoch.
+    assert "val_pad_balanced_accuracy" in ckpt["metrics"]
+    assert np.isfinite(ckpt["metrics"]["selection_score"])
 
 
 def test_onnx_export_matches_torch_and_int8_stays_close(tmp_path: Path) -> None:
