@@ -209,8 +209,8 @@ def main() -> None:
     ]
     issue_of = {r.name: r.issue.value for r in RULES}
     for name, row in pad_rows.items():
-        derm = derm_rows.get(name)
-        derm_cell = f"{derm['refused']} ({derm['rate']:.1%})" if derm else "-"
+        derm_row = derm_rows.get(name)
+        derm_cell = f"{derm_row['refused']} ({derm_row['rate']:.1%})" if derm_row else "-"
         lines.append(
             f"| {name} | {issue_of.get(name, '-')} | {row['refused']} ({row['rate']:.1%}) | "
             f"{row['only_this_rule']} | {_fmt(row['refused_figures'])} | "
