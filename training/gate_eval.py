@@ -14,7 +14,7 @@ chooses the lesions (``val`` while designing rules, ``test`` for the final numbe
 - not a lesion: scikit-image's sample photos (a face, a cat, a horse, coins, a rocket,
   a retina, a page of text...), rendered documents and screenshots, landscapes, plain
   skin of light to dark tones with no spot, black and white frames.
-Writes ``quality_gate.md`` and ``quality_gate.json``.
+Writes ``quality_gate.md`` and ``quality_gate.json`` (``quality_gate_val.*`` for val).
 """
 
 from __future__ import annotations
@@ -349,7 +349,9 @@ def main() -> None:
         tally(f"not a lesion: {source}", iter(imgs), {QualityIssue.NOT_A_LESION})
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality_gate.json").write_text(json.dumps(rows, indent=1))
+    # The test split's figures are the report; design runs on val sit beside them.
+    stem = "quality_gate" if args.split == "test" else f"quality_gate_{args.split}"
+    (args.out / f"{stem}.json").write_text(json.dumps(rows, indent=1))
     lines = [
         f"# Quality gate and not-a-lesion refusal ({args.split} split)",
         "",
@@ -366,8 +368,8 @@ def main() -> None:
         rr = f"{r['right_reason']:.1%}" if "right_reason" in r else "-"
         top = ", ".join(f"{k} ({v})" for k, v in r["top_reasons"].items()) or "-"
         lines.append(f"| {name} | {r['n']} | {r['refused']:.1%} | {rr} | {top} |")
-    (args.out / "quality_gate.md").write_text("\n".join(lines) + "\n")
-    log.info("wrote %s", args.out / "quality_gate.md")
+    (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    log.info("wrote %s", args.out / f"{stem}.md")
 
 
 if __name__ == "__main__":
