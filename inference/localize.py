@@ -230,9 +230,11 @@ def _evidence(lab: F32Map, bg: F32Map, chroma_weight: float) -> F32Map:
     """Per pixel: how much darker than the skin (L*), plus weighted a*b* colour distance."""
     # OpenCV's per-channel arithmetic: the same sums as numpy, ~3x faster on one core.
     d_l, d_a, d_b = cv2.split(cv2.subtract(bg, lab))
-    darker = cv2.max(d_l, 0.0)
+    _, darker = cv2.threshold(d_l, 0.0, 0.0, cv2.THRESH_TOZERO)  # max(d, 0)
     chroma = cv2.magnitude(d_a, d_b)
-    not_bright = cv2.min(cv2.max(d_l * np.float32(1.0 / BRIGHT_FADE) + np.float32(1.0), 0.0), 1.0)
+    ramp = d_l * np.float32(1.0 / BRIGHT_FADE) + np.float32(1.0)
+    _, capped = cv2.threshold(ramp, 1.0, 0.0, cv2.THRESH_TRUNC)  # min(ramp, 1)
+    _, not_bright = cv2.threshold(capped, 0.0, 0.0, cv2.THRESH_TOZERO)  # max(ramp, 0)
     weighted = cv2.multiply(chroma, not_bright, scale=chroma_weight)
     return np.asarray(cv2.add(darker, weighted), np.float32)
 

@@ -15,7 +15,12 @@ final numbers only), it reports:
    photo (the lesion's crop, or the centre square when none was found).
 
 The same counts on HAM10000 dermoscopy images of the same split are a second column
-(users also send dermoscopy photos). Writes ``gate_rules.md`` and ``gate_rules.json``.
+(users also send dermoscopy photos). A second table applies gate_eval's defects to the
+same real photos (blur, motion, dark, over-exposed, glare, a thumbnail, heavy JPEG, a cut)
+and reports, per defect, the share refused for the right reason and the classifier's
+figures on the copies the gate refuses for it against those it lets through: a threshold
+is right where what it lets through is still judged about as well as clean photos.
+Writes ``gate_rules.md`` and ``gate_rules.json``.
 
 :func:`write_gate_thresholds` writes chosen thresholds into a model file's metadata, for
 calibration at export.
@@ -42,6 +47,7 @@ from inference.types import ScreeningResult
 from training.config import TrainConfig
 from training.data import default_box, load_split
 from training.evalsets import Photo, real_photos
+from training.gate_eval import REAL_DEFECTS
 from training.metrics import roc_auc
 
 log = logging.getLogger(__name__)
@@ -168,6 +174,24 @@ def main() -> None:
         ]
         derm_rows = table(judge(screener, derm))
 
+    rng = np.random.default_rng(cfg.seed + 53)
+    rule_issue = {r.name: r.issue for r in RULES}
+    defect_rows: dict[str, dict[str, Any]] = {
+        "clean": {"all": figures(pad, np.ones(len(photos), bool))}
+    }
+    for defect, (make, right) in REAL_DEFECTS.items():
+        copies = [Photo(make(p.rgb, p.box, rng), p.label, p.box) for p in photos]
+        judged = judge(screener, copies)
+        for_it = np.array([any(rule_issue[f] in right for f in fs) for fs in judged.fired])
+        defect_rows[defect] = {
+            "right_reason": float(for_it.mean()),
+            "refused_any": float(np.mean([bool(f) for f in judged.fired])),
+            "all": figures(judged, np.ones(len(copies), bool)),
+            "refused_for_it": figures(judged, for_it),
+            "answered": figures(judged, ~for_it),
+        }
+        log.info("%s: %s", defect, defect_rows[defect])
+
     report = {
         "model": meta.version,
         "split": args.split,
@@ -175,6 +199,7 @@ def main() -> None:
         "ood_threshold": meta.ood_threshold,
         "pad": pad_rows,
         "dermoscopy": derm_rows,
+        "degraded_pad": defect_rows,
         "pad_photos": [
             {
                 "malignant": bool(m),
@@ -215,6 +240,27 @@ def main() -> None:
             f"| {name} | {issue_of.get(name, '-')} | {row['refused']} ({row['rate']:.1%}) | "
             f"{row['only_this_rule']} | {_fmt(row['refused_figures'])} | "
             f"{_fmt(row['answered_figures'])} | {derm_cell} |"
+        )
+    lines += [
+        "",
+        f"## The same {n_pad} photos, degraded on purpose",
+        "",
+        "Defects sized to the photo (training.gate_eval.REAL_DEFECTS). 'For it': refused by",
+        "a rule whose issue is the defect's own (e.g. blurry for blur, low_resolution or",
+        "lesion_too_small for a thumbnail); the classifier's figures on those copies and on",
+        "the copies not refused for it. Clean photos for reference: "
+        + _fmt(defect_rows["clean"]["all"]),
+        "",
+        "| defect | refused for it | refused at all | all copies: n | AUC | log-loss "
+        "| refused for it: n | AUC | log-loss | not refused for it: n | AUC | log-loss |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for defect, row in defect_rows.items():
+        if defect == "clean":
+            continue
+        lines.append(
+            f"| {defect} | {row['right_reason']:.1%} | {row['refused_any']:.1%} | "
+            f"{_fmt(row['all'])} | {_fmt(row['refused_for_it'])} | {_fmt(row['answered'])} |"
         )
     (args.out / "gate_rules.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
