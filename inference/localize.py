@@ -19,11 +19,14 @@ The approach, on a copy whose longer side is at most :attr:`LocaliserParams.work
    normalised convolution over the pixels that first pass did not call lesion.
 4. Threshold at the larger of Otsu's level and a minimum contrast, clean with
    morphology, and score each region by its contrast with the ring of skin around it,
-   its size, compactness and centrality; refuse long thin regions (creases, words) and
-   frames with many similar spots (text, patterns). Grow the winner to its fainter rim
-   and to nearby pigment islands.
+   its size, compactness and centrality; long thin regions (creases, words) are never
+   candidates. Grow the winner to its fainter rim and to nearby pigment islands.
 5. Nothing lesion-sized found: look for a compact speck the hair closing erased, so a
    mole photographed from too far gets "move closer" rather than "no lesion".
+
+It returns the box and the measurements the gate judges (how many rival spots, how much
+skin, how many print-like specks around and how dark, where the lesion sits); whether
+the photo is refused is decided in :mod:`inference.gate` alone.
 """
 
 from __future__ import annotations
