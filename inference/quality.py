@@ -210,13 +210,14 @@ def glare_mask(rgb: RGBImage) -> BoolImage:
     colour is the light's (near white), and the rim falls off sharply into the skin. A
     blue-white veil or a white scar-like area of a melanoma is bluish-grey or pinkish and
     not clipped, and pale skin under a dermoscope is bright but evenly so: neither is
-    glare. The top-hat is taken on the brightest channel with a kernel wider than any
-    highlight worth reporting (a third of the region), so the opening estimates the skin
-    under a highlight rather than the highlight itself.
+    glare. The top-hat is taken on the brightest channel with a kernel as wide as the
+    region, so the opening estimates the skin under a highlight even when the highlight
+    covers much of the lesion (a third of the region, as before, missed the large flash
+    reflections that hurt the classifier most; PAD-UFES-20 val, gate_rules.md).
     """
     hi = np.asarray(cv2.max(cv2.max(rgb[..., 0], rgb[..., 1]), rgb[..., 2]), np.uint8)
     lo = np.asarray(cv2.min(cv2.min(rgb[..., 0], rgb[..., 1]), rgb[..., 2]), np.uint8)
-    k = max(3, round(0.35 * max(hi.shape)))
+    k = max(3, max(hi.shape))
     tophat = cv2.morphologyEx(hi, cv2.MORPH_TOPHAT, np.ones((k, k), np.uint8))
     mask = (hi >= GLARE_CLIPPED) & (lo >= GLARE_MIN_CHANNEL) & (tophat >= GLARE_MIN_RISE)
     # Single bright pixels are noise or sheen: only blobs count.
