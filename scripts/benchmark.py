@@ -100,8 +100,10 @@ def main() -> None:
     print("## Classifier, one image, one thread\n")
     print("| model | size MB | median ms | p90 ms |")
     print("|---|---|---|---|")
-    for name, mb, med, p90 in model_rows(args.model_dir, args.repeat):
+    rows = model_rows(args.model_dir, args.repeat)
+    for name, mb, med, p90 in rows:
         print(f"| {name} | {mb:.1f} | {med:.2f} | {p90:.2f} |")
+    raw_model_ms = rows[0][2]  # the shipped model's session.run alone
 
     classifier = OnnxClassifier(threads=1)
     screener = Screener(threads=1)
@@ -110,9 +112,9 @@ def main() -> None:
     print("\n## Pipeline stages on phone photos, one thread\n")
     print(
         "| photo | decode | downscale | localise | quality | classify | heatmap overlay "
-        "| whole screen() | screen() / classify |"
+        "| whole screen() | screen() / classify | screen() / raw model |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     ratios: dict[str, float] = {}
     for w, h in ((1280, 960), (4000, 3000)):
         data = phone_photo(w, h)
@@ -141,14 +143,15 @@ def main() -> None:
         # The ratio that matters: the whole pipeline on a decoded photo (everything but
         # decoding, which is the same for any pipeline) against the raw model alone.
         whole_ms = timeit(partial(screener.screen, rgb), args.repeat)[0]
-        ratios[f"{w}x{h}"] = whole_ms / classify_ms
+        ratios[f"{w}x{h}"] = whole_ms / raw_model_ms
         print(
             f"| {w}x{h} | {decode_ms:.1f} ms | "
             + " | ".join(f"{s:.1f} ms" for s in stages)
-            + f" | {whole_ms:.1f} ms | {whole_ms / classify_ms:.1f}x |"
+            + f" | {whole_ms:.1f} ms | {whole_ms / classify_ms:.1f}x "
+            + f"| {whole_ms / raw_model_ms:.1f}x |"
         )
     print(
-        f"\nWhole pipeline / classifier on a 1280x960 photo: {ratios['1280x960']:.1f}x "
+        f"\nWhole pipeline / raw model on a 1280x960 photo: {ratios['1280x960']:.1f}x "
         "(budget: at most 3x)."
     )
 
