@@ -1,8 +1,10 @@
 """Screen images offline: ``python -m inference [--json] PATH...`` (files or folders).
 
 For health workers without connectivity and for evaluation. With ``--json`` it prints
-one JSON object per image, one per line; probabilities are reported even when the
-quality gate refuses the photo, so the gate and the classifier can be judged apart.
+one JSON object per image, one per line. Every image that decodes gets ``probabilities``
+and ``malignant_probability``, even when the gate refuses it and even when no lesion was
+found (then the photo's centre square is classified and ``lesion_box`` is null), so the
+gate and the classifier can be judged apart; ``risk`` stays ``unassessable`` when refused.
 """
 
 from __future__ import annotations

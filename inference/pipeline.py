@@ -1,8 +1,8 @@
-"""One photo in, one :class:`ScreeningResult` out: decode, gate, localise, classify, decide.
+"""One photo in, one :class:`ScreeningResult` out: decode, localise, measure, classify, gate.
 
-The classifier always runs when a lesion box was found, even if the gate refuses the
-photo, so evaluation can measure the gate and the classifier apart; the risk level is
-``unassessable`` whenever any quality issue stands.
+The classifier always runs, on the lesion's crop or, when no lesion was found, on the
+photo's centre square, so evaluation can judge the gate and the classifier apart; the
+risk level is ``unassessable`` whenever :mod:`inference.gate` refuses the photo.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import cv2
 
 from inference.classifier import OnnxClassifier, overlay_heatmap, risk_level
 from inference.decode import decode_image
+from inference.gate import GateInput, decide
 from inference.localize import LocaliserParams, find_lesion
 from inference.metadata import ModelMetadata
 from inference.preprocess import crop_square, square_crop_box
-from inference.quality import QualityThresholds, assess_image
+from inference.quality import downscale, measure_quality
 from inference.types import (
-    QUALITY_PRIORITY,
     DecodeRejected,
-    QualityIssue,
+    LesionBox,
     QualityReport,
     RGBImage,
     Risk,
@@ -29,38 +29,11 @@ from inference.types import (
 )
 
 
-def merge_issues(*groups: tuple[QualityIssue, ...]) -> tuple[QualityIssue, ...]:
-    """Union of issues, most important first (the order of :class:`QualityIssue`)."""
-    found = {issue for group in groups for issue in group}
-    return tuple(issue for issue in QUALITY_PRIORITY if issue in found)
-
-
-# Photo defects that hide the evidence "not a lesion" is judged on: in a dark or blown-out
-# frame skin has no colour left, and in a blurred one a mole has no edge and the crop
-# looks unlike any training image. Then "not a lesion" may only mean "cannot see it".
-_HIDES_COLOUR = (QualityIssue.TOO_DARK, QualityIssue.OVEREXPOSED)
-# A blurred frame that is mostly skin-coloured, or in which a spot was found, is a photo
-# of skin: the blur is what to fix. A blurred page or screen stays "not a lesion".
-_MOSTLY_SKIN = 0.5
-
-
-def order_issues(
-    issues: tuple[QualityIssue, ...], skin_fraction: float, spot_found: bool
-) -> tuple[QualityIssue, ...]:
-    """Put a fixable photo defect before a "not a lesion" that the defect may have caused.
-
-    Measured on the gate's evaluation sets: with "not a lesion" always first, 90% of
-    over-exposed lesion photos were told "this is not a skin lesion" instead of "too
-    bright". Both stay listed; only the first piece of advice changes.
-    """
-    if QualityIssue.NOT_A_LESION not in issues:
-        return issues
-    first = [i for i in issues if i in _HIDES_COLOUR]
-    if QualityIssue.BLURRY in issues and (spot_found or skin_fraction >= _MOSTLY_SKIN):
-        first.append(QualityIssue.BLURRY)
-    if not first:
-        return issues
-    return (*first, *(i for i in issues if i not in first))
+def centre_square(width: int, height: int) -> LesionBox:
+    """The largest centred square: what is classified when no lesion was found."""
+    side = min(width, height)
+    x0, y0 = (width - side) // 2, (height - side) // 2
+    return LesionBox(x0, y0, x0 + side, y0 + side)
 
 
 class Screener:
@@ -70,12 +43,7 @@ class Screener:
         self, model_path: Path | None = None, threads: int = 1, flip_average: bool | None = None
     ) -> None:
         self.classifier = OnnxClassifier(model_path, threads, flip_average)
-        meta = self.classifier.metadata
-        # The gate judges the crop the model will actually see: its margin and input size.
-        self.localiser_params = LocaliserParams(crop_margin=meta.crop_margin)
-        self.quality_thresholds = QualityThresholds(
-            crop_margin=meta.crop_margin, min_detail_side=0.75 * meta.input_size
-        )
+        self.localiser_params = LocaliserParams()
         # Photos are screened in parallel by a pool; OpenCV's own threads on top of that
         # only contend for the same cores (3x slower colour conversion measured on 2).
         cv2.setNumThreads(1)
@@ -96,27 +64,29 @@ class Screener:
         started = time.perf_counter()
         meta = self.metadata
         h, w = rgb.shape[:2]
-        found = find_lesion(rgb, self.localiser_params)
-        image_quality = assess_image(rgb, found.box, self.quality_thresholds)
-        issues = merge_issues(image_quality.issues, found.issues)
-        measurements = {**image_quality.measurements, **found.measurements}
-        prediction, overlay = None, None
-        if found.box is not None:
-            crop_box = square_crop_box(found.box, w, h, meta.crop_margin)
-            prediction = self.classifier.predict(crop_square(rgb, crop_box))
-            measurements["ood_score"] = prediction.ood_score
-            # Out of distribution: the crop looks like nothing the model was trained on.
-            if prediction.ood_score > meta.ood_threshold:
-                issues = merge_issues(issues, (QualityIssue.NOT_A_LESION,))
-            if with_overlay:
-                overlay = overlay_heatmap(rgb, prediction.heatmap, crop_box.as_tuple())
-        issues = order_issues(issues, found.skin_fraction, found.box is not None)
-        if issues or prediction is None:
-            risk = Risk.UNASSESSABLE
-            if not issues:  # no box and no reason given: never guess
-                issues = (QualityIssue.NOT_A_LESION,)
-        else:
-            risk = risk_level(prediction.malignant_probability, meta)
+        # One working copy for the localiser and the exposure checks; only the crop
+        # (classifier, blur, glare), blocking and upscaling look at full resolution.
+        small = downscale(rgb, self.localiser_params.work_side)
+        found = find_lesion(rgb, self.localiser_params, small)
+        measurements = {
+            **measure_quality(rgb, small, found.box, meta.crop_margin),
+            **found.measurements,
+        }
+        crop_box = (
+            square_crop_box(found.box, w, h, meta.crop_margin)
+            if found.box is not None
+            else centre_square(w, h)
+        )
+        prediction = self.classifier.predict(crop_square(rgb, crop_box))
+        measurements["ood_score"] = prediction.ood_score
+        issues = decide(
+            GateInput(w, h, found.box, measurements, meta.crop_margin, meta.ood_threshold),
+            meta.gate,
+        )
+        risk = Risk.UNASSESSABLE if issues else risk_level(prediction.malignant_probability, meta)
+        overlay = (
+            overlay_heatmap(rgb, prediction.heatmap, crop_box.as_tuple()) if with_overlay else None
+        )
         return ScreeningResult(
             width=w,
             height=h,

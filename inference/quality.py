@@ -1,114 +1,77 @@
-"""Image-level quality checks: is this photo good enough to screen at all?
+"""Image-level quality measurements: how sharp, exposed, compressed and glaring a photo is.
 
-Each check is a small pure function that returns one measurement; :func:`assess_image`
-compares them with :class:`QualityThresholds` and returns a
-:class:`~inference.types.QualityReport` whose issues are in ``QUALITY_PRIORITY`` order.
-All checks run on a downscaled copy (or on the lesion's crop), so a 12 MP phone photo
-costs a few milliseconds per check.
+Each check is a small pure function that returns one measurement, and
+:func:`measure_quality` collects them. Nothing here refuses a photo: the thresholds live
+in the model's metadata and :mod:`inference.gate` applies them. Exposure runs on the
+pipeline's one shared working copy, blur and glare on the lesion's crop at 256 px, and
+only JPEG blocking and upscaling look at full resolution (resizing would hide them).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from inference.preprocess import crop_square, square_crop_box
-from inference.types import QUALITY_PRIORITY, LesionBox, QualityIssue, QualityReport, RGBImage
+from inference.types import LesionBox, RGBImage
 
 GreyImage = npt.NDArray[np.float32]
 BoolImage = npt.NDArray[np.bool_]
 
 
-@dataclass(frozen=True)
-class QualityThresholds:
-    """Every quality threshold in one place, each with the reason for its value."""
-
-    # Checks run on a copy whose longer side is this: exposure and glare are properties
-    # of areas, not of single pixels, and 512 px keeps each check at a few ms.
-    work_side: int = 512
-    # The classifier sees a 160 px square (the model's ``input_size``; the pipeline passes
-    # 0.75 x that). A photo with fewer real pixels than 120 on its shorter side cannot give
-    # the lesion crop enough detail, whatever its pixel count (an upscaled thumbnail has
-    # many pixels and little detail). HAM10000's 200x150 dermoscopy images, where the
-    # lesion fills the frame, pass; a phone photo shrunk to a thumbnail does not.
-    min_detail_side: float = 120.0
-    # A shrink-and-enlarge by k that loses less than this share of the image's structure
-    # means there is no detail finer than k pixels: the image was upscaled by k. Sharp
-    # JPEGs lose >= 0.30 at k=2, JPEGs upscaled 2-4x lose <= 0.21 (HAM and sample photos).
-    upscale_residual: float = 0.25
-    # TOO_DARK when even the brighter tenth of the frame is below this luma (0-255).
-    # Well-exposed very dark skin (luma ~50-60 on its own) still has highlights and a
-    # background above it; a photo taken in a dark room does not.
-    dark_p90: float = 45.0
-    # OVEREXPOSED when more than this share of the frame is blown out to near white:
-    # then the skin around the lesion has no colour left to compare against.
-    max_clipped_fraction: float = 0.25
-    # ... or when even the darkest 5 % of the frame is this bright (luma): washed out,
-    # no shadow and no pigment anywhere, as with a flash at close range.
-    washed_out_p05: float = 200.0
-    # LOW_RESOLUTION too when JPEG blocking is this strong: luma steps across the 8 px
-    # block boundaries this many times larger than inside blocks. Measured: natural
-    # photos ~1.0, HAM10000 images <= 2.4, clear synthetic phone photos (JPEG q35-92 on
-    # very smooth synthetic skin) median 2.4, 99th percentile 9.1; photos recompressed at
-    # JPEG quality 4-6 median 44-68, textured skin at quality 5: 11.3. So 8 refuses the
-    # badly compressed and ~1-2% of the smoothest q35 synthetic photos. Its advice,
-    # "send the photo as a file", is the remedy for heavy compression.
-    max_blockiness: float = 8.0
-    # BLURRY when the estimated blur (Gaussian sigma, px, at blur_side) exceeds this.
-    # Chosen on the validation split (dermoscopy / clear synthetic phone photos, 400
-    # lesions each, blurred on purpose by sigma s at the classifier's 160 px scale), with
-    # model lite0-160-2026-11-30: malignant AUC 0.885/0.875 sharp, 0.861/0.859 at s=2,
-    # 0.842/0.865 at s=3, 0.818/0.850 at s=4. At 2.6 the check flags 2%/3% of the sharp
-    # photos, 84%/62% at s=3 and 92%/80% at s=4; 2.2 flagged 7%/5% of the sharp ones.
-    # Table: docs/evaluation/blur_study.md, from `python -m training.blur_study`.
-    max_blur_px: float = 2.6
-    # Blur is measured on this many pixels across (about the classifier's input):
-    # blur that the classifier's own downscaling removes does not matter.
-    blur_side: int = 256
-    # A glare pixel is nearly clipped: value >= this (0-255) ...
-    glare_min_value: int = 245
-    # ... almost colourless (HSV saturation, 0-255), unlike bright pale skin ...
-    glare_max_saturation: int = 40
-    # ... and this much brighter than its surroundings: very pale skin under a
-    # dermoscope is near white too, but evenly so.
-    glare_min_rise: int = 15
-    # GLARE when glare pixels cover more than this share of the lesion's crop (or of the
-    # central region): a specular patch that size hides the lesion's pattern.
-    max_glare_fraction: float = 0.02
-    # ... or more than this share of the whole frame: a flash reflection big enough to
-    # hide the lesion when it sits on it, and the localiser may then have boxed
-    # something else. On the validation split none of 300 clear phone photos and 2.3%
-    # of the dermoscopy images (gel bubbles) exceed it; 81% of the gate's glare set does.
-    max_frame_glare_fraction: float = 0.005
-    # Without a lesion box, blur and glare are measured on a central square this share of
-    # the shorter side: where users centre the mole, and about the size of a lesion crop.
-    centre_fraction: float = 0.5
-    # Lesion crop margin as in the classifier's preprocessing (fraction of the box side);
-    # the pipeline passes the model's ``crop_margin``.
-    crop_margin: float = 0.4
+# Blur is measured on the lesion's crop at this many pixels across (about the
+# classifier's input): blur that the classifier's own downscaling removes does not matter.
+BLUR_SIDE = 256
+# Without a lesion box, blur and glare are measured on a central square this share of
+# the shorter side: where users centre the mole, and about the size of a lesion crop.
+CENTRE_FRACTION = 0.5
+# Upscaling is looked for only in photos whose shorter side is under 4x this (the model's
+# 160 px input, above any detail threshold the gate uses), so a phone photo costs nothing.
+DETAIL_CHECK_SIDE = 160.0
+# A shrink-and-enlarge by k that loses less than this share of the image's structure
+# means there is no detail finer than k pixels: the image was upscaled by k. Sharp
+# JPEGs lose >= 0.30 at k=2, JPEGs upscaled 2-4x lose <= 0.21 (HAM and sample photos).
+UPSCALE_RESIDUAL = 0.25
+# A specular highlight is clipped (brightest channel >= GLARE_CLIPPED), colourless (every
+# channel >= GLARE_MIN_CHANNEL, so near-white, not the bluish-grey of a blue-white veil or
+# the pink-white of a scar), and at least GLARE_MIN_RISE brighter than the skin around it
+# (a top-hat), so evenly pale skin under a dermoscope is not glare either.
+GLARE_CLIPPED = 250
+GLARE_MIN_CHANNEL = 230
+GLARE_MIN_RISE = 15
 
 
 def downscale(rgb: RGBImage, long_side: int) -> RGBImage:
     """Shrink so the longer side is at most ``long_side``; never enlarge.
 
-    Area averaging over a 12 MP photo reads every pixel and takes ~45 ms; decimating
-    to twice the target first and area-averaging from there takes ~3 ms and keeps the
-    anti-aliasing of the last 2x step.
+    OpenCV's area averaging is fast only for an exact whole factor (its general path took
+    4.5 ms for 1280 -> 384 px on one core). So: drop the last few rows and columns that
+    do not fill a k x k cell, average by the whole factor k, and close the remaining
+    step of less than 1.5x by bilinear interpolation, which the averaging has already
+    anti-aliased (2.5 ms in all). Over a 12 MP photo even that reads every pixel;
+    decimating to twice the target first keeps it at ~3 ms.
     """
     h, w = rgb.shape[:2]
     if max(h, w) <= long_side:
         return rgb
     scale = long_side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    src = rgb
     if scale < 0.25:
         mid = (size[0] * 2, size[1] * 2)
         src = np.asarray(cv2.resize(rgb, mid, interpolation=cv2.INTER_NEAREST), np.uint8)
-    return np.asarray(cv2.resize(src, size, interpolation=cv2.INTER_AREA), np.uint8)
+        return np.asarray(cv2.resize(src, size, interpolation=cv2.INTER_AREA), np.uint8)
+    k = int(1 / scale)
+    if k < 2:
+        return np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), np.uint8)
+    whole = (w // k, h // k)
+    cells = rgb[: whole[1] * k, : whole[0] * k]
+    src = np.asarray(cv2.resize(cells, whole, interpolation=cv2.INTER_AREA), np.uint8)
+    if whole == size:
+        return src
+    return np.asarray(cv2.resize(src, size, interpolation=cv2.INTER_LINEAR), np.uint8)
 
 
 def luma(rgb: RGBImage) -> npt.NDArray[np.uint8]:
@@ -116,7 +79,9 @@ def luma(rgb: RGBImage) -> npt.NDArray[np.uint8]:
     return np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.uint8)
 
 
-def detail_side(rgb: RGBImage, min_side: float = 224.0, residual: float = 0.25) -> float:
+def detail_side(
+    rgb: RGBImage, min_side: float = DETAIL_CHECK_SIDE, residual: float = UPSCALE_RESIDUAL
+) -> float:
     """Estimate the shorter side in pixels of real detail, discounting upscaling.
 
     Shrinking by k and enlarging back removes all structure finer than k pixels. If that
@@ -233,30 +198,28 @@ def blur_sigma(
     return min(worst, NO_DETAIL_BLUR)
 
 
-def glare_fraction(
-    rgb: RGBImage, min_value: int = 245, max_saturation: int = 40, min_rise: int = 15
-) -> float:
-    """Share of pixels that are specular highlights on the skin (see :func:`glare_mask`)."""
-    return float(glare_mask(rgb, min_value, max_saturation, min_rise).mean())
+def glare_fraction(rgb: RGBImage) -> float:
+    """Share of pixels that are specular highlights (see :func:`glare_mask`)."""
+    return float(glare_mask(rgb).mean())
 
 
-def glare_mask(
-    rgb: RGBImage, min_value: int = 245, max_saturation: int = 40, min_rise: int = 15
-) -> BoolImage:
-    """Mark the specular highlights on the skin.
+def glare_mask(rgb: RGBImage) -> BoolImage:
+    """Mark the specular highlights: clipped, colourless and brighter than around them.
 
-    A highlight is near white, almost colourless, and brighter than what surrounds it
-    (a white top-hat: the value minus a greyscale opening wider than any highlight).
-    The last condition keeps the uniformly pale skin of many dermoscopy images, and
-    a frame blown out everywhere (that is OVEREXPOSED), from counting as glare.
+    A flash or a wet surface reflects the light source itself: the sensor clips, the
+    colour is the light's (near white), and the rim falls off sharply into the skin. A
+    blue-white veil or a white scar-like area of a melanoma is bluish-grey or pinkish and
+    not clipped, and pale skin under a dermoscope is bright but evenly so: neither is
+    glare. The top-hat is taken on the brightest channel with a kernel as wide as the
+    region, so the opening estimates the skin under a highlight even when the highlight
+    covers much of the lesion (a third of the region, as before, missed the large flash
+    reflections that hurt the classifier most; PAD-UFES-20 val, gate_rules.md).
     """
-    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
-    value = hsv[..., 2]
-    # Wider than any highlight worth reporting (a third of the region), so the opening
-    # estimates the skin under a highlight rather than the highlight itself.
-    k = max(3, round(0.35 * max(value.shape)))
-    tophat = cv2.morphologyEx(value, cv2.MORPH_TOPHAT, np.ones((k, k), np.uint8))
-    mask = (value >= min_value) & (hsv[..., 1] <= max_saturation) & (tophat >= min_rise)
+    hi = np.asarray(cv2.max(cv2.max(rgb[..., 0], rgb[..., 1]), rgb[..., 2]), np.uint8)
+    lo = np.asarray(cv2.min(cv2.min(rgb[..., 0], rgb[..., 1]), rgb[..., 2]), np.uint8)
+    k = max(3, max(hi.shape))
+    tophat = cv2.morphologyEx(hi, cv2.MORPH_TOPHAT, np.ones((k, k), np.uint8))
+    mask = (hi >= GLARE_CLIPPED) & (lo >= GLARE_MIN_CHANNEL) & (tophat >= GLARE_MIN_RISE)
     # Single bright pixels are noise or sheen: only blobs count.
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     opened = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, disk)
@@ -264,24 +227,30 @@ def glare_mask(
 
 
 def measurement_region(
-    rgb: RGBImage, lesion_box: LesionBox | None, t: QualityThresholds
-) -> RGBImage:
-    """The part of the photo that blur and glare are judged on.
+    rgb: RGBImage, lesion_box: LesionBox | None, crop_margin: float
+) -> tuple[RGBImage, LesionBox | None]:
+    """The part of the photo that blur and glare are judged on, and the lesion within it.
 
-    With a lesion box it is the classifier's own square crop (clipped to the frame);
-    without one, a central square, where users put the mole.
+    With a lesion box it is the classifier's own square crop (clipped to the frame) and
+    the box in the crop's pixels; without one, a central square, where users put the mole.
     """
     h, w = rgb.shape[:2]
     if lesion_box is not None:
-        square = square_crop_box(lesion_box, w, h, t.crop_margin)
+        square = square_crop_box(lesion_box, w, h, crop_margin)
         clipped = LesionBox(
             max(0, square.x0), max(0, square.y0), min(w, square.x1), min(h, square.y1)
         )
         if clipped.width >= 8 and clipped.height >= 8:
-            return crop_square(rgb, clipped)
-    side = max(1, round(min(h, w) * t.centre_fraction))
+            inner = LesionBox(
+                lesion_box.x0 - clipped.x0,
+                lesion_box.y0 - clipped.y0,
+                lesion_box.x1 - clipped.x0,
+                lesion_box.y1 - clipped.y0,
+            )
+            return crop_square(rgb, clipped), inner
+    side = max(1, round(min(h, w) * CENTRE_FRACTION))
     y0, x0 = (h - side) // 2, (w - side) // 2
-    return rgb[y0 : y0 + side, x0 : x0 + side]
+    return rgb[y0 : y0 + side, x0 : x0 + side], None
 
 
 def blockiness(rgb: RGBImage, stride: int = 4) -> float:
@@ -304,53 +273,34 @@ def blockiness(rgb: RGBImage, stride: int = 4) -> float:
     return max(ratios, default=1.0)
 
 
-def assess_image(
-    rgb: RGBImage,
-    lesion_box: LesionBox | None = None,
-    thresholds: QualityThresholds | None = None,
-) -> QualityReport:
-    """Run every image-level check and list the problems, most important first."""
-    t = thresholds or QualityThresholds()
-    small = downscale(rgb, t.work_side)
-    y = luma(small)
-    region = downscale(measurement_region(rgb, lesion_box, t), t.blur_side)
-    region_grey = luma(region).astype(np.float32)
-    glare = glare_mask(region, t.glare_min_value, t.glare_max_saturation, t.glare_min_rise)
+def measure_quality(
+    rgb: RGBImage, small: RGBImage, lesion_box: LesionBox | None, crop_margin: float
+) -> dict[str, float]:
+    """Every image-level measurement the gate judges; ``small`` is the shared working copy."""
+    region, inner = measurement_region(rgb, lesion_box, crop_margin)
+    scale = min(1.0, BLUR_SIDE / max(region.shape[:2]))
+    region = downscale(region, BLUR_SIDE)
+    glare = glare_mask(region)
     # A highlight's soft rim is smooth, not out of focus: blur is judged around it.
     rim = max(3, round(0.06 * max(region.shape[:2]))) | 1
     near_glare = np.asarray(cv2.dilate(glare.astype(np.uint8), np.ones((rim, rim), np.uint8)) > 0)
-
-    p05, p50, p90 = luma_percentiles(y, (5, 50, 90))
-    m: dict[str, float] = {
-        "detail_side": detail_side(rgb, t.min_detail_side, t.upscale_residual),
+    if inner is None:
+        on_lesion = glare
+    else:
+        # The lesion's own box inside its crop: a highlight on the skin beside it hides
+        # nothing the classifier needs.
+        x0, y0 = max(0, math.floor(inner.x0 * scale)), max(0, math.floor(inner.y0 * scale))
+        x1, y1 = math.ceil(inner.x1 * scale), math.ceil(inner.y1 * scale)
+        on_lesion = glare[y0:y1, x0:x1]
+    p05, p50, p90 = luma_percentiles(luma(small), (5, 50, 90))
+    return {
+        "detail_side": detail_side(rgb),
         "luma_p05": p05,
         "luma_p50": p50,
         "luma_p90": p90,
         "clipped_fraction": clipped_fraction(small),
         "blockiness": blockiness(rgb),
-        "blur_px": blur_sigma(region_grey, exclude=near_glare),
+        "blur_px": blur_sigma(luma(region).astype(np.float32), exclude=near_glare),
         "glare_fraction": float(glare.mean()),
-        "frame_glare_fraction": glare_fraction(
-            small, t.glare_min_value, t.glare_max_saturation, t.glare_min_rise
-        ),
+        "lesion_glare_fraction": float(on_lesion.mean()) if on_lesion.size else 0.0,
     }
-    found: set[QualityIssue] = set()
-    if m["detail_side"] < t.min_detail_side or m["blockiness"] > t.max_blockiness:
-        found.add(QualityIssue.LOW_RESOLUTION)
-    if m["luma_p90"] < t.dark_p90:
-        found.add(QualityIssue.TOO_DARK)
-    overexposed = m["clipped_fraction"] > t.max_clipped_fraction or m["luma_p05"] > t.washed_out_p05
-    if overexposed:
-        found.add(QualityIssue.OVEREXPOSED)
-    # A dark or blown-out frame has no edges to judge focus by; say what to fix first.
-    if m["blur_px"] > t.max_blur_px and not overexposed and QualityIssue.TOO_DARK not in found:
-        found.add(QualityIssue.BLURRY)
-    # When the whole frame is blown out, "overexposed" is the advice, not "glare".
-    glare_found = (
-        m["glare_fraction"] > t.max_glare_fraction
-        or m["frame_glare_fraction"] > t.max_frame_glare_fraction
-    )
-    if glare_found and not overexposed:
-        found.add(QualityIssue.GLARE)
-    issues = tuple(i for i in QUALITY_PRIORITY if i in found)
-    return QualityReport(issues=issues, measurements=m)

@@ -128,7 +128,9 @@ class ScreeningResult:
     height: int
     quality: QualityReport
     lesion_box: LesionBox | None
-    prediction: Prediction | None  # None only when no lesion crop could be classified
+    # The Screener always classifies: the lesion's crop, or the centre square when no
+    # lesion was found (lesion_box None), so refusal and ranking can be judged apart.
+    prediction: Prediction | None
     risk: Risk
     model_version: str
     heatmap_overlay: RGBImage | None = None  # heatmap drawn on the full photo

@@ -35,7 +35,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from inference.gate import GateInput, decide
 from inference.localize import LocalisationResult, find_lesion
+from inference.metadata import GateThresholds
 from inference.types import LesionBox, QualityIssue, RGBImage
 from training.data import load_image, read_records
 
@@ -211,13 +213,19 @@ def non_lesion_samples(rng: np.random.Generator) -> list[Sample]:
     return out
 
 
+def localiser_issues(rgb: RGBImage, r: LocalisationResult) -> tuple[QualityIssue, ...]:
+    """The gate's verdict on the localiser's measurements alone (no quality, no model)."""
+    h, w = rgb.shape[:2]
+    return decide(GateInput(w, h, r.box, r.measurements, 0.4, float("inf")), GateThresholds())
+
+
 def summarise(
-    name: str, ious: list[float], results: list[LocalisationResult], times: list[float]
+    name: str, ious: list[float], results: list[tuple[QualityIssue, ...]], times: list[float]
 ) -> str:
     a = np.asarray(ious)
     n = len(results)
     rate = {
-        issue: sum(issue in r.issues for r in results) / n
+        issue: sum(issue in r for r in results) / n
         for issue in (
             QualityIssue.NOT_A_LESION,
             QualityIssue.LESION_TOO_SMALL,
@@ -242,15 +250,15 @@ def draw(sample: Sample, result: LocalisationResult, path: Path) -> None:
 
 def run_set(
     samples: list[Sample], save: Path | None, tag: str
-) -> tuple[list[float], list[LocalisationResult], list[float]]:
+) -> tuple[list[float], list[tuple[QualityIssue, ...]], list[float]]:
     ious: list[float] = []
-    results: list[LocalisationResult] = []
+    results: list[tuple[QualityIssue, ...]] = []
     times: list[float] = []
     for s in samples:
         t0 = time.perf_counter()
         r = find_lesion(s.rgb)
         times.append((time.perf_counter() - t0) * 1000)
-        results.append(r)
+        results.append(localiser_issues(s.rgb, r))
         score = r.box.iou(s.truth) if (r.box is not None and s.truth is not None) else 0.0
         ious.append(score)
         if save is not None and score < 0.5:
@@ -298,7 +306,7 @@ def main() -> None:
         rows.append(summarise(tag, ious, results, times))
     negatives = non_lesion_samples(rng)
     _, neg_results, neg_times = run_set(negatives, None, "neg")
-    refused = [QualityIssue.NOT_A_LESION in r.issues for r in neg_results]
+    refused = [QualityIssue.NOT_A_LESION in r for r in neg_results]
     accepted = [s.name for s, bad in zip(negatives, refused, strict=True) if not bad]
     sys.stdout.write(header + "\n" + "\n".join(rows) + "\n")
     sys.stdout.write(

@@ -108,8 +108,10 @@ def run_pipeline(screener: Screener, photos: Iterator[Photo], workers: int = 2) 
     classified = np.zeros(n, bool)
     ood = np.full(n, np.nan)
     for i, (_, r) in enumerate(results):
+        # The pipeline classifies every photo (the centre square when no lesion was
+        # found); "classified" keeps meaning a lesion crop was judged.
+        classified[i] = r.lesion_box is not None
         if r.prediction is not None:
-            classified[i] = True
             p = np.array([r.prediction.probabilities[c] for c in classes])
             log_probs[i] = np.log(np.maximum(p, 1e-12))
             ood[i] = r.prediction.ood_score

@@ -1,16 +1,20 @@
 """Measure the photo-quality gate and the not-a-lesion refusal on sets built offline.
 
-    python -m training.gate_eval --config training/configs/lite0.json --out docs/evaluation
+    python -m training.gate_eval --config training/configs/lite0.json --out docs/evaluation \
+        --split test
 
-Sets (all from data the model never trained on, or from no lesion at all):
-- clean: test-split lesions as dermoscopy images, and as clean synthetic phone photos
-  (1024x768, lesion off-centre, a mild camera: no glare, little blur);
-- degraded: each clean phone photo with one clear defect (Gaussian and motion blur,
-  under- and over-exposure, glare, downscaling, heavy JPEG, a crop cutting the lesion);
+Sets (all from data the model never trained on, or from no lesion at all); ``--split``
+chooses the lesions (``val`` while designing rules, ``test`` for the final numbers):
+- clean: the split's lesions as dermoscopy images, as clean synthetic phone photos
+  (1024x768, lesion off-centre, a mild camera: no glare, little blur), and the split's
+  real phone photos (PAD-UFES-20, patient-grouped);
+- degraded: each clean synthetic phone photo, and each real PAD photo, with one clear
+  defect (Gaussian and motion blur, under- and over-exposure, glare, a thumbnail, heavy
+  JPEG, a crop cutting the lesion), sized to the photo (PAD photos are ~300 px);
 - not a lesion: scikit-image's sample photos (a face, a cat, a horse, coins, a rocket,
   a retina, a page of text...), rendered documents and screenshots, landscapes, plain
   skin of light to dark tones with no spot, black and white frames.
-Writes ``quality_gate.md`` and ``quality_gate.json``.
+Writes ``quality_gate.md`` and ``quality_gate.json`` (``quality_gate_val.*`` for val).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from inference.pipeline import Screener
 from inference.types import LesionBox, QualityIssue, RGBImage
 from training.config import TrainConfig
 from training.data import default_box, load_split
+from training.evalsets import real_photos
 from training.phone import (
     SKIN_TONES,
     PhoneCamera,
@@ -125,6 +130,46 @@ DEFECTS: dict[str, tuple[Defect, set[QualityIssue]]] = {
         {QualityIssue.BLURRY, QualityIssue.LOW_RESOLUTION},
     ),
     "cut_off": (lambda im, b, r: cut_off(im, b), {QualityIssue.LESION_CUT_OFF}),
+}
+
+
+def _short(im: RGBImage) -> int:
+    return int(min(im.shape[:2]))
+
+
+def thumbnail(rgb: RGBImage, short_side: int) -> RGBImage:
+    h, w = rgb.shape[:2]
+    f = short_side / min(h, w)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), np.uint8)
+
+
+# The same defects on real photos of any size: strengths relative to the shorter side, so
+# a ~300 px PAD photo gets as clear a defect as a 1024 px synthetic one (sigma 6 there is
+# 0.8 % of 768 px; here 2 %, as PAD's lesions fill more of the frame).
+REAL_DEFECTS: dict[str, tuple[Defect, set[QualityIssue]]] = {
+    "gaussian_blur": (
+        lambda im, b, r: np.asarray(
+            cv2.GaussianBlur(im, (0, 0), max(2.0, 0.02 * _short(im))), np.uint8
+        ),
+        {QualityIssue.BLURRY},
+    ),
+    "motion_blur": (
+        lambda im, b, r: motion_blur(im, max(9, _short(im) // 10) | 1, float(r.uniform(0, 180))),
+        {QualityIssue.BLURRY},
+    ),
+    "under_exposed": DEFECTS["under_exposed"],
+    "over_exposed": DEFECTS["over_exposed"],
+    "glare": DEFECTS["glare"],
+    "tiny": (
+        lambda im, b, r: thumbnail(im, 96),
+        {QualityIssue.LOW_RESOLUTION, QualityIssue.LESION_TOO_SMALL},
+    ),
+    "heavy_jpeg": (
+        lambda im, b, r: jpeg(im, 5),
+        {QualityIssue.BLURRY, QualityIssue.LOW_RESOLUTION},
+    ),
+    "cut_off": DEFECTS["cut_off"],
 }
 
 
@@ -249,12 +294,13 @@ def main() -> None:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--lesions", type=int, default=300, help="test lesions per set")
+    parser.add_argument("--lesions", type=int, default=300, help="HAM10000 lesions per set")
+    parser.add_argument("--split", default="test", help="val while designing, test to report")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = TrainConfig.load(args.config)
     screener = Screener(args.model)
-    images, records = load_split(cfg, ("test",))["test"]
+    images, records = load_split(cfg, (args.split,))[args.split]
     rng = np.random.default_rng(cfg.seed + 31)
     pick = rng.permutation(len(records))[: args.lesions]
 
@@ -292,6 +338,10 @@ def main() -> None:
     tally("clean: phone photo", (p for p, _ in clean_phone), None)
     for name, (make, right) in DEFECTS.items():
         tally(f"degraded: {name}", (make(p, b, rng) for p, b in clean_phone), right)
+    pad, _ = real_photos(cfg, args.split)
+    tally("clean: real phone photo (PAD)", (p.rgb for p in pad), None)
+    for name, (make, right) in REAL_DEFECTS.items():
+        tally(f"degraded real (PAD): {name}", (make(p.rgb, p.box, rng) for p in pad), right)
     by_source: dict[str, list[RGBImage]] = {}
     for source, img in not_lesion_set(rng):
         by_source.setdefault(source.split(":")[0], []).append(img)
@@ -299,11 +349,15 @@ def main() -> None:
         tally(f"not a lesion: {source}", iter(imgs), {QualityIssue.NOT_A_LESION})
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality_gate.json").write_text(json.dumps(rows, indent=1))
+    # The test split's figures are the report; design runs on val sit beside them.
+    stem = "quality_gate" if args.split == "test" else f"quality_gate_{args.split}"
+    (args.out / f"{stem}.json").write_text(json.dumps(rows, indent=1))
     lines = [
-        "# Quality gate and not-a-lesion refusal",
+        f"# Quality gate and not-a-lesion refusal ({args.split} split)",
         "",
-        "Generated by `python -m training.gate_eval`; do not edit by hand.",
+        f"Generated by `python -m training.gate_eval --split {args.split}`; do not edit by hand.",
+        f"Model `{screener.metadata.version}`. Synthetic phone photos are 1024x768; real",
+        "phone photos are PAD-UFES-20 (~300 px), whose degraded copies are sized to them.",
         "'Right reason' counts a refusal whose issues include the defect's own",
         "(e.g. `blurry` for blur); for not-a-lesion sets, `not_a_lesion`.",
         "",
@@ -314,8 +368,8 @@ def main() -> None:
         rr = f"{r['right_reason']:.1%}" if "right_reason" in r else "-"
         top = ", ".join(f"{k} ({v})" for k, v in r["top_reasons"].items()) or "-"
         lines.append(f"| {name} | {r['n']} | {r['refused']:.1%} | {rr} | {top} |")
-    (args.out / "quality_gate.md").write_text("\n".join(lines) + "\n")
-    log.info("wrote %s", args.out / "quality_gate.md")
+    (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    log.info("wrote %s", args.out / f"{stem}.md")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from inference.pipeline import Screener, order_issues
+from inference.gate import order_issues
+from inference.pipeline import Screener
 from inference.types import QualityIssue as Q
 from tests.unit.test_quality import textured_skin
 

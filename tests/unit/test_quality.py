@@ -1,4 +1,5 @@
-"""Image-level quality checks on synthetic photos: each check fires on its defect only."""
+"""Image-level quality measurements and the gate's photo rules on synthetic photos:
+each rule fires on its defect only."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
+from inference.gate import PHOTO_RULES, GateInput, decide
+from inference.metadata import GateThresholds
 from inference.quality import (
-    QualityThresholds,
-    assess_image,
     blockiness,
     blur_sigma,
     clipped_fraction,
@@ -16,10 +17,11 @@ from inference.quality import (
     downscale,
     glare_fraction,
     luma,
+    measure_quality,
 )
 from inference.types import QUALITY_PRIORITY, LesionBox, QualityIssue, RGBImage
 
-T = QualityThresholds()
+T = GateThresholds()
 
 
 def textured_skin(height: int = 960, width: int = 1280, seed: int = 0) -> RGBImage:
@@ -40,15 +42,25 @@ def textured_skin(height: int = 960, width: int = 1280, seed: int = 0) -> RGBIma
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def measure(rgb: RGBImage, box: LesionBox | None = None) -> dict[str, float]:
+    return measure_quality(rgb, downscale(rgb, 384), box, 0.4)
+
+
 def issues(rgb: RGBImage, box: LesionBox | None = None) -> tuple[QualityIssue, ...]:
-    return assess_image(rgb, box).issues
+    """The gate's verdict from the photo rules alone (what is in the photo aside)."""
+    h, w = rgb.shape[:2]
+    return decide(GateInput(w, h, box, measure(rgb, box), 0.4, float("inf")), T, PHOTO_RULES)
 
 
 def test_a_good_photo_passes_every_check() -> None:
     """The baseline the other tests perturb: sharp, well exposed, no glare, big enough."""
-    report = assess_image(textured_skin())
-    assert report.ok, report
-    assert set(report.measurements) >= {"blur_px", "luma_p90", "clipped_fraction", "glare_fraction"}
+    assert issues(textured_skin()) == ()
+    assert set(measure(textured_skin())) >= {
+        "blur_px",
+        "luma_p90",
+        "clipped_fraction",
+        "lesion_glare_fraction",
+    }
 
 
 def test_a_good_dark_skin_photo_is_not_too_dark() -> None:
@@ -64,7 +76,7 @@ def _with_noise(img: object, sigma: float = 2.0, seed: int = 5) -> RGBImage:
     return np.clip(pixels + noise, 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("sigma", [4.0, 8.0])
+@pytest.mark.parametrize("sigma", [5.0, 8.0])
 def test_gaussian_blur_is_blurry(sigma: float) -> None:
     """An out-of-focus photo (defocus ~ Gaussian), grainy as real ones, fails."""
     img = _with_noise(cv2.GaussianBlur(textured_skin(), (0, 0), sigma))
@@ -88,13 +100,13 @@ def test_motion_blur_is_blurry() -> None:
 @pytest.mark.parametrize("angle", [30.0, 45.0, 60.0, 135.0])
 def test_diagonal_motion_blur_is_measured_along_its_direction(angle: float) -> None:
     """A diagonal shake reads as strongly as a horizontal one of the same length."""
-    kernel = np.zeros((15, 15), np.float32)
-    kernel[7, :] = 1.0
-    rot = cv2.getRotationMatrix2D((7.0, 7.0), angle, 1.0)
-    kernel = np.asarray(cv2.warpAffine(kernel, rot, (15, 15)), np.float32)
+    kernel = np.zeros((21, 21), np.float32)
+    kernel[10, :] = 1.0
+    rot = cv2.getRotationMatrix2D((10.0, 10.0), angle, 1.0)
+    kernel = np.asarray(cv2.warpAffine(kernel, rot, (21, 21)), np.float32)
     grey = luma(downscale(textured_skin(), 256)).astype(np.float32)
-    straight = np.zeros((15, 15), np.float32)
-    straight[7, :] = 1 / 15
+    straight = np.zeros((21, 21), np.float32)
+    straight[10, :] = 1 / 21
     along_x = blur_sigma(np.asarray(cv2.filter2D(grey, -1, straight), np.float32))
     diagonal = blur_sigma(np.asarray(cv2.filter2D(grey, -1, kernel / kernel.sum()), np.float32))
     assert diagonal > 0.8 * along_x > T.max_blur_px
@@ -161,7 +173,7 @@ def test_specular_blob_on_the_lesion_is_glare() -> None:
     cv2.circle(img, (512, 384), 22, (255, 255, 255), -1, cv2.LINE_AA)
     box = LesionBox(452, 334, 572, 434)
     assert issues(img, box) == (QualityIssue.GLARE,)
-    assert glare_fraction(img[334:434, 452:572]) > T.max_glare_fraction
+    assert glare_fraction(img[334:434, 452:572]) > T.max_lesion_glare_fraction
 
 
 def test_a_large_soft_highlight_is_glare_not_blur() -> None:
@@ -176,20 +188,34 @@ def test_a_large_soft_highlight_is_glare_not_blur() -> None:
     assert issues(img, box) == (QualityIssue.GLARE,)
 
 
-def test_large_reflection_away_from_the_box_is_glare() -> None:
-    """When a reflection hides the lesion the localiser may box something else; a
-    highlight that large anywhere in the frame is still reported."""
+def test_flash_highlight_on_the_skin_beside_the_lesion_is_not_glare() -> None:
+    """A flash reflection on the skin is normal in a phone photo; it hides nothing the
+    classifier needs. (Changed deliberately: a frame-wide glare rule refused clean real
+    photos, see docs/evaluation/gate_rules.md.)"""
     img = textured_skin()
     cv2.ellipse(img, (1000, 250), (70, 45), 30, 0, 360, (255, 255, 255), -1, cv2.LINE_AA)
     box = LesionBox(580, 430, 701, 531)
-    assert QualityIssue.GLARE in issues(img, box)
+    assert issues(img, box) == ()
+
+
+def test_blue_white_veil_inside_a_lesion_is_not_glare() -> None:
+    """A melanoma's blue-white veil is bluish-grey and not clipped: a sign, not a reflection."""
+    img = textured_skin()
+    cv2.ellipse(img, (640, 480), (55, 45), 0, 0, 360, (95, 55, 35), -1, cv2.LINE_AA)
+    # A whitish-blue, structureless patch covering much of the lesion, as in dermoscopy.
+    # Its brightest part nearly clips blue, but red stays far below white.
+    cv2.ellipse(img, (645, 482), (42, 34), 0, 0, 360, (175, 190, 215), -1, cv2.LINE_AA)
+    cv2.ellipse(img, (645, 482), (30, 22), 0, 0, 360, (215, 232, 250), -1, cv2.LINE_AA)
+    box = LesionBox(580, 430, 701, 531)
+    assert measure(img, box)["lesion_glare_fraction"] == 0.0
+    assert issues(img, box) == ()
 
 
 def test_pale_skin_is_not_glare() -> None:
     """Evenly near-white pale skin (common under a dermoscope) is not a highlight."""
     img = np.full((600, 800, 3), (250, 244, 240), np.uint8)
     img = (img + np.random.default_rng(2).normal(0, 1.5, img.shape)).clip(0, 255).astype(np.uint8)
-    assert glare_fraction(img) < T.max_glare_fraction
+    assert glare_fraction(img) < T.max_lesion_glare_fraction
 
 
 def test_tiny_image_is_low_resolution() -> None:
