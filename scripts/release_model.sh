@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Turn a training run into the shipped model and its evaluation, in order:
+# Turn a training run into the shipped model and every table the model card quotes, in order:
 #   export (ONNX, parity, compression choice) -> flip-averaging study on validation
-#   -> calibrate on validation -> evaluate on test -> quality-gate evaluation -> benchmarks.
+#   -> calibrate on real phone photos (PAD validation) -> evaluate on the test splits
+#   -> each gate rule judged on PAD validation -> the gate on degraded and non-lesion images
+#   (test split) -> speed -> blur study.
 # Usage: [FLIP_AVERAGE=1] scripts/release_model.sh VERSION [RUN_DIR] [CONFIG]
 # FLIP_AVERAGE=1 ships test-time flip averaging; set it only where flip_study.md (written
 # by this script's second step, on validation) shows it helps.
@@ -11,13 +13,16 @@ run=${2:-runs/lite0}
 config=${3:-training/configs/lite0.json}
 model=inference/models/lesion_classifier.onnx
 
-python -m training.export --checkpoint "$run/best.pt" --out "$run/export" --version "$version"
+if [[ "${SKIP_EXPORT:-0}" != 1 ]]; then
+  python -m training.export --checkpoint "$run/best.pt" --out "$run/export" --version "$version"
+fi
 python -m training.flip_study --config "$config" --model "$run/export/model.onnx" --out docs/evaluation
 flip=()
 if [[ "${FLIP_AVERAGE:-0}" == 1 ]]; then flip=(--flip-average); fi
 python -m training.calibrate --config "$config" --model "$run/export/model.onnx" --out "$model" --version "$version" "${flip[@]}"
 python -m training.evaluate --config "$config" --model "$model" --out docs/evaluation
-python -m training.gate_eval --config "$config" --model "$model" --out docs/evaluation
+python -m training.gate_rules --config "$config" --model "$model" --out docs/evaluation
+python -m training.gate_eval --config "$config" --model "$model" --out docs/evaluation --split test
 cp "$run/export/export_report.json" docs/evaluation/export_report.json
 python scripts/benchmark.py --model-dir "$run/export" | tee docs/evaluation/benchmark.md
 python -m training.blur_study --config "$config" --model "$model" --out docs/evaluation

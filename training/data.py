@@ -23,7 +23,7 @@ CLASSES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 CLASS_NAMES: dict[str, str] = {
     "akiec": (
         "actinic keratosis, Bowen's disease or squamous cell carcinoma "
-        "(sun-damage lesions, from precancer to a skin cancer)"
+        "(sun-damage lesions, from a precancer to a skin cancer)"
     ),
     "bcc": "basal cell carcinoma (a common, slow-growing skin cancer)",
     "bkl": "benign keratosis (harmless age spot or seborrhoeic keratosis)",
