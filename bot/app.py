@@ -6,6 +6,7 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
+from datetime import timedelta
 
 from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes
 
@@ -101,5 +102,6 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
         max_bytes=settings.max_image_bytes,
         max_pixels=settings.max_image_pixels,
         max_pending=settings.max_pending_screenings,
+        follow_up_after=timedelta(days=settings.follow_up_after_days),
     )
     return Runtime(settings=settings, screening=screening, sessions=sessions)

@@ -26,12 +26,14 @@ class Runtime:
         """Return the pseudonymous key stored in place of a Telegram user id."""
         return user_key(telegram_user_id, self.settings.user_key_bytes)
 
-    def seal_chat(self, chat_id: int) -> str:
-        """Return ``chat_id`` encrypted for storage."""
+    def seal_chat(self, chat_id: int, user_key: str) -> str:
+        """Return ``chat_id`` encrypted for storage in the row of ``user_key``."""
+        del user_key  # bound to the row once sealing uses associated data
         return seal_chat_id(chat_id, self.settings.user_key_bytes)
 
-    def open_chat(self, chat_ref: str) -> int | None:
+    def open_chat(self, chat_ref: str, user_key: str) -> int | None:
         """Return the chat id sealed in ``chat_ref`` (None if the key has changed)."""
+        del user_key
         return open_chat_id(chat_ref, self.settings.user_key_bytes)
 
 

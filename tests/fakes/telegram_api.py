@@ -101,6 +101,8 @@ class FakeTelegramApi:
         self.port = 0
         self.webhook: tuple[str, str | None] | None = None  # (url, secret token) while set
         self._delivery: asyncio.Task[None] | None = None
+        self._held: dict[str, asyncio.Event] = {}
+        self.download_requests: list[str] = []  # file ids asked for, served or not yet
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -202,6 +204,11 @@ class FakeTelegramApi:
         }
         self._updates.append({"update_id": next(self._ids), "callback_query": query})
         self._notify()
+
+    def hold_download(self, file_id: str) -> asyncio.Event:
+        """Keep the download of ``file_id`` open until the returned event is set."""
+        self._held[file_id] = asyncio.Event()
+        return self._held[file_id]
 
     def replies_to(self, chat_id: int) -> list[SentMessage]:
         return [m for m in self.sent if m.chat_id == chat_id]
@@ -422,6 +429,10 @@ class FakeTelegramApi:
         registered = self._files.get(file_id)
         if registered is None:
             return _error(404, "Not Found")
+        self.download_requests.append(file_id)
+        self._notify()
+        if file_id in self._held:
+            await self._held[file_id].wait()
         self.downloads.append(file_id)
         return web.Response(body=registered.data, content_type="application/octet-stream")
 
