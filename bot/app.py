@@ -20,6 +20,7 @@ from bot.handlers import (
     fallback,
     history,
     lesion,
+    private,
     reminders,
     start,
     unsupported,
@@ -73,7 +74,9 @@ def build_application(settings: Settings) -> BotApplication:
         .post_shutdown(post_shutdown)
         .build()
     )
-    # Before everything else: no picture is looked at or logged without consent.
+    # Before everything else: private chats only, then no picture is looked at or logged
+    # without consent.
+    application.add_handlers(private.gate_handlers(), group=-2)
     application.add_handlers(consent.gate_handlers(), group=-1)
     # Order matters: the first matching handler wins, and an animation also has a document.
     modules = (start, consent, history, reminders, admin, worker, unsupported, lesion, fallback)

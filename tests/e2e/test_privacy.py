@@ -20,8 +20,8 @@ from bot.db.models import Consultation, FollowUp, User, utc_now
 from bot.handlers.reminders import send_due
 from bot.replies import for_language
 from tests.e2e.chat import last_text, phone_photo, press, send_photo
-from tests.e2e.conftest import RunningBot
-from tests.fakes.telegram_api import FakeTelegramApi
+from tests.e2e.conftest import ADMIN_ID, RunningBot
+from tests.fakes.telegram_api import FakeTelegramApi, SentMessage
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -125,3 +125,48 @@ async def test_forget_wins_over_a_photo_in_flight(
     for day in range(1, 31):
         await send_due(running_bot.application.bot, runtime, utc_now() + timedelta(days=day))
     assert len(fake_api.replies_to(user_id)) == before
+
+
+GROUP_ID = -1_001_234_567_890
+
+
+async def test_a_group_gets_one_polite_line_and_no_health_data(
+    fake_api: FakeTelegramApi,
+    running_bot: RunningBot,
+    user_id: int,
+    lesion_jpegs: dict[str, bytes],
+) -> None:
+    """A photo, /history, /remind and an admin's /export typed in a group: one polite line
+    each, no result, no history, no CSV, nothing downloaded, no group id sealed anywhere."""
+    file_id = send_photo(fake_api, user_id, phone_photo(lesion_jpegs), group_id=GROUP_ID)
+    fake_api.push_text(user_id, "/history", group_id=GROUP_ID)
+    fake_api.push_text(user_id, "/remind monthly", group_id=GROUP_ID)
+    fake_api.push_text(ADMIN_ID, "/export", group_id=GROUP_ID)
+    replies = await fake_api.wait_for_text(GROUP_ID, count=4)
+
+    assert [(m.method, m.text) for m in replies] == [("sendMessage", EN.text("private_only"))] * 4
+    assert file_id not in fake_api.download_requests
+    assert not [m for m in fake_api.sent if m.method in ("sendDocument", "sendPhoto")]
+    assert await rows_about(running_bot, user_id) == {
+        "users": 1,  # agreed earlier, in private
+        "consultations": 0,
+        "follow_ups": 0,
+    }
+    user = await running_bot.user(user_id)
+    assert user is not None and user.chat_ref is None and user.reminder is None
+
+
+async def test_buttons_pressed_in_a_group_are_ignored(
+    fake_api: FakeTelegramApi, running_bot: RunningBot, new_user_id: int
+) -> None:
+    """A consent button forwarded into a group and pressed there does nothing at all."""
+    fake_api.push_text(new_user_id, "/start")
+    [start] = await fake_api.wait_for_text(new_user_id)
+    in_group = SentMessage("sendMessage", GROUP_ID, start.text, None, 1, start.reply_markup)
+    answered, in_the_group = len(fake_api.answered_callbacks), len(fake_api.replies_to(GROUP_ID))
+    fake_api.push_callback(new_user_id, in_group, "consent:agree")
+    fake_api.push_text(new_user_id, "/help")  # handled after the press, in order
+    await fake_api.wait_for_text(new_user_id, count=2)
+    assert len(fake_api.replies_to(GROUP_ID)) == in_the_group
+    assert len(fake_api.answered_callbacks) == answered
+    assert await running_bot.user(new_user_id) is None  # no consent stored

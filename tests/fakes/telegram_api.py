@@ -157,13 +157,23 @@ class FakeTelegramApi:
             "language_code": language_code,
         }
 
-    def push_message(self, user_id: int, language_code: str = "en", **content: Any) -> int:
-        """Queue a private message from ``user_id`` (its chat id is the same); return its id."""
+    def push_message(
+        self,
+        user_id: int,
+        language_code: str = "en",
+        *,
+        group_id: int | None = None,
+        **content: Any,
+    ) -> int:
+        """Queue a message from ``user_id``; return its id.
+
+        In their private chat (whose id is the user's), or in the supergroup ``group_id``.
+        """
         message_id = next(self._ids)
         message = {
             "message_id": message_id,
             "date": int(time.time()),
-            "chat": {"id": user_id, "type": "private", "first_name": "Test"},
+            "chat": _chat(user_id if group_id is None else group_id),
             "from": self._user(user_id, language_code),
             **content,
         }
@@ -177,6 +187,7 @@ class FakeTelegramApi:
         text: str,
         language_code: str = "en",
         reply_to: SentMessage | None = None,
+        group_id: int | None = None,
     ) -> int:
         """Queue a text message; a leading /command is marked as one, as Telegram does."""
         content: JsonDict = {"text": text}
@@ -187,7 +198,7 @@ class FakeTelegramApi:
             content["reply_to_message"] = self._message(
                 reply_to.chat_id, reply_to.message_id, text=reply_to.text
             )
-        return self.push_message(user_id, language_code, **content)
+        return self.push_message(user_id, language_code, group_id=group_id, **content)
 
     def push_callback(
         self, user_id: int, pressed: SentMessage, data: str, language_code: str = "en"
@@ -440,10 +451,17 @@ class FakeTelegramApi:
         return {
             "message_id": message_id,
             "date": int(time.time()),
-            "chat": {"id": chat_id, "type": "private", "first_name": "Test"},
+            "chat": _chat(chat_id),
             "from": BOT_USER,
             **{key: value for key, value in content.items() if value is not None},
         }
+
+
+def _chat(chat_id: int) -> JsonDict:
+    # As in Telegram: private chats have the user's (positive) id, groups negative ids.
+    if chat_id < 0:
+        return {"id": chat_id, "type": "supergroup", "title": "Test group"}
+    return {"id": chat_id, "type": "private", "first_name": "Test"}
 
 
 def _markup(params: dict[str, Any]) -> JsonDict | None:
