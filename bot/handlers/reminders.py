@@ -65,8 +65,11 @@ async def on_follow_up_answer(update: Update, context: BotContext) -> None:
     follow_up_id, _, answer = rest.partition(":")
     asked_saw_doctor = f"{prefix}:" == FOLLOW_UP_PREFIX
     sender = await person(update, context)
-    stored = follow_up_id.isdigit() and await _store_answer(
-        context, sender.key, int(follow_up_id), asked_saw_doctor, answer
+    # ASCII digits only: a forged button could carry digits int() refuses.
+    stored = (
+        follow_up_id.isascii()
+        and follow_up_id.isdigit()
+        and await _store_answer(context, sender.key, int(follow_up_id), asked_saw_doctor, answer)
     )
     await query.answer()  # after storing: a press is finished once Telegram hears back
     if not stored:

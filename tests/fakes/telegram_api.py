@@ -43,6 +43,9 @@ BOT_USER = {
 }
 # Long polls are cut short so a stopping bot is never kept waiting long.
 MAX_POLL_S = 2.0
+# Telegram's limits, in UTF-16 code units: longer texts and captions are refused.
+MAX_TEXT = 4096
+MAX_CAPTION = 1024
 
 JsonDict = dict[str, Any]
 
@@ -352,6 +355,8 @@ class FakeTelegramApi:
         return _ok(self._updates[:limit])
 
     async def _send_message(self, params: dict[str, Any]) -> web.Response:
+        if refused := _refuse_text(str(params.get("text", "")), MAX_TEXT, "message"):
+            return refused
         chat_id, message_id = int(params["chat_id"]), next(self._ids)
         markup = _markup(params)
         self.sent.append(
@@ -361,6 +366,9 @@ class FakeTelegramApi:
         return _ok(self._message(chat_id, message_id, text=params["text"], reply_markup=markup))
 
     async def _send_photo(self, params: dict[str, Any]) -> web.Response:
+        caption_text = str(params.get("caption") or "")
+        if caption_text and (refused := _refuse_text(caption_text, MAX_CAPTION, "message caption")):
+            return refused
         chat_id, message_id = int(params["chat_id"]), next(self._ids)
         upload = params["photo"]
         photo = upload.file.read() if isinstance(upload, web.FileField) else None
@@ -394,6 +402,8 @@ class FakeTelegramApi:
         return _ok(self._message(chat_id, message_id, document=document, caption=caption))
 
     async def _edit_message_text(self, params: dict[str, Any]) -> web.Response:
+        if refused := _refuse_text(str(params.get("text", "")), MAX_TEXT, "message"):
+            return refused
         chat_id, message_id = int(params["chat_id"]), int(params["message_id"])
         markup = _markup(params)
         text = str(params["text"])
@@ -455,6 +465,20 @@ class FakeTelegramApi:
             "from": BOT_USER,
             **{key: value for key, value in content.items() if value is not None},
         }
+
+
+def utf16_length(text: str) -> int:
+    """The length Telegram counts."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _refuse_text(text: str, limit: int, what: str) -> web.Response | None:
+    """Telegram's answer to an empty or over-long text or caption; None if it is fine."""
+    if not text.strip():
+        return _error(400, "Bad Request: message text is empty")
+    if utf16_length(text) > limit:
+        return _error(400, f"Bad Request: {what} is too long")
+    return None
 
 
 def _chat(chat_id: int) -> JsonDict:
