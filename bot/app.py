@@ -28,6 +28,7 @@ from bot.handlers import (
 )
 from bot.handlers.errors import on_error
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES
+from bot.keys import load_keys, reseal_chat_refs
 from bot.replies import for_language
 from bot.screening import ScreeningService
 from inference.pipeline import Screener
@@ -91,13 +92,15 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
     resources.push_async_callback(engine.dispose)
     await upgrade_to_head(engine)
     logger.info("Database schema is up to date")
+    sessions = create_session_factory(engine)
+    keys = await load_keys(settings, sessions)
+    await reseal_chat_refs(sessions, keys)
 
     screener = await asyncio.to_thread(Screener, settings.model_path, settings.inference_threads)
     executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="screening")
     resources.push_async_callback(
         asyncio.to_thread, executor.shutdown, wait=True, cancel_futures=True
     )
-    sessions = create_session_factory(engine)
     screening = ScreeningService(
         screener,
         executor,
@@ -107,4 +110,4 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
         max_pending=settings.max_pending_screenings,
         follow_up_after=timedelta(days=settings.follow_up_after_days),
     )
-    return Runtime(settings=settings, screening=screening, sessions=sessions)
+    return Runtime(settings=settings, screening=screening, sessions=sessions, keys=keys)

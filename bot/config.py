@@ -47,9 +47,13 @@ class Settings(DatabaseSettings):
     inference_threads: int = Field(default=1, ge=1)
     # None means the model shipped in inference/models/.
     model_path: Path | None = None
-    # Key for the HMAC that turns Telegram ids into pseudonymous keys. Without it a key is
-    # derived from the bot token, which changes every user's key if the token is rotated.
+    # Key for the HMAC that turns Telegram ids into pseudonymous keys; it must never change.
+    # Unset: generated once and kept beside the SQLite file (bot.keys); required otherwise.
     user_key_secret: SecretStr | None = None
+    # Keys sealing stored chat ids (AES-GCM), newest first: the first seals, all open, and
+    # start-up re-seals older values with the first. Unset: one derived from the user-key
+    # secret (which always stays last, so values sealed before rotation still open).
+    chat_seal_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     log_level: str = "INFO"
     # A few weeks after a medium or high result, ask whether the user saw a doctor.
     follow_up_after_days: float = Field(default=21, gt=0)
@@ -90,6 +94,20 @@ class Settings(DatabaseSettings):
             return frozenset(int(part) for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("chat_seal_keys", mode="before")
+    @classmethod
+    def _parse_seal_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("chat_seal_keys")
+    @classmethod
+    def _long_seal_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        if any(len(key.get_secret_value()) < 32 for key in value):
+            raise ValueError("each key must be at least 32 characters (e.g. 64 hex digits)")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -115,12 +133,13 @@ class Settings(DatabaseSettings):
             raise ValueError("WEBHOOK_SECRET is required when WEBHOOK_URL is set")
         return self
 
-    @property
-    def user_key_bytes(self) -> bytes:
-        """Return the HMAC key for pseudonymous user keys."""
-        if self.user_key_secret is not None:
-            return self.user_key_secret.get_secret_value().encode()
-        return b"user-key:" + self.telegram_bot_token.get_secret_value().encode()
+    def secrets(self) -> list[str]:
+        """Every secret value set, for the log formatter to redact."""
+        values = [self.telegram_bot_token, self.user_key_secret, self.webhook_secret]
+        values += self.chat_seal_keys
+        # A very short value would blank out ordinary words; such a value is no secret anyway.
+        plain = [value.get_secret_value() for value in values if value is not None]
+        return [value for value in plain if len(value) >= 8]
 
 
 def describe_settings_error(error: ValidationError) -> str:

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +20,7 @@ from aiohttp import ClientSession
 
 from bot.__main__ import EXIT_BAD_SETTINGS, main
 from bot.config import Settings
+from bot.keys import KEY_FILE_NAME
 from tests.conftest import REPO_ROOT
 from tests.e2e import images
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi
@@ -93,6 +95,9 @@ async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
     output = log_path.read_text()
     assert returncode == 0, output[-3000:]
     assert database.exists()
+    # No USER_KEY_SECRET on a fresh machine: one is generated beside the data, owner-only.
+    key_file = database.parent / KEY_FILE_NAME
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert "Consultation 1: " in output
     assert "Bot stopped" in output
     assert "Traceback" not in output

@@ -13,10 +13,16 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.db.models import Base
+from bot.db.session import create_engine
 
 
 def _server_bin() -> Path | None:
@@ -71,3 +77,25 @@ def postgres_url() -> Iterator[str | None]:
             capture_output=True,
         )
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A fresh, empty database: a new SQLite file, or a wiped PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'not-yet' / 'bot.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        if url is None:
+            pytest.skip("no PostgreSQL server binaries here; set TEST_POSTGRES_URL")
+    engine = create_engine(url)
+    await _drop_everything(engine)
+    yield engine
+    await _drop_everything(engine)
+    await engine.dispose()
+
+
+async def _drop_everything(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.drop_all)
+        await connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
