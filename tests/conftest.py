@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# The throwaway PostgreSQL server, for every test layer that runs on it too.
+from tests.postgres import postgres_url  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "tests" / "data"
 

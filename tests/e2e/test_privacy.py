@@ -1,31 +1,55 @@
 """Health data stays where it belongs: consent fails closed, /forget wins over a photo in
 flight, the bot answers in private chats only.
 
-The real bot, a fake Telegram, a real SQLite file; faults are injected where they happen
-(the database driver, the download), never by replacing our own code.
+The real bot, a fake Telegram, a real SQLite file and then a real PostgreSQL; faults are
+injected where they happen (the database driver, the download), never by replacing our
+own code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db.models import Consultation, FollowUp, User, utc_now
+from bot.db.session import create_engine
 from bot.handlers.reminders import send_due
 from bot.replies import for_language
 from tests.e2e.chat import last_text, phone_photo, press, send_photo
-from tests.e2e.conftest import ADMIN_ID, RunningBot
+from tests.e2e.conftest import ADMIN_ID, RunningBot, make_settings, start_bot
 from tests.fakes.telegram_api import FakeTelegramApi, SentMessage
+from tests.postgres import drop_everything
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 EN = for_language("en")
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module", params=["sqlite", "postgresql"])
+async def running_bot(
+    request: pytest.FixtureRequest,
+    fake_api: FakeTelegramApi,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[RunningBot]:
+    """The bot on a SQLite file, then on a freshly wiped PostgreSQL database."""
+    database = tmp_path_factory.mktemp("db") / "bot.db"
+    url = f"sqlite+aiosqlite:///{database}"
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        if url is None:
+            pytest.skip("no PostgreSQL server binaries here; set TEST_POSTGRES_URL")
+        engine = create_engine(url)
+        await drop_everything(engine)
+        await engine.dispose()
+    async with start_bot(make_settings(fake_api.url, database, database_url=url)) as bot:
+        yield bot
 
 
 def engine_of(bot: RunningBot) -> AsyncEngine:
@@ -138,11 +162,13 @@ async def test_a_group_gets_one_polite_line_and_no_health_data(
 ) -> None:
     """A photo, /history, /remind and an admin's /export typed in a group: one polite line
     each, no result, no history, no CSV, nothing downloaded, no group id sealed anywhere."""
+    before = len(fake_api.replies_to(GROUP_ID))
     file_id = send_photo(fake_api, user_id, phone_photo(lesion_jpegs), group_id=GROUP_ID)
     fake_api.push_text(user_id, "/history", group_id=GROUP_ID)
     fake_api.push_text(user_id, "/remind monthly", group_id=GROUP_ID)
     fake_api.push_text(ADMIN_ID, "/export", group_id=GROUP_ID)
-    replies = await fake_api.wait_for_text(GROUP_ID, count=4)
+    await fake_api.wait_for_text(GROUP_ID, count=before + 4)
+    replies = fake_api.replies_to(GROUP_ID)[before:]
 
     assert [(m.method, m.text) for m in replies] == [("sendMessage", EN.text("private_only"))] * 4
     assert file_id not in fake_api.download_requests
