@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes
 
+from bot.admission import Admission
 from bot.config import Settings
 from bot.context import BotApplication, BotData, Runtime
 from bot.db.migrate import upgrade_to_head
@@ -18,6 +19,7 @@ from bot.handlers import (
     admin,
     consent,
     fallback,
+    flood,
     history,
     lesion,
     private,
@@ -75,9 +77,10 @@ def build_application(settings: Settings) -> BotApplication:
         .post_shutdown(post_shutdown)
         .build()
     )
-    # Before everything else: private chats only, then no picture is looked at or logged
-    # without consent.
-    application.add_handlers(private.gate_handlers(), group=-2)
+    # Before everything else: private chats only, then no more pictures than a user's rate
+    # (before any database work), then no picture is looked at or logged without consent.
+    application.add_handlers(private.gate_handlers(), group=-3)
+    application.add_handlers(flood.gate_handlers(), group=-2)
     application.add_handlers(consent.gate_handlers(), group=-1)
     # Order matters: the first matching handler wins, and an animation also has a document.
     modules = (start, consent, history, reminders, admin, worker, unsupported, lesion, fallback)
@@ -101,6 +104,11 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
     resources.push_async_callback(
         asyncio.to_thread, executor.shutdown, wait=True, cancel_futures=True
     )
+    admission = Admission(
+        queue_limit=settings.max_queued_photos,
+        burst=settings.user_photo_burst,
+        per_minute=settings.user_photos_per_minute,
+    )
     screening = ScreeningService(
         screener,
         executor,
@@ -109,5 +117,8 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
         max_pixels=settings.max_image_pixels,
         max_pending=settings.max_pending_screenings,
         follow_up_after=timedelta(days=settings.follow_up_after_days),
+        admission=admission,
     )
-    return Runtime(settings=settings, screening=screening, sessions=sessions, keys=keys)
+    return Runtime(
+        settings=settings, screening=screening, sessions=sessions, keys=keys, admission=admission
+    )

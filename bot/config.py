@@ -41,8 +41,17 @@ class Settings(DatabaseSettings):
     worker_threads: int = Field(default=2, ge=1)
     # Photos downloaded and waiting for a worker; each holds at most max_image_bytes.
     max_pending_screenings: int = Field(default=8, ge=1)
-    # Updates handled at once, so one slow photo never blocks other users' replies.
-    concurrent_updates: int = Field(default=64, ge=1)
+    # Updates handled at once, so one slow photo never blocks other users' replies. Above
+    # MAX_QUEUED_PHOTOS, so a full queue is answered "busy" instead of waiting unseen.
+    concurrent_updates: int = Field(default=256, ge=1)
+    # Photos admitted and not yet answered, all users together (nothing is downloaded
+    # before a worker is free); more are answered "busy, send it again in a minute".
+    max_queued_photos: int = Field(default=100, ge=1)
+    # Per user: photos that may arrive at once, and how many more per minute after that.
+    # One person sending hundreds must not delay everyone else; the rest are refused (told
+    # once a minute), and one user's photos are screened one at a time.
+    user_photo_burst: int = Field(default=3, ge=1)
+    user_photos_per_minute: float = Field(default=6, gt=0)
     # onnxruntime intra-op threads per inference; the pool already runs photos in parallel.
     inference_threads: int = Field(default=1, ge=1)
     # None means the model shipped in inference/models/.

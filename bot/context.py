@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram.ext import Application, CallbackContext, ExtBot
 
+from bot.admission import Admission
 from bot.config import Settings
 from bot.keys import Keys
 from bot.screening import ScreeningService
@@ -22,6 +23,7 @@ class Runtime:
     screening: ScreeningService
     sessions: async_sessionmaker[AsyncSession]
     keys: Keys
+    admission: Admission
 
     def user_key(self, telegram_user_id: int) -> str:
         """Return the pseudonymous key stored in place of a Telegram user id."""

@@ -20,6 +20,7 @@ from enum import StrEnum
 from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.admission import Admission, BusyReason
 from bot.db.models import Consultation, ConsultationStatus, FollowUp, utc_now
 from bot.db.repository import ConsultationRepository, ReferralRepository, UserRepository
 from bot.i18n import language_for
@@ -147,6 +148,18 @@ class Forgotten:
 
 
 @dataclass(frozen=True)
+class Busy:
+    """Not admitted (the queue is full, or this sender sent too many): nothing downloaded.
+
+    ``notify`` is false when the sender was told so less than a minute ago.
+    """
+
+    language: str
+    reason: BusyReason
+    notify: bool
+
+
+@dataclass(frozen=True)
 class Tracked:
     """A named spot: how it changed since its previous photo (None: its first photo)."""
 
@@ -170,7 +183,7 @@ class Consulted:
         return None if isinstance(self.outcome, Rejected) else self.outcome.consultation_id
 
 
-PhotoReply = NeedsConsent | NeedsPatientCode | Forgotten | Consulted
+PhotoReply = NeedsConsent | NeedsPatientCode | Forgotten | Busy | Consulted
 
 
 @dataclass(frozen=True)
@@ -194,6 +207,7 @@ class ScreeningService:
         max_pixels: int,
         max_pending: int,
         follow_up_after: timedelta,
+        admission: Admission,
     ) -> None:
         self._screener = screener
         self._executor = executor
@@ -201,6 +215,7 @@ class ScreeningService:
         self._max_bytes = max_bytes
         self._max_pixels = max_pixels
         self._follow_up_after = follow_up_after
+        self._admission = admission
         # Bounds the photos held in memory (downloaded, waiting for a worker); later
         # users queue here, in arrival order, instead of failing.
         self._slots = asyncio.Semaphore(max_pending)
@@ -228,6 +243,21 @@ class ScreeningService:
             return await self._store(
                 request, sender, subject, Rejected(DecodeFailure.TOO_MANY_BYTES)
             )
+        # The rate per user was checked before anything else (bot.handlers.flood).
+        if not self._admission.enter_queue():
+            logger.info("Photo not admitted: the queue is full (%d)", self._admission.queued)
+            notify = self._admission.should_notify(request.user_key)
+            return Busy(sender.language, BusyReason.QUEUE_FULL, notify)
+        try:
+            # One photo per user at a time: a burst from one sender waits its own turn.
+            async with self._admission.turn(request.user_key):
+                return await self._screen_and_store(request, sender, subject, download)
+        finally:
+            self._admission.done()
+
+    async def _screen_and_store(
+        self, request: PhotoRequest, sender: _Sender, subject: Subject, download: Download
+    ) -> PhotoReply:
         async with self._slots:
             try:
                 data = bytes(await download())

@@ -25,6 +25,10 @@ NOT_A_STILL_PICTURE = (
     | filters.VOICE
     | filters.AUDIO
 )
+# Everything that would be screened or logged: it waits for consent (and for the rate).
+NEEDS_CONSENT = filters.UpdateType.MESSAGE & (
+    filters.PHOTO | filters.Document.ALL | NOT_A_STILL_PICTURE
+)
 
 
 def replies_for(update: object) -> Replies:

@@ -20,7 +20,7 @@ from bot.db.repository import UserRepository
 from bot.handlers.common import (
     AGREE,
     DECLINE,
-    NOT_A_STILL_PICTURE,
+    NEEDS_CONSENT,
     Handler,
     consent_keyboard,
     keyboard,
@@ -33,10 +33,6 @@ __all__ = ["AGREE", "DECLINE", "consent_keyboard", "gate_handlers", "handlers"]
 
 logger = logging.getLogger(__name__)
 LANGUAGE_PREFIX = "lang:"
-# Everything that would be screened or logged: it waits for consent.
-NEEDS_CONSENT = filters.UpdateType.MESSAGE & (
-    filters.PHOTO | filters.Document.ALL | NOT_A_STILL_PICTURE
-)
 
 
 async def gate(update: Update, context: BotContext) -> None:

@@ -20,6 +20,7 @@ from bot.handlers.consent import consent_keyboard
 from bot.replies import for_language
 from bot.screening import (
     Assessed,
+    Busy,
     Consulted,
     Forgotten,
     InputKind,
@@ -158,6 +159,10 @@ async def answer(message: Message, context: BotContext, reply: PhotoReply) -> No
             await message.reply_text(replies.text("worker.need_code"))
         case Forgotten():
             await message.reply_text(replies.text("forget.photo_dropped"))
+        case Busy(reason=reason, notify=True):
+            await message.reply_text(replies.text(f"busy.{reason.value}"))
+        case Busy():
+            pass  # told less than a minute ago: another notice would only add to the flood
         case Consulted():
             outcome = reply.outcome
             if isinstance(outcome, Assessed) and outcome.heatmap_jpeg is not None:
