@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -40,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--check", action="store_true", help="load the settings and the model, then exit"
     )
     args = parser.parse_args(argv)
+    # PTB 22 gives durations (RetryAfter.retry_after) as timedelta with this set, and warns
+    # on every flood-control answer without it; PTB 23 will always do so.
+    os.environ.setdefault("PTB_TIMEDELTA", "1")
     try:
         settings = Settings()  # type: ignore[call-arg]  # fields come from the environment
     except ValidationError as error:

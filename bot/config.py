@@ -41,11 +41,14 @@ class Settings(DatabaseSettings):
     worker_threads: int = Field(default=2, ge=1)
     # Photos downloaded and waiting for a worker; each holds at most max_image_bytes.
     max_pending_screenings: int = Field(default=8, ge=1)
-    # Updates handled at once, so one slow photo never blocks other users' replies. Above
-    # MAX_QUEUED_PHOTOS, so a full queue is answered "busy" instead of waiting unseen.
-    concurrent_updates: int = Field(default=256, ge=1)
+    # Updates handled at once, so one slow photo never blocks other users' replies. More
+    # wait, unanswered, in PTB's queue; with SQLite, more at once mostly wait on its one
+    # writer (a burst of 100 photos on a busy machine ran past its 30 s lock timeout).
+    concurrent_updates: int = Field(default=64, ge=1)
     # Photos admitted and not yet answered, all users together (nothing is downloaded
-    # before a worker is free); more are answered "busy, send it again in a minute".
+    # before a worker is free); more are answered "busy, send it again in a minute". Only
+    # reached when CONCURRENT_UPDATES is larger (say with PostgreSQL): below it, PTB's
+    # own limit holds further photos back first.
     max_queued_photos: int = Field(default=100, ge=1)
     # Per user: photos that may arrive at once, and how many more per minute after that.
     # One person sending hundreds must not delay everyone else; the rest are refused (told

@@ -177,10 +177,7 @@ class Consulted:
     worker: bool
     tracked: Tracked | None = None
     referral: str | None = None  # where to get checked, on high-risk results
-
-    @property
-    def consultation_id(self) -> int | None:
-        return None if isinstance(self.outcome, Rejected) else self.outcome.consultation_id
+    consultation_id: int | None = None  # the stored row, to mark delivered
 
 
 PhotoReply = NeedsConsent | NeedsPatientCode | Forgotten | Busy | Consulted
@@ -284,11 +281,15 @@ class ScreeningService:
             return NeedsConsent(sender.language)
         return await self._store(request, sender, Subject(), Rejected(reason))
 
-    async def record_result_message(self, consultation_id: int, message_id: int) -> None:
-        """Remember which message showed a result, so a reply to it can name the spot."""
+    async def record_delivery(self, consultation_id: int, message_id: int | None) -> None:
+        """Mark a consultation delivered once Telegram accepted its reply; with
+        ``message_id``, remember that message, so a reply to it can name the spot."""
         async with self._sessions.begin() as session:
             row = await ConsultationRepository(session).get(consultation_id)
-            if row is not None:  # gone if /forget came first
+            if row is None:
+                return  # /forget came first
+            row.delivered_at = utc_now()
+            if message_id is not None:
                 row.result_message_id = message_id
 
     async def _load_sender(self, request: PhotoRequest) -> _Sender:
@@ -351,7 +352,9 @@ class ScreeningService:
             return Forgotten(sender.language)  # not shown: the caller re-raises the error
         if isinstance(outcome, Assessed | Unassessable):
             outcome = replace(outcome, consultation_id=row.id)
-        return Consulted(sender.language, outcome, subject, sender.worker, tracked, referral)
+        return Consulted(
+            sender.language, outcome, subject, sender.worker, tracked, referral, row.id
+        )
 
     def _screen_sync(self, data: bytes, compact: bool) -> _Screened:
         # Runs in a worker thread: decode, checks, inference and JPEG encoding are all CPU.

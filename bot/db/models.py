@@ -107,6 +107,8 @@ class Consultation(Base):
     patient_code: Mapped[str | None] = mapped_column(String(32))
     # The bot's result message, so a reply to it can name the spot afterwards.
     result_message_id: Mapped[int | None] = mapped_column(Integer)
+    # When Telegram accepted the reply; None: not (yet) delivered, after every retry.
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def __repr__(self) -> str:
         return f"Consultation(id={self.id!r}, status={self.status!r}, reason={self.reason!r})"

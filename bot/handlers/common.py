@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
@@ -12,6 +13,7 @@ from telegram.ext import BaseHandler, filters
 
 from bot.context import BotContext
 from bot.db.repository import UserRepository
+from bot.handlers.delivery import with_retries
 from bot.i18n import language_for
 from bot.replies import Replies, for_language, split_message
 
@@ -101,11 +103,16 @@ async def reply_long(
 ) -> list[Message]:
     """Reply with ``text``, split at line boundaries into messages Telegram accepts.
 
-    Buttons, if any, go under the last part.
+    Buttons, if any, go under the last part. Each part is retried on its own (flood
+    control, 5xx, timeouts), so a retry never repeats a part that got through.
     """
     parts = split_message(text)
     sent = []
     for number, part in enumerate(parts, start=1):
         markup = reply_markup if number == len(parts) else None
-        sent.append(await message.reply_text(part, reply_markup=markup))
+        sent.append(
+            await with_retries(
+                partial(message.reply_text, part, reply_markup=markup), "sendMessage"
+            )
+        )
     return sent

@@ -7,8 +7,11 @@ Everything between the update and the reply is one call: ``ScreeningService.cons
 
 from __future__ import annotations
 
+import logging
+
 from telegram import Document, Message, PhotoSize, Update
 from telegram.constants import ChatAction
+from telegram.error import NetworkError
 from telegram.ext import MessageHandler, filters
 
 from bot.config import Settings
@@ -17,6 +20,7 @@ from bot.db.models import Consultation, ConsultationStatus
 from bot.db.repository import ConsultationRepository
 from bot.handlers.common import Handler, person, reply_long, user_key
 from bot.handlers.consent import consent_keyboard
+from bot.handlers.delivery import with_retries
 from bot.replies import for_language
 from bot.screening import (
     Assessed,
@@ -33,6 +37,8 @@ from bot.screening import (
 )
 from bot.tracking import change_between, normalise_label
 from inference.types import DecodeFailure
+
+logger = logging.getLogger(__name__)
 
 # Senders often label images generically; the decoder has the final word on these.
 MAYBE_IMAGE_MIME_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
@@ -140,8 +146,9 @@ async def _screen(
         # Sent once, not renewed: with many users queued, renewals would spend the bot's
         # global rate limit (~30 messages/s) on indicators instead of answers.
         await context.bot.send_chat_action(message.chat_id, ChatAction.TYPING)
-        file = await attachment.get_file()
-        return await file.download_as_bytearray()  # in memory: photos never touch disk
+        file = await with_retries(attachment.get_file, "getFile")
+        # In memory: photos never touch disk.
+        return await with_retries(file.download_as_bytearray, "download")
 
     reply = await runtime.screening.consult(request, download)
     await answer(message, context, reply)
@@ -164,14 +171,38 @@ async def answer(message: Message, context: BotContext, reply: PhotoReply) -> No
         case Busy():
             pass  # told less than a minute ago: another notice would only add to the flood
         case Consulted():
-            outcome = reply.outcome
-            if isinstance(outcome, Assessed) and outcome.heatmap_jpeg is not None:
-                await context.bot.send_chat_action(message.chat_id, ChatAction.UPLOAD_PHOTO)
-                caption = None if reply.worker else replies.heatmap_caption()
-                await message.reply_photo(outcome.heatmap_jpeg, caption=caption)
-            [*_, sent] = await reply_long(message, replies.consulted(reply))
-            nameable = reply.subject.lesion_label is None and not reply.worker
-            if isinstance(outcome, Assessed) and nameable and reply.consultation_id is not None:
-                await context.bot_data.runtime.screening.record_result_message(
-                    reply.consultation_id, sent.message_id
-                )
+            await _deliver(message, context, reply)
+
+
+async def _deliver(message: Message, context: BotContext, reply: Consulted) -> None:
+    """Send the heatmap and the result, then mark the consultation delivered.
+
+    Bookkeeping comes after delivery: a reply that never got through, after every retry,
+    leaves the row undelivered (visible in /export) and is abandoned here, not re-raised,
+    so the generic apology does not follow it into a chat Telegram cannot reach.
+    """
+    replies = for_language(reply.language)
+    outcome = reply.outcome
+    if isinstance(outcome, Assessed) and outcome.heatmap_jpeg is not None:
+        heatmap = outcome.heatmap_jpeg
+        caption = None if reply.worker else replies.heatmap_caption()
+        await context.bot.send_chat_action(message.chat_id, ChatAction.UPLOAD_PHOTO)
+        try:
+            await with_retries(lambda: message.reply_photo(heatmap, caption=caption), "sendPhoto")
+        except NetworkError as error:
+            # The picture only illustrates the result: the text still goes.
+            logger.warning("Heatmap not delivered (%s); sending the text", type(error).__name__)
+    try:
+        sent = await reply_long(message, replies.consulted(reply))
+    except NetworkError as error:
+        logger.warning(
+            "Reply to consultation %s abandoned (%s): left undelivered",
+            reply.consultation_id,
+            type(error).__name__,
+        )
+        return
+    if reply.consultation_id is None:
+        return
+    nameable = isinstance(outcome, Assessed) and reply.subject.lesion_label is None
+    remember = sent[-1].message_id if nameable and not reply.worker else None
+    await context.bot_data.runtime.screening.record_delivery(reply.consultation_id, remember)

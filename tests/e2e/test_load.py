@@ -15,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from bot.replies import for_language
 from tests.e2e import images
-from tests.e2e.chat import phone_photo
-from tests.e2e.conftest import RunningBot
+from tests.e2e.chat import phone_photo, send_photo
+from tests.e2e.conftest import RunningBot, make_settings, start_bot
 from tests.fakes.telegram_api import FakeTelegramApi
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -91,3 +94,36 @@ async def test_one_user_sending_300_photos_does_not_delay_ten_others(
     assert texts.count(EN.text("busy.rate")) == 1
     assert len(texts) == burst + 1
     assert len(await running_bot.consultations(flooder)) == burst
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def own_api() -> AsyncIterator[FakeTelegramApi]:
+    """A fake Telegram for a bot of the test's own (the module's bot polls the shared one)."""
+    api = FakeTelegramApi()
+    await api.start()
+    yield api
+    await api.stop()
+
+
+async def test_a_full_queue_is_answered_busy_and_nothing_is_downloaded(
+    own_api: FakeTelegramApi, tmp_path: Path, lesion_jpegs: dict[str, bytes]
+) -> None:
+    """A queue of one, its photo held mid-download: the next user's photo gets "busy",
+    is neither downloaded nor logged, and the held one is answered once released."""
+    fake_api = own_api
+    settings = make_settings(fake_api.url, tmp_path / "bot.db", max_queued_photos=1)
+    async with start_bot(settings) as bot:
+        first, second = 810_001, 810_002
+        await bot.agree(first)
+        await bot.agree(second)
+        held = send_photo(fake_api, first, phone_photo(lesion_jpegs))
+        release = fake_api.hold_download(held)
+        await fake_api.wait_for(lambda: held in fake_api.download_requests)
+        refused = send_photo(fake_api, second, phone_photo(lesion_jpegs, seed=1))
+        [busy] = await fake_api.wait_for_text(second)
+        assert busy.text == EN.text("busy.queue_full")
+        release.set()
+        await fake_api.wait_for_text(first)
+        assert refused not in fake_api.download_requests
+        assert await bot.consultations(second) == []
+        assert len(await bot.consultations(first)) == 1

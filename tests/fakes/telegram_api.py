@@ -85,6 +85,16 @@ class SentMessage:
         return [(button["text"], button["callback_data"]) for row in rows for button in row]
 
 
+@dataclass(frozen=True)
+class Fault:
+    status: int
+    retry_after: int | None
+    stall_s: float
+
+
+_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+
+
 @dataclass
 class FakeTelegramApi:
     token: str = TOKEN
@@ -95,6 +105,7 @@ class FakeTelegramApi:
     commands_by_language: dict[str, list[JsonDict]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)  # Bot API method names, in call order
     answered_callbacks: list[str] = field(default_factory=list)
+    faults_served: list[tuple[str, int]] = field(default_factory=list)  # (method, status)
 
     def __post_init__(self) -> None:
         self._updates: list[JsonDict] = []
@@ -106,6 +117,7 @@ class FakeTelegramApi:
         self.webhook: tuple[str, str | None] | None = None  # (url, secret token) while set
         self._delivery: asyncio.Task[None] | None = None
         self._held: dict[str, asyncio.Event] = {}
+        self._faults: dict[str, list[Fault]] = {}
         self.download_requests: list[str] = []  # file ids asked for, served or not yet
 
     # -- lifecycle -------------------------------------------------------------------
@@ -220,6 +232,38 @@ class FakeTelegramApi:
         self._updates.append({"update_id": next(self._ids), "callback_query": query})
         self._notify()
 
+    def fail_next(
+        self, method: str, status: int, *, retry_after: int | None = None, stall_s: float = 0.0
+    ) -> None:
+        """Answer the next call of ``method`` (or "download") with an error, unprocessed.
+
+        ``status`` 429 carries ``retry_after``, as Telegram's flood control does; with
+        ``stall_s`` the answer comes only that late (past the client's timeout, a timeout).
+        Several calls queue several faults, answered in order.
+        """
+        self._faults.setdefault(method.lower(), []).append(Fault(status, retry_after, stall_s))
+
+    async def _fault(self, method: str) -> web.Response | None:
+        faults = self._faults.get(method.lower())
+        if not faults:
+            return None
+        fault = faults.pop(0)
+        self.faults_served.append((method, fault.status))
+        self._notify()
+        if fault.stall_s:
+            await asyncio.sleep(fault.stall_s)
+        if fault.status == 429:
+            return web.json_response(
+                {
+                    "ok": False,
+                    "error_code": 429,
+                    "description": f"Too Many Requests: retry after {fault.retry_after}",
+                    "parameters": {"retry_after": fault.retry_after},
+                },
+                status=429,
+            )
+        return _error(fault.status, _REASONS.get(fault.status, "Internal Server Error"))
+
     def hold_download(self, file_id: str) -> asyncio.Event:
         """Keep the download of ``file_id`` open until the returned event is set."""
         self._held[file_id] = asyncio.Event()
@@ -273,6 +317,8 @@ class FakeTelegramApi:
             return _error(401, "Unauthorized")
         method = request.match_info["method"]
         self.calls.append(method)
+        if (fault := await self._fault(method)) is not None:
+            return fault
         params: dict[str, Any] = dict(await request.post()) if request.can_read_body else {}
         params.update(request.query)
         handler = self._methods().get(method.lower())
@@ -453,6 +499,8 @@ class FakeTelegramApi:
             return _error(404, "Not Found")
         self.download_requests.append(file_id)
         self._notify()
+        if (fault := await self._fault("download")) is not None:
+            return fault
         if file_id in self._held:
             await self._held[file_id].wait()
         self.downloads.append(file_id)
