@@ -18,6 +18,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from PIL import Image
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.admission import Admission, BusyReason
@@ -284,13 +285,22 @@ class ScreeningService:
     async def record_delivery(self, consultation_id: int, message_id: int | None) -> None:
         """Mark a consultation delivered once Telegram accepted its reply; with
         ``message_id``, remember that message, so a reply to it can name the spot."""
-        async with self._sessions.begin() as session:
-            row = await ConsultationRepository(session).get(consultation_id)
-            if row is None:
-                return  # /forget came first
-            row.delivered_at = utc_now()
-            if message_id is not None:
-                row.result_message_id = message_id
+        values: dict[str, object] = {"delivered_at": utc_now()}
+        if message_id is not None:
+            values["result_message_id"] = message_id
+        try:
+            async with self._sessions.begin() as session:
+                # One UPDATE, no read first: the shortest hold of SQLite's write lock. No
+                # row (a /forget came first) updates nothing.
+                await ConsultationRepository(session).update(consultation_id, values)
+        except SQLAlchemyError as error:
+            # The reply did reach the user: an apology now would only confuse them. The
+            # row stays undelivered, visibly, which is the safe side to be wrong on.
+            logger.warning(
+                "Consultation %d was delivered, but recording it failed (%s)",
+                consultation_id,
+                type(error).__name__,
+            )
 
     async def _load_sender(self, request: PhotoRequest) -> _Sender:
         async with self._sessions() as session:
@@ -324,6 +334,14 @@ class ScreeningService:
             if user is None or user.consented_at is None:
                 return Forgotten(sender.language)
             consultations = ConsultationRepository(session)
+            # Reads first, writes last: SQLite holds its one write lock from the first
+            # write to the commit, and every other photo's write waits for it meanwhile.
+            previous: Consultation | None = None
+            if isinstance(outcome, Assessed):
+                if subject.lesion_label is not None:
+                    previous = await consultations.previous_of_lesion(row)
+                if outcome.risk is Risk.HIGH:
+                    referral = await ReferralRepository(session).get(sender.language)
             await consultations.add(row)
             if isinstance(outcome, Assessed):
                 if _wants_follow_up(outcome, sender) and request.chat_ref is not None:
@@ -336,10 +354,7 @@ class ScreeningService:
                     )
                     user.chat_ref = request.chat_ref
                 if subject.lesion_label is not None:
-                    previous = await consultations.previous_of_lesion(row)
                     tracked = Tracked(subject.lesion_label, change_between(previous, row))
-                if outcome.risk is Risk.HIGH:
-                    referral = await ReferralRepository(session).get(sender.language)
         logger.info(
             "Consultation %d: %s %s (%s, %s ms)",
             row.id,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import (
@@ -62,6 +62,12 @@ class ConsultationRepository:
         """Return one consultation by id."""
         return await self._session.get(Consultation, consultation_id)
 
+    async def update(self, consultation_id: int, values: dict[str, object]) -> None:
+        """Set ``values`` on one consultation in a single UPDATE (nothing if it is gone)."""
+        await self._session.execute(
+            update(Consultation).where(Consultation.id == consultation_id).values(**values)
+        )
+
     async def for_user(self, user_key: str, limit: int = 50) -> Sequence[Consultation]:
         """Return a user's consultations, newest first."""
         query = (
@@ -109,7 +115,8 @@ class ConsultationRepository:
         return [PatientSummary(str(code), count, _utc(at)) for code, count, at in rows]
 
     async def previous_of_lesion(self, current: Consultation) -> Consultation | None:
-        """Return the latest assessed photo of the same named spot before ``current``."""
+        """Return the latest assessed photo of the same named spot before ``current``
+        (``current`` may not be stored yet: then every stored one is before it)."""
         if current.lesion_label is None:
             return None
         same_patient = (
@@ -124,7 +131,7 @@ class ConsultationRepository:
                 Consultation.lesion_label == current.lesion_label,
                 same_patient,
                 Consultation.status == ConsultationStatus.ASSESSED,
-                Consultation.id < current.id,
+                true() if current.id is None else Consultation.id < current.id,
             )
             .order_by(Consultation.id.desc())
             .limit(1)
