@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 # Empty values (as in a copied .env.example) count as unset, so defaults apply.
 _ENV = SettingsConfigDict(
@@ -138,6 +139,15 @@ class Settings(DatabaseSettings):
             if not 1 <= len(secret) <= 256 or not set(secret) <= allowed:
                 raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
+
+    @model_validator(mode="after")
+    def _server_database_needs_a_user_key_secret(self) -> Settings:
+        # A generated secret is kept beside a SQLite file (bot.keys); a database server has
+        # no such place, and a secret lost with a container would orphan every user.
+        url = make_url(self.database_url)
+        if self.user_key_secret is None and url.get_backend_name() != "sqlite":
+            raise ValueError("USER_KEY_SECRET is required when DATABASE_URL is not SQLite")
+        return self
 
     @model_validator(mode="after")
     def _webhook_needs_a_secret(self) -> Settings:

@@ -7,8 +7,11 @@ The fake Bot API injects the faults, as Telegram answers them, per method."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from bot.db.models import Consultation
 from bot.replies import for_language
@@ -104,5 +107,58 @@ async def test_a_reply_telegram_never_accepts_is_abandoned_and_left_undelivered(
         m for m in await fake_api.wait_for_text(user_id) if m.method == "sendMessage"
     ]
     assert help_text.text == EN.help()
+    row = await only_row(running_bot, user_id)
+    assert row.delivered_at is None
+
+
+async def test_a_heatmap_telegram_never_accepts_is_skipped_and_the_result_still_sent(
+    fake_api: FakeTelegramApi,
+    running_bot: RunningBot,
+    user_id: int,
+    lesion_jpegs: dict[str, bytes],
+) -> None:
+    """sendPhoto fails on every attempt: the text result still arrives, once, delivered."""
+    for _ in range(4):
+        fake_api.fail_next("sendPhoto", 502)
+    send_photo(fake_api, user_id, phone_photo(lesion_jpegs, seed=3))
+    [result] = [m for m in await fake_api.wait_for_text(user_id) if m.method == "sendMessage"]
+    assert DISCLAIMER in (result.text or "")
+    assert sent(fake_api, user_id, "sendPhoto") == []
+    await delivered_row(running_bot, user_id)
+
+
+async def test_a_delivery_that_cannot_be_recorded_gets_no_apology_on_top(
+    fake_api: FakeTelegramApi,
+    running_bot: RunningBot,
+    user_id: int,
+    lesion_jpegs: dict[str, bytes],
+) -> None:
+    """The reply got through, then marking it delivered fails in the database: the user
+    has their one result and no "something went wrong"; the row stays undelivered."""
+    engine = running_bot.application.bot_data.runtime.sessions.kw["bind"]
+    failed: list[str] = []
+
+    def fail(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not failed and statement.startswith("UPDATE consultations SET delivered_at"):
+            failed.append(statement)
+            # What SQLite says when its one write lock stays taken past the busy timeout.
+            raise sqlite3.OperationalError("database is locked")
+
+    event.listen(engine.sync_engine, "before_cursor_execute", fail)
+    try:
+        send_photo(fake_api, user_id, phone_photo(lesion_jpegs, seed=4), caption="left knee")
+        await fake_api.wait_for_text(user_id)
+        async with asyncio.timeout(30):
+            # The failure happens in the database, after the fake's last call: poll for it.
+            while not failed:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        fake_api.push_text(user_id, "/help")  # answered after the photo's handler ends
+        await fake_api.wait_for_text(user_id, count=2)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", fail)
+    texts = [m.text for m in sent(fake_api, user_id, "sendMessage")]
+    assert texts[-1] == EN.help()
+    assert EN.error() not in texts
+    assert len(texts) == 2
     row = await only_row(running_bot, user_id)
     assert row.delivered_at is None

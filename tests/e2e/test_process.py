@@ -176,6 +176,22 @@ def test_webhook_without_a_secret_is_a_clear_error(
     assert "WEBHOOK_SECRET is required when WEBHOOK_URL is set" in capsys.readouterr().err
 
 
+def test_a_database_server_without_user_key_secret_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PostgreSQL and no USER_KEY_SECRET: refused before anything starts (no place to keep
+    a generated one), the variable named, the token not printed."""
+    for name in BOT_ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://bot@127.0.0.1:1/bot")
+    assert main([]) == EXIT_BAD_SETTINGS
+    error = capsys.readouterr().err
+    assert "USER_KEY_SECRET is required when DATABASE_URL is not SQLite" in error
+    assert TOKEN not in error
+
+
 def test_missing_token_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Settings
@@ -117,17 +118,20 @@ async def test_a_database_keyed_by_the_old_token_keeps_its_users(tmp_path: Path)
 
 
 async def test_a_database_server_without_a_secret_refuses_to_start() -> None:
-    """No SQLite file to keep a generated secret beside: USER_KEY_SECRET is required."""
+    """No SQLite file to keep a generated secret beside: USER_KEY_SECRET is required, by
+    the settings and again by load_keys (for settings built some other way)."""
     url = "postgresql+asyncpg://bot@127.0.0.1:1/bot"  # never connected to
+    with pytest.raises(ValidationError, match="USER_KEY_SECRET is required") as invalid:
+        settings(url)
+    assert T1 not in str(invalid.value)
+    unchecked = Settings.model_construct(
+        telegram_bot_token=SecretStr(T1), database_url=url, user_key_secret=None
+    )
     engine = create_engine(url)
     try:
         with pytest.raises(KeySetupError, match="USER_KEY_SECRET is required") as raised:
-            await load_keys(settings(url), create_session_factory(engine))
-    finally:
-        await engine.dispose()
-    assert T1 not in str(raised.value)
-    engine = create_engine(url)
-    try:
+            await load_keys(unchecked, create_session_factory(engine))
+        assert T1 not in str(raised.value)
         given = settings(url, user_key_secret=SECRET.decode())
         keys = await load_keys(given, create_session_factory(engine))
     finally:
