@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from telegram import Update
+from telegram.error import InvalidToken
 
 from bot.app import build_application
 from bot.config import Settings, describe_settings_error
+from bot.keys import KeySetupError
 from bot.log import configure_logging
 from inference.pipeline import Screener
 
@@ -25,6 +28,10 @@ logger = logging.getLogger("bot")
 
 # Exit status for unusable settings, as argparse uses for a bad command line.
 EXIT_BAD_SETTINGS = 2
+# Telegram refused the token (revoked, rotated or mistyped).
+EXIT_BAD_TOKEN = 3
+# Anything else that stopped the bot; the log has the (redacted) details.
+EXIT_FAILED = 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,28 +41,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--check", action="store_true", help="load the settings and the model, then exit"
     )
     args = parser.parse_args(argv)
+    # PTB 22 gives durations (RetryAfter.retry_after) as timedelta with this set, and warns
+    # on every flood-control answer without it; PTB 23 will always do so.
+    os.environ.setdefault("PTB_TIMEDELTA", "1")
     try:
         settings = Settings()  # type: ignore[call-arg]  # fields come from the environment
     except ValidationError as error:
         sys.stderr.write(describe_settings_error(error) + "\n")
         return EXIT_BAD_SETTINGS
-    secrets = [settings.telegram_bot_token.get_secret_value()]
-    if settings.webhook_secret is not None:
-        secrets.append(settings.webhook_secret.get_secret_value())
-    configure_logging(settings.log_level, secrets=secrets)
+    configure_logging(settings.log_level, secrets=settings.secrets())
 
     if args.check:
         screener = Screener(settings.model_path, threads=1)
         logger.info("Settings and model %s load fine", screener.metadata.version)
         return 0
-    if settings.user_key_secret is None:
-        logger.warning("USER_KEY_SECRET is not set; user keys are derived from the bot token")
+    # Errors out of the run are caught here: Python's default hook would print them
+    # without the redacting formatter, and Telegram's InvalidToken quotes the whole token.
+    try:
+        _run(settings)
+    except InvalidToken:
+        sys.stderr.write(
+            "Telegram refused the bot token: TELEGRAM_BOT_TOKEN is mistyped, or was revoked "
+            "or rotated with @BotFather. Set the current token and start again.\n"
+        )
+        return EXIT_BAD_TOKEN
+    except KeySetupError as error:
+        sys.stderr.write(f"{error}\n")
+        return EXIT_BAD_SETTINGS
+    except Exception:
+        logger.critical("The bot stopped on an unexpected error", exc_info=True)
+        return EXIT_FAILED
+    return 0
+
+
+def _run(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT: long polling, or a webhook server with WEBHOOK_URL."""
     # Messages and button presses; edits of old photos are not re-screened.
     updates = [Update.MESSAGE, Update.CALLBACK_QUERY]
     application = build_application(settings)
     if settings.webhook_url is None:
         application.run_polling(allowed_updates=updates)
-        return 0
+        return
     assert settings.webhook_secret is not None  # the settings refuse a webhook without one
     logger.info("Webhook mode, listening on %s:%d", settings.webhook_listen, settings.webhook_port)
     application.run_webhook(
@@ -66,7 +92,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         secret_token=settings.webhook_secret.get_secret_value(),
         allowed_updates=updates,
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
+from datetime import timedelta
 
 from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes
 
+from bot.admission import Admission
 from bot.config import Settings
 from bot.context import BotApplication, BotData, Runtime
 from bot.db.migrate import upgrade_to_head
@@ -17,8 +19,10 @@ from bot.handlers import (
     admin,
     consent,
     fallback,
+    flood,
     history,
     lesion,
+    private,
     reminders,
     start,
     unsupported,
@@ -26,6 +30,7 @@ from bot.handlers import (
 )
 from bot.handlers.errors import on_error
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES
+from bot.keys import load_keys, reseal_chat_refs
 from bot.replies import for_language
 from bot.screening import ScreeningService
 from inference.pipeline import Screener
@@ -72,7 +77,10 @@ def build_application(settings: Settings) -> BotApplication:
         .post_shutdown(post_shutdown)
         .build()
     )
-    # Before everything else: no picture is looked at or logged without consent.
+    # Before everything else: private chats only, then no more pictures than a user's rate
+    # (before any database work), then no picture is looked at or logged without consent.
+    application.add_handlers(private.gate_handlers(), group=-3)
+    application.add_handlers(flood.gate_handlers(), group=-2)
     application.add_handlers(consent.gate_handlers(), group=-1)
     # Order matters: the first matching handler wins, and an animation also has a document.
     modules = (start, consent, history, reminders, admin, worker, unsupported, lesion, fallback)
@@ -87,13 +95,20 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
     resources.push_async_callback(engine.dispose)
     await upgrade_to_head(engine)
     logger.info("Database schema is up to date")
+    sessions = create_session_factory(engine)
+    keys = await load_keys(settings, sessions)
+    await reseal_chat_refs(sessions, keys)
 
     screener = await asyncio.to_thread(Screener, settings.model_path, settings.inference_threads)
     executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="screening")
     resources.push_async_callback(
         asyncio.to_thread, executor.shutdown, wait=True, cancel_futures=True
     )
-    sessions = create_session_factory(engine)
+    admission = Admission(
+        queue_limit=settings.max_queued_photos,
+        burst=settings.user_photo_burst,
+        per_minute=settings.user_photos_per_minute,
+    )
     screening = ScreeningService(
         screener,
         executor,
@@ -101,5 +116,9 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
         max_bytes=settings.max_image_bytes,
         max_pixels=settings.max_image_pixels,
         max_pending=settings.max_pending_screenings,
+        follow_up_after=timedelta(days=settings.follow_up_after_days),
+        admission=admission,
     )
-    return Runtime(settings=settings, screening=screening, sessions=sessions)
+    return Runtime(
+        settings=settings, screening=screening, sessions=sessions, keys=keys, admission=admission
+    )

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 # Empty values (as in a copied .env.example) count as unset, so defaults apply.
 _ENV = SettingsConfigDict(
@@ -41,15 +42,31 @@ class Settings(DatabaseSettings):
     worker_threads: int = Field(default=2, ge=1)
     # Photos downloaded and waiting for a worker; each holds at most max_image_bytes.
     max_pending_screenings: int = Field(default=8, ge=1)
-    # Updates handled at once, so one slow photo never blocks other users' replies.
+    # Updates handled at once, so one slow photo never blocks other users' replies. More
+    # wait, unanswered, in PTB's queue; with SQLite, more at once mostly wait on its one
+    # writer (a burst of 100 photos on a busy machine ran past its 30 s lock timeout).
     concurrent_updates: int = Field(default=64, ge=1)
+    # Photos admitted and not yet answered, all users together (nothing is downloaded
+    # before a worker is free); more are answered "busy, send it again in a minute". Only
+    # reached when CONCURRENT_UPDATES is larger (say with PostgreSQL): below it, PTB's
+    # own limit holds further photos back first.
+    max_queued_photos: int = Field(default=100, ge=1)
+    # Per user: photos that may arrive at once, and how many more per minute after that.
+    # One person sending hundreds must not delay everyone else; the rest are refused (told
+    # once a minute), and one user's photos are screened one at a time.
+    user_photo_burst: int = Field(default=3, ge=1)
+    user_photos_per_minute: float = Field(default=6, gt=0)
     # onnxruntime intra-op threads per inference; the pool already runs photos in parallel.
     inference_threads: int = Field(default=1, ge=1)
     # None means the model shipped in inference/models/.
     model_path: Path | None = None
-    # Key for the HMAC that turns Telegram ids into pseudonymous keys. Without it a key is
-    # derived from the bot token, which changes every user's key if the token is rotated.
+    # Key for the HMAC that turns Telegram ids into pseudonymous keys; it must never change.
+    # Unset: generated once and kept beside the SQLite file (bot.keys); required otherwise.
     user_key_secret: SecretStr | None = None
+    # Keys sealing stored chat ids (AES-GCM), newest first: the first seals, all open, and
+    # start-up re-seals older values with the first. Unset: one derived from the user-key
+    # secret (which always stays last, so values sealed before rotation still open).
+    chat_seal_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     log_level: str = "INFO"
     # A few weeks after a medium or high result, ask whether the user saw a doctor.
     follow_up_after_days: float = Field(default=21, gt=0)
@@ -90,6 +107,20 @@ class Settings(DatabaseSettings):
             return frozenset(int(part) for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("chat_seal_keys", mode="before")
+    @classmethod
+    def _parse_seal_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("chat_seal_keys")
+    @classmethod
+    def _long_seal_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        if any(len(key.get_secret_value()) < 32 for key in value):
+            raise ValueError("each key must be at least 32 characters (e.g. 64 hex digits)")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -110,17 +141,27 @@ class Settings(DatabaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _server_database_needs_a_user_key_secret(self) -> Settings:
+        # A generated secret is kept beside a SQLite file (bot.keys); a database server has
+        # no such place, and a secret lost with a container would orphan every user.
+        url = make_url(self.database_url)
+        if self.user_key_secret is None and url.get_backend_name() != "sqlite":
+            raise ValueError("USER_KEY_SECRET is required when DATABASE_URL is not SQLite")
+        return self
+
+    @model_validator(mode="after")
     def _webhook_needs_a_secret(self) -> Settings:
         if self.webhook_url is not None and self.webhook_secret is None:
             raise ValueError("WEBHOOK_SECRET is required when WEBHOOK_URL is set")
         return self
 
-    @property
-    def user_key_bytes(self) -> bytes:
-        """Return the HMAC key for pseudonymous user keys."""
-        if self.user_key_secret is not None:
-            return self.user_key_secret.get_secret_value().encode()
-        return b"user-key:" + self.telegram_bot_token.get_secret_value().encode()
+    def secrets(self) -> list[str]:
+        """Every secret value set, for the log formatter to redact."""
+        values = [self.telegram_bot_token, self.user_key_secret, self.webhook_secret]
+        values += self.chat_seal_keys
+        # A very short value would blank out ordinary words; such a value is no secret anyway.
+        plain = [value.get_secret_value() for value in values if value is not None]
+        return [value for value in plain if len(value) >= 8]
 
 
 def describe_settings_error(error: ValidationError) -> str:

@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram.ext import Application, CallbackContext, ExtBot
 
+from bot.admission import Admission
 from bot.config import Settings
-from bot.privacy import open_chat_id, seal_chat_id, user_key
+from bot.keys import Keys
 from bot.screening import ScreeningService
 
 
@@ -21,18 +22,21 @@ class Runtime:
     settings: Settings
     screening: ScreeningService
     sessions: async_sessionmaker[AsyncSession]
+    keys: Keys
+    admission: Admission
 
     def user_key(self, telegram_user_id: int) -> str:
         """Return the pseudonymous key stored in place of a Telegram user id."""
-        return user_key(telegram_user_id, self.settings.user_key_bytes)
+        return self.keys.user_key(telegram_user_id)
 
-    def seal_chat(self, chat_id: int) -> str:
-        """Return ``chat_id`` encrypted for storage."""
-        return seal_chat_id(chat_id, self.settings.user_key_bytes)
+    def seal_chat(self, chat_id: int, user_key: str) -> str:
+        """Return ``chat_id`` encrypted for storage in the row of ``user_key``."""
+        return self.keys.sealer.seal(chat_id, user_key)
 
-    def open_chat(self, chat_ref: str) -> int | None:
-        """Return the chat id sealed in ``chat_ref`` (None if the key has changed)."""
-        return open_chat_id(chat_ref, self.settings.user_key_bytes)
+    def open_chat(self, chat_ref: str, user_key: str) -> int | None:
+        """Return the chat id sealed in ``chat_ref`` for ``user_key`` (None if it does not
+        open: another user's row, an unknown key, or altered)."""
+        return self.keys.sealer.open(chat_ref, user_key)
 
 
 class BotData:

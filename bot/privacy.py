@@ -1,11 +1,23 @@
-"""Pseudonymous user keys and sealed chat ids: the database never sees a raw Telegram id."""
+"""Pseudonymous user keys and sealed chat ids: the database never sees a raw Telegram id.
+
+No database and no Telegram here; :mod:`bot.keys` decides which secrets are in use.
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
-import secrets
+import os
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 
 def user_key(telegram_user_id: int, secret: bytes) -> str:
@@ -14,45 +26,108 @@ def user_key(telegram_user_id: int, secret: bytes) -> str:
 
 
 # Sealed chat ids: the bot must know a chat to write first (reminders, follow-ups), but the
-# database never holds it in the clear. A stream cipher built from HMAC-SHA256 (a PRF) in
-# counter mode with a random nonce, then encrypt-then-MAC; standard library only.
-_NONCE_BYTES = 16
-_TAG_BYTES = 16
+# database never holds it in the clear. AES-256-GCM from the `cryptography` package:
+#   v1.<key id>.<base64url(nonce | ciphertext | tag)>
+# The key id names the key that sealed it, so keys can rotate (new values use the first,
+# old ones still open with the others until re-sealed). The user key is the associated
+# data, so a value copied into another user's row fails to open. The plaintext is always
+# 8 bytes, so the length no longer tells how many digits the chat id has.
+_VERSION = "v1"
+_NONCE_BYTES = 12
+_CHAT_ID = struct.Struct(">q")  # Telegram chat ids fit a signed 64-bit integer
 
 
-def _subkey(secret: bytes, purpose: bytes) -> bytes:
-    return hmac.new(secret, b"chat-ref:" + purpose, hashlib.sha256).digest()
+def _derive(secret: bytes, purpose: bytes) -> bytes:
+    # Each secret gives an independent AES key, never the secret itself.
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(secret)
 
 
-def _keystream(key: bytes, nonce: bytes, length: int) -> bytes:
-    blocks = (
-        hmac.new(key, nonce + counter.to_bytes(4, "big"), hashlib.sha256).digest()
-        for counter in range(-(-length // 32))
-    )
-    return b"".join(blocks)[:length]
+@dataclass(frozen=True)
+class _SealKey:
+    key_id: str
+    cipher: AESGCM
 
 
-def seal_chat_id(chat_id: int, secret: bytes) -> str:
-    """Encrypt and authenticate a chat id for storage (a different text every time)."""
-    plain = str(chat_id).encode()
-    nonce = secrets.token_bytes(_NONCE_BYTES)
-    stream = _keystream(_subkey(secret, b"enc"), nonce, len(plain))
-    cipher = bytes(a ^ b for a, b in zip(plain, stream, strict=True))
-    tag = hmac.new(_subkey(secret, b"mac"), nonce + cipher, hashlib.sha256).digest()[:_TAG_BYTES]
-    return base64.urlsafe_b64encode(nonce + cipher + tag).decode()
+class ChatSealer:
+    """Seal and open chat ids; the first secret seals, every secret opens."""
+
+    def __init__(self, secrets: Sequence[bytes]) -> None:
+        if not secrets:
+            raise ValueError("at least one sealing secret is needed")
+        keys = []
+        for secret in secrets:
+            key = _derive(secret, b"skin-bot chat-ref v1")
+            key_id = hashlib.sha256(b"key id:" + key).hexdigest()[:8]
+            keys.append(_SealKey(key_id, AESGCM(key)))
+        self._keys = {key.key_id: key for key in reversed(keys)}
+        self._current = keys[0]
+
+    @property
+    def current_key_id(self) -> str:
+        return self._current.key_id
+
+    def seal(self, chat_id: int, user_key: str) -> str:
+        """Encrypt ``chat_id`` for the row of ``user_key`` (a different text every time)."""
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = self._current.cipher.encrypt(nonce, _CHAT_ID.pack(chat_id), _aad(user_key))
+        payload = base64.urlsafe_b64encode(nonce + sealed).decode()
+        return f"{_VERSION}.{self._current.key_id}.{payload}"
+
+    def open(self, sealed: str, user_key: str) -> int | None:
+        """Return the chat id, or None if it was sealed for another row or with an unknown
+        key, or was altered."""
+        version, _, rest = sealed.partition(".")
+        key_id, _, payload = rest.partition(".")
+        key = self._keys.get(key_id)
+        if version != _VERSION or key is None:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(payload.encode())
+            plain = key.cipher.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _aad(user_key))
+        except (ValueError, binascii.Error, InvalidTag):
+            return None
+        if len(plain) != _CHAT_ID.size:
+            return None
+        return int(_CHAT_ID.unpack(plain)[0])
+
+    def is_current(self, sealed: str) -> bool:
+        """True if ``sealed`` is in this format and under the current key."""
+        return sealed.startswith(f"{_VERSION}.{self._current.key_id}.")
 
 
-def open_chat_id(sealed: str, secret: bytes) -> int | None:
-    """Return the chat id sealed by :func:`seal_chat_id`, or None if it fails to verify."""
+def _aad(user_key: str) -> bytes:
+    return b"chat-ref:" + user_key.encode()
+
+
+# The format before v1, an HMAC-SHA256 stream cipher (no key id, not bound to its row).
+# Only opened, to re-seal such values once at start-up (see bot.keys.reseal_chat_refs).
+_LEGACY_NONCE_BYTES = 16
+_LEGACY_TAG_BYTES = 16
+
+
+def open_legacy_chat_id(sealed: str, secret: bytes) -> int | None:
+    """Return a chat id sealed in the pre-v1 format, or None if it fails to verify."""
+    if sealed.startswith(f"{_VERSION}."):
+        return None
     try:
         raw = base64.urlsafe_b64decode(sealed.encode())
+    except (ValueError, binascii.Error):
+        return None
+    if len(raw) <= _LEGACY_NONCE_BYTES + _LEGACY_TAG_BYTES:
+        return None
+    nonce = raw[:_LEGACY_NONCE_BYTES]
+    cipher, tag = raw[_LEGACY_NONCE_BYTES:-_LEGACY_TAG_BYTES], raw[-_LEGACY_TAG_BYTES:]
+    mac_key = hmac.new(secret, b"chat-ref:mac", hashlib.sha256).digest()
+    expected = hmac.new(mac_key, nonce + cipher, hashlib.sha256).digest()[:_LEGACY_TAG_BYTES]
+    if not hmac.compare_digest(tag, expected):
+        return None
+    enc_key = hmac.new(secret, b"chat-ref:enc", hashlib.sha256).digest()
+    stream = b"".join(
+        hmac.new(enc_key, nonce + counter.to_bytes(4, "big"), hashlib.sha256).digest()
+        for counter in range(-(-len(cipher) // 32))
+    )
+    plain = bytes(a ^ b for a, b in zip(cipher, stream, strict=False))
+    try:
+        return int(plain.decode())
     except ValueError:
         return None
-    nonce, cipher, tag = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:-_TAG_BYTES], raw[-_TAG_BYTES:]
-    expected = hmac.new(_subkey(secret, b"mac"), nonce + cipher, hashlib.sha256).digest()
-    too_short = len(raw) <= _NONCE_BYTES + _TAG_BYTES
-    if too_short or not hmac.compare_digest(tag, expected[:_TAG_BYTES]):
-        return None
-    stream = _keystream(_subkey(secret, b"enc"), nonce, len(cipher))
-    plain = bytes(a ^ b for a, b in zip(cipher, stream, strict=True))
-    return int(plain.decode())

@@ -15,11 +15,21 @@ from babel.numbers import format_percent
 from bot.db.models import Consultation
 from bot.db.repository import PatientSummary, StatsSummary
 from bot.i18n import DEFAULT_LANGUAGE, language_for, translations
-from bot.screening import Assessed, Outcome, Rejected, RejectReason, Unassessable
+from bot.screening import (
+    Assessed,
+    Consulted,
+    Outcome,
+    Rejected,
+    RejectReason,
+    Tracked,
+    Unassessable,
+)
 from bot.tracking import Change
 from inference.types import QualityIssue, Risk
 
 Translate = Callable[[str], str]
+# Telegram refuses a message longer than this, counted in UTF-16 code units.
+TELEGRAM_TEXT_LIMIT = 4096
 COMMANDS = ("start", "help", "history", "remind", "language", "privacy", "forget")
 
 
@@ -149,6 +159,30 @@ class Replies:
             case Rejected():
                 return self.rejected(outcome.reason)
 
+    def consulted(self, reply: Consulted) -> str:
+        """Render a stored consultation: the result, how a named spot changed, where to go
+        if the risk is high, and how to name the spot."""
+        code = reply.subject.patient_code
+        if reply.worker and code is not None:
+            parts = [self.worker_outcome(reply.outcome, code)]
+        else:
+            parts = [self.outcome(reply.outcome)]
+        if not isinstance(reply.outcome, Assessed):
+            return "\n\n".join(parts)
+        if reply.tracked is not None:
+            parts.append(self.tracked(reply.tracked))
+        if reply.referral:
+            parts.append(self.referral(reply.referral))
+        if reply.subject.lesion_label is None and not reply.worker:
+            parts.append(self._t("track.ask"))
+        return "\n\n".join(parts)
+
+    def tracked(self, tracked: Tracked) -> str:
+        """Say that a spot's first photo is stored, or how it changed since the last one."""
+        if tracked.change is None:
+            return self.text("track.first", label=tracked.label)
+        return self.comparison(tracked.change)
+
     def referral(self, contacts: str) -> str:
         return f"{self._t('referral.header')}\n{contacts}"
 
@@ -252,3 +286,44 @@ def for_language(language: str | None) -> Replies:
     """Return the replies for a language or a Telegram ``language_code`` (English fallback)."""
     resolved = language_for(language)
     return Replies(translations(resolved).gettext, resolved)
+
+
+def utf16_length(text: str) -> int:
+    """Return the length Telegram counts: UTF-16 code units (an emoji may count two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def split_message(text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
+    """Split ``text`` at line boundaries into messages of at most ``limit`` (UTF-16) units.
+
+    A single line longer than ``limit`` is cut inside the line, the only way to send it.
+    """
+    chunks: list[str] = []
+    lines: list[str] = []
+    size = 0
+    for line in text.split("\n"):
+        for piece in _cut(line, limit):
+            length = utf16_length(piece)
+            if lines and size + 1 + length > limit:
+                chunks.append("\n".join(lines))
+                lines, size = [], 0
+            size += length + (1 if lines else 0)
+            lines.append(piece)
+    chunks.append("\n".join(lines))
+    # A cut between paragraphs leaves blank lines at the edges; Telegram refuses blank text.
+    return [chunk.strip("\n") for chunk in chunks if chunk.strip()] or [text]
+
+
+def _cut(line: str, limit: int) -> list[str]:
+    if utf16_length(line) <= limit:
+        return [line]
+    pieces: list[str] = []
+    start, size = 0, 0
+    for index, char in enumerate(line):
+        width = utf16_length(char)
+        if size + width > limit:
+            pieces.append(line[start:index])
+            start, size = index, 0
+        size += width
+    pieces.append(line[start:])
+    return pieces

@@ -31,6 +31,7 @@ ADMIN_COLUMNS = (
     "quality_issues",
     "model_version",
     "processing_ms",
+    "delivered_at",
 )
 # A worker's own export adds what they typed themselves: the patient code and spot name.
 WORKER_COLUMNS = (*ADMIN_COLUMNS, "patient_code", "lesion_label")

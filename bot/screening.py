@@ -1,7 +1,7 @@
-"""From uploaded bytes to an outcome the bot can render, with one consultation row per attempt.
+"""From uploaded bytes to a reply the bot can render, with one consultation row per attempt.
 
-No Telegram here: handlers pass a download coroutine and a pseudonymous user key in, and
-get a plain value (:data:`Outcome`) back.
+No Telegram here: handlers pass a :class:`PhotoRequest` and a download coroutine in, and get
+a plain value (:data:`PhotoReply`) back. One consultation is one unit of work.
 """
 
 from __future__ import annotations
@@ -14,14 +14,18 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import timedelta
 from enum import StrEnum
 
 from PIL import Image
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.db.models import Consultation, FollowUp
-from bot.db.repository import ConsultationRepository, UserRepository
+from bot.admission import Admission, BusyReason
+from bot.db.models import Consultation, ConsultationStatus, FollowUp, utc_now
+from bot.db.repository import ConsultationRepository, ReferralRepository, UserRepository
+from bot.i18n import language_for
+from bot.tracking import Change, change_between, normalise_label, parse_caption
 from inference.metadata import ModelMetadata
 from inference.pipeline import Screener
 from inference.types import (
@@ -69,13 +73,6 @@ class UnsupportedMedia(StrEnum):
 RejectReason = DecodeFailure | UnsupportedMedia
 
 
-class ConsultationStatus(StrEnum):
-    ASSESSED = "assessed"  # a risk level was given
-    UNASSESSABLE = "unassessable"  # a picture, but not one the model may judge
-    REJECTED = "rejected"  # not a usable picture
-    FAILED = "failed"  # our fault: an unexpected error
-
-
 @dataclass(frozen=True)
 class Assessed:
     risk: Risk  # low, medium or high, never unassessable
@@ -100,14 +97,6 @@ class Subject:
 
 
 @dataclass(frozen=True)
-class FollowUpPlan:
-    """Ask again at ``due_at`` if the result is medium or high; ``chat_ref`` is sealed."""
-
-    due_at: datetime
-    chat_ref: str
-
-
-@dataclass(frozen=True)
 class Rejected:
     reason: RejectReason
 
@@ -123,8 +112,88 @@ class _Screened:
     elapsed_ms: int
 
 
+@dataclass(frozen=True)
+class PhotoRequest:
+    """One picture (or other attempt) as the handler saw it, before anything is loaded.
+
+    ``chat_ref`` is the chat, already sealed: kept only if a follow-up is planned.
+    """
+
+    user_key: str
+    kind: InputKind
+    telegram_language: str | None = None
+    caption: str | None = None
+    size_bytes: int | None = None
+    chat_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class NeedsConsent:
+    """The sender has not agreed (or no longer exists): nothing was downloaded or stored."""
+
+    language: str
+
+
+@dataclass(frozen=True)
+class NeedsPatientCode:
+    """A health worker's photo without ``#code``: asked before anything is downloaded."""
+
+    language: str
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """/forget committed while the photo was in flight: the result was thrown away."""
+
+    language: str
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Not admitted (the queue is full, or this sender sent too many): nothing downloaded.
+
+    ``notify`` is false when the sender was told so less than a minute ago.
+    """
+
+    language: str
+    reason: BusyReason
+    notify: bool
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A named spot: how it changed since its previous photo (None: its first photo)."""
+
+    label: str
+    change: Change | None
+
+
+@dataclass(frozen=True)
+class Consulted:
+    """A stored consultation and everything its reply shows."""
+
+    language: str
+    outcome: Outcome
+    subject: Subject
+    worker: bool
+    tracked: Tracked | None = None
+    referral: str | None = None  # where to get checked, on high-risk results
+    consultation_id: int | None = None  # the stored row, to mark delivered
+
+
+PhotoReply = NeedsConsent | NeedsPatientCode | Forgotten | Busy | Consulted
+
+
+@dataclass(frozen=True)
+class _Sender:
+    language: str
+    consented: bool
+    worker: bool
+
+
 class ScreeningService:
-    """Screen photos in a bounded thread pool and log every attempt in the database."""
+    """One consultation per picture: screened in a bounded thread pool, stored in one unit
+    of work that re-checks consent, answered with a plain value (:data:`PhotoReply`)."""
 
     def __init__(
         self,
@@ -135,12 +204,16 @@ class ScreeningService:
         max_bytes: int,
         max_pixels: int,
         max_pending: int,
+        follow_up_after: timedelta,
+        admission: Admission,
     ) -> None:
         self._screener = screener
         self._executor = executor
         self._sessions = sessions
         self._max_bytes = max_bytes
         self._max_pixels = max_pixels
+        self._follow_up_after = follow_up_after
+        self._admission = admission
         # Bounds the photos held in memory (downloaded, waiting for a worker); later
         # users queue here, in arrival order, instead of failing.
         self._slots = asyncio.Semaphore(max_pending)
@@ -149,63 +222,154 @@ class ScreeningService:
     def metadata(self) -> ModelMetadata:
         return self._screener.metadata
 
-    async def screen(
-        self,
-        download: Download,
-        *,
-        user_key: str,
-        kind: InputKind,
-        subject: Subject | None = None,
-        compact: bool = False,
-        follow_up: FollowUpPlan | None = None,
-    ) -> Outcome:
-        """Download one picture, screen it off the event loop, log it, return the outcome.
+    async def consult(self, request: PhotoRequest, download: Download) -> PhotoReply:
+        """Check consent, download and screen one picture, store it, return what to reply.
 
-        The consultation, and a follow-up when ``follow_up`` applies, share one transaction.
+        The sender is loaded once, before anything is downloaded; consent and existence are
+        checked again in the transaction that stores the result, so a /forget that
+        committed meanwhile wins and nothing is stored.
         """
+        sender = await self._load_sender(request)
+        if not sender.consented:
+            return NeedsConsent(sender.language)
+        subject = _subject(request.caption, worker=sender.worker)
+        if sender.worker and subject.patient_code is None:
+            # Every worker photo belongs to a patient: ask before downloading anything.
+            return NeedsPatientCode(sender.language)
+        if request.size_bytes is not None and request.size_bytes > self._max_bytes:
+            # Refuse before downloading: the bytes would only be thrown away.
+            return await self._store(
+                request, sender, subject, Rejected(DecodeFailure.TOO_MANY_BYTES)
+            )
+        # The rate per user was checked before anything else (bot.handlers.flood).
+        if not self._admission.enter_queue():
+            logger.info("Photo not admitted: the queue is full (%d)", self._admission.queued)
+            notify = self._admission.should_notify(request.user_key)
+            return Busy(sender.language, BusyReason.QUEUE_FULL, notify)
+        try:
+            # One photo per user at a time: a burst from one sender waits its own turn.
+            async with self._admission.turn(request.user_key):
+                return await self._screen_and_store(request, sender, subject, download)
+        finally:
+            self._admission.done()
+
+    async def _screen_and_store(
+        self, request: PhotoRequest, sender: _Sender, subject: Subject, download: Download
+    ) -> PhotoReply:
         async with self._slots:
             try:
                 data = bytes(await download())
                 loop = asyncio.get_running_loop()
                 screened = await loop.run_in_executor(
-                    self._executor, self._screen_sync, data, compact
+                    self._executor, self._screen_sync, data, sender.worker
                 )
             except Exception as error:
-                # Unexpected: the global error handler replies; the log keeps the attempt.
-                await self._save(
-                    Consultation(
-                        user_key=user_key,
-                        input_kind=kind,
-                        status=ConsultationStatus.FAILED,
-                        reason=type(error).__name__[:64],
-                    )
+                # Unexpected: the global error handler replies; the log keeps the attempt
+                # (unless the user has been forgotten meanwhile).
+                failed = Consultation(
+                    status=ConsultationStatus.FAILED, reason=type(error).__name__[:64]
                 )
+                await self._store(request, sender, subject, None, failed)
                 raise
         outcome = self._outcome(screened)
-        row = _consultation(screened, outcome, user_key, kind, len(data))
-        if subject is not None:
-            row.lesion_label, row.patient_code = subject.lesion_label, subject.patient_code
-        wants_follow_up = isinstance(outcome, Assessed) and outcome.risk in FOLLOW_UP_RISKS
-        plan = follow_up if wants_follow_up else None
-        await self._save(row, plan)
-        if isinstance(outcome, Assessed | Unassessable):
-            return replace(outcome, consultation_id=row.id)
-        return outcome
+        row = _consultation(screened, outcome, len(data))
+        return await self._store(request, sender, subject, outcome, row)
 
-    async def reject(
-        self, reason: RejectReason, *, user_key: str, kind: InputKind, size_bytes: int | None
-    ) -> Rejected:
-        """Log an attempt refused before download (wrong kind of message, file too big)."""
-        await self._save(
-            Consultation(
-                user_key=user_key,
-                input_kind=kind,
-                status=ConsultationStatus.REJECTED,
-                reason=reason,
-                image_bytes=size_bytes,
+    async def reject(self, request: PhotoRequest, reason: RejectReason) -> PhotoReply:
+        """Log an attempt refused before download (wrong kind of message, not an image)."""
+        sender = await self._load_sender(request)
+        if not sender.consented:
+            return NeedsConsent(sender.language)
+        return await self._store(request, sender, Subject(), Rejected(reason))
+
+    async def record_delivery(self, consultation_id: int, message_id: int | None) -> None:
+        """Mark a consultation delivered once Telegram accepted its reply; with
+        ``message_id``, remember that message, so a reply to it can name the spot."""
+        values: dict[str, object] = {"delivered_at": utc_now()}
+        if message_id is not None:
+            values["result_message_id"] = message_id
+        try:
+            async with self._sessions.begin() as session:
+                # One UPDATE, no read first: the shortest hold of SQLite's write lock. No
+                # row (a /forget came first) updates nothing.
+                await ConsultationRepository(session).update(consultation_id, values)
+        except SQLAlchemyError as error:
+            # The reply did reach the user: an apology now would only confuse them. The
+            # row stays undelivered, visibly, which is the safe side to be wrong on.
+            logger.warning(
+                "Consultation %d was delivered, but recording it failed (%s)",
+                consultation_id,
+                type(error).__name__,
             )
+
+    async def _load_sender(self, request: PhotoRequest) -> _Sender:
+        async with self._sessions() as session:
+            user = await UserRepository(session).get(request.user_key)
+        return _Sender(
+            language=(user.language if user else None) or language_for(request.telegram_language),
+            consented=user is not None and user.consented_at is not None,
+            worker=bool(user and user.is_worker),
         )
-        return Rejected(reason)
+
+    async def _store(
+        self,
+        request: PhotoRequest,
+        sender: _Sender,
+        subject: Subject,
+        outcome: Outcome | None,
+        row: Consultation | None = None,
+    ) -> PhotoReply:
+        """Store one consultation (and its follow-up) in one transaction, if the user still
+        exists and agrees; ``outcome`` None stores a failure and replies nothing of its own."""
+        if row is None:
+            assert isinstance(outcome, Rejected)
+            row = Consultation(status=ConsultationStatus.REJECTED, reason=outcome.reason)
+            row.image_bytes = request.size_bytes
+        row.user_key, row.input_kind = request.user_key, request.kind
+        row.lesion_label, row.patient_code = subject.lesion_label, subject.patient_code
+        tracked: Tracked | None = None
+        referral: str | None = None
+        async with self._sessions.begin() as session:
+            user = await UserRepository(session).lock(request.user_key)
+            if user is None or user.consented_at is None:
+                return Forgotten(sender.language)
+            consultations = ConsultationRepository(session)
+            # Reads first, writes last: SQLite holds its one write lock from the first
+            # write to the commit, and every other photo's write waits for it meanwhile.
+            previous: Consultation | None = None
+            if isinstance(outcome, Assessed):
+                if subject.lesion_label is not None:
+                    previous = await consultations.previous_of_lesion(row)
+                if outcome.risk is Risk.HIGH:
+                    referral = await ReferralRepository(session).get(sender.language)
+            await consultations.add(row)
+            if isinstance(outcome, Assessed):
+                if _wants_follow_up(outcome, sender) and request.chat_ref is not None:
+                    session.add(
+                        FollowUp(
+                            consultation_id=row.id,
+                            user_key=row.user_key,
+                            due_at=utc_now() + self._follow_up_after,
+                        )
+                    )
+                    user.chat_ref = request.chat_ref
+                if subject.lesion_label is not None:
+                    tracked = Tracked(subject.lesion_label, change_between(previous, row))
+        logger.info(
+            "Consultation %d: %s %s (%s, %s ms)",
+            row.id,
+            row.status,
+            row.reason or row.risk,
+            row.input_kind,
+            row.processing_ms,
+        )
+        if outcome is None:
+            return Forgotten(sender.language)  # not shown: the caller re-raises the error
+        if isinstance(outcome, Assessed | Unassessable):
+            outcome = replace(outcome, consultation_id=row.id)
+        return Consulted(
+            sender.language, outcome, subject, sender.worker, tracked, referral, row.id
+        )
 
     def _screen_sync(self, data: bytes, compact: bool) -> _Screened:
         # Runs in a worker thread: decode, checks, inference and JPEG encoding are all CPU.
@@ -244,30 +408,6 @@ class ScreeningService:
             heatmap_jpeg=screened.heatmap_jpeg,
         )
 
-    async def _save(
-        self, consultation: Consultation, follow_up: FollowUpPlan | None = None
-    ) -> None:
-        async with self._sessions.begin() as session:
-            await ConsultationRepository(session).add(consultation)
-            if follow_up is not None:
-                session.add(
-                    FollowUp(
-                        consultation_id=consultation.id,
-                        user_key=consultation.user_key,
-                        due_at=follow_up.due_at,
-                    )
-                )
-                user = await UserRepository(session).get_or_add(consultation.user_key)
-                user.chat_ref = follow_up.chat_ref
-        logger.info(
-            "Consultation %d: %s %s (%s, %s ms)",
-            consultation.id,
-            consultation.status,
-            consultation.reason or consultation.risk,
-            consultation.input_kind,
-            consultation.processing_ms,
-        )
-
 
 def encode_jpeg(
     rgb: RGBImage, max_side: int = HEATMAP_MAX_SIDE, quality: int = HEATMAP_JPEG_QUALITY
@@ -280,15 +420,21 @@ def encode_jpeg(
     return buffer.getvalue()
 
 
-def _consultation(
-    screened: _Screened, outcome: Outcome, user_key: str, kind: InputKind, size: int
-) -> Consultation:
-    row = Consultation(
-        user_key=user_key,
-        input_kind=kind,
-        image_bytes=size,
-        processing_ms=screened.elapsed_ms,
-    )
+def _wants_follow_up(outcome: Assessed, sender: _Sender) -> bool:
+    # Workers are not asked about their patients: the patient is not in the chat.
+    return outcome.risk in FOLLOW_UP_RISKS and not sender.worker
+
+
+def _subject(caption: str | None, *, worker: bool) -> Subject:
+    """What the caption says: a worker's patient code and spot name, or a spot name."""
+    if worker:
+        parsed = parse_caption(caption)
+        return Subject(lesion_label=parsed.label, patient_code=parsed.patient_code)
+    return Subject(lesion_label=normalise_label(caption))
+
+
+def _consultation(screened: _Screened, outcome: Outcome, size: int) -> Consultation:
+    row = Consultation(image_bytes=size, processing_ms=screened.elapsed_ms)
     verdict = screened.verdict
     if isinstance(verdict, DecodeRejected):
         row.status = ConsultationStatus.REJECTED

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.db.models import Consultation
 from inference.types import Risk
 
 LABEL_MAX = 64
@@ -64,3 +65,17 @@ class Change:
         if self.probability_before is None or self.probability_after is None:
             return False
         return self.probability_after - self.probability_before >= WORSE_PROBABILITY_RISE
+
+
+def change_between(previous: Consultation | None, current: Consultation) -> Change | None:
+    """Compare two assessed photos of one named spot (None if there is nothing to compare)."""
+    if previous is None or previous.risk is None or current.risk is None:
+        return None
+    return Change(
+        label=current.lesion_label or "",
+        before_at=previous.created_at,
+        risk_before=Risk(previous.risk),
+        risk_after=Risk(current.risk),
+        probability_before=previous.malignant_probability,
+        probability_after=current.malignant_probability,
+    )

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# The throwaway PostgreSQL server, for every test layer that runs on it too.
+from tests.postgres import postgres_url  # noqa: F401
+
+# As `python -m bot` does (bot/__main__.py): durations from PTB as timedelta, so its own
+# RetryAfter raises no deprecation warning (an error under filterwarnings=error).
+os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "tests" / "data"

@@ -8,6 +8,7 @@ spot's name and a worker's patient code, which they give for that purpose.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
@@ -58,6 +59,19 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class ConsultationStatus(StrEnum):
+    """What became of one attempt: the one set of values ``consultations.status`` holds."""
+
+    ASSESSED = "assessed"  # a risk level was given
+    UNASSESSABLE = "unassessable"  # a picture, but not one the model may judge
+    REJECTED = "rejected"  # not a usable picture
+    FAILED = "failed"  # our fault: an unexpected error
+
+
+# Outcomes a user sees as a check of a photo (refused uploads are not checks).
+PHOTO_STATUSES = (ConsultationStatus.ASSESSED, ConsultationStatus.UNASSESSABLE)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -70,7 +84,7 @@ class Consultation(Base):
     # HMAC-SHA256 of the Telegram user id: lets us count repeat users, not identify them.
     user_key: Mapped[str] = mapped_column(String(64), index=True)
     input_kind: Mapped[str] = mapped_column(String(16))  # bot.screening.InputKind
-    # "assessed", "unassessable" or "rejected"; reason says why for the last two.
+    # A ConsultationStatus; reason says why for all but "assessed".
     status: Mapped[str] = mapped_column(String(16), index=True)
     reason: Mapped[str | None] = mapped_column(String(64))
     image_bytes: Mapped[int | None] = mapped_column(Integer)
@@ -93,6 +107,8 @@ class Consultation(Base):
     patient_code: Mapped[str | None] = mapped_column(String(32))
     # The bot's result message, so a reply to it can name the spot afterwards.
     result_message_id: Mapped[int | None] = mapped_column(Integer)
+    # When Telegram accepted the reply; None: not (yet) delivered, after every retry.
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def __repr__(self) -> str:
         return f"Consultation(id={self.id!r}, status={self.status!r}, reason={self.reason!r})"

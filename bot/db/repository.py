@@ -8,13 +8,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.models import Consultation, FollowUp, ReferralContact, User
-
-# Outcomes a user sees as a check of a photo (refused uploads are not checks).
-PHOTO_STATUSES = ("assessed", "unassessable")
+from bot.db.models import (
+    PHOTO_STATUSES,
+    Consultation,
+    ConsultationStatus,
+    FollowUp,
+    ReferralContact,
+    User,
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,12 @@ class ConsultationRepository:
     async def get(self, consultation_id: int) -> Consultation | None:
         """Return one consultation by id."""
         return await self._session.get(Consultation, consultation_id)
+
+    async def update(self, consultation_id: int, values: dict[str, object]) -> None:
+        """Set ``values`` on one consultation in a single UPDATE (nothing if it is gone)."""
+        await self._session.execute(
+            update(Consultation).where(Consultation.id == consultation_id).values(**values)
+        )
 
     async def for_user(self, user_key: str, limit: int = 50) -> Sequence[Consultation]:
         """Return a user's consultations, newest first."""
@@ -105,7 +115,8 @@ class ConsultationRepository:
         return [PatientSummary(str(code), count, _utc(at)) for code, count, at in rows]
 
     async def previous_of_lesion(self, current: Consultation) -> Consultation | None:
-        """Return the latest assessed photo of the same named spot before ``current``."""
+        """Return the latest assessed photo of the same named spot before ``current``
+        (``current`` may not be stored yet: then every stored one is before it)."""
         if current.lesion_label is None:
             return None
         same_patient = (
@@ -119,8 +130,8 @@ class ConsultationRepository:
                 Consultation.user_key == current.user_key,
                 Consultation.lesion_label == current.lesion_label,
                 same_patient,
-                Consultation.status == "assessed",
-                Consultation.id < current.id,
+                Consultation.status == ConsultationStatus.ASSESSED,
+                true() if current.id is None else Consultation.id < current.id,
             )
             .order_by(Consultation.id.desc())
             .limit(1)
@@ -168,6 +179,17 @@ class UserRepository:
             self._session.add(user)
         return user
 
+    async def lock(self, user_key: str) -> User | None:
+        """Return the user's row locked until the end of this transaction (None if gone).
+
+        A consultation and /forget both lock the user row first, so on PostgreSQL one waits
+        for the other: a /forget that commits first leaves the consultation nothing to find,
+        and one that commits second deletes what the consultation wrote. (SQLite has one
+        writer at a time and ignores the lock.)
+        """
+        query = select(User).where(User.user_key == user_key).with_for_update()
+        return await self._session.scalar(query)
+
     async def due_reminders(self, now: datetime) -> Sequence[User]:
         """Users whose reminder is due, locked for this transaction.
 
@@ -184,6 +206,7 @@ class UserRepository:
 
     async def forget(self, user_key: str) -> None:
         """Delete every row about one user: follow-ups, consultations, the user row."""
+        await self.lock(user_key)  # wait for a consultation being stored (see lock)
         await self._session.execute(delete(FollowUp).where(FollowUp.user_key == user_key))
         await self._session.execute(delete(Consultation).where(Consultation.user_key == user_key))
         await self._session.execute(delete(User).where(User.user_key == user_key))
@@ -283,8 +306,12 @@ class StatsRepository:
             )
         ).all()
         per_day = Counter(_utc(row.created_at).date() for row in rows)
-        risks = Counter(row.risk for row in rows if row.status == "assessed" and row.risk)
-        rejections = Counter(row.reason or row.status for row in rows if row.status != "assessed")
+        risks = Counter(
+            row.risk for row in rows if row.status == ConsultationStatus.ASSESSED and row.risk
+        )
+        rejections = Counter(
+            row.reason or row.status for row in rows if row.status != ConsultationStatus.ASSESSED
+        )
         versions = Counter(row.model_version for row in rows if row.model_version)
         timings = sorted(row.processing_ms for row in rows if row.processing_ms is not None)
         languages = (

@@ -6,6 +6,7 @@ Anyone else sending them gets a polite refusal and nothing else.
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 
 from telegram import Message, Update
@@ -20,7 +21,7 @@ from bot.db.repository import (
     StatsRepository,
     UserRepository,
 )
-from bot.handlers.common import Handler, person
+from bot.handlers.common import Handler, person, reply_long
 from bot.i18n import LANGUAGES
 from bot.replies import Replies
 from bot.reports import ADMIN_COLUMNS, consultations_csv, stats_chart_png
@@ -28,6 +29,12 @@ from bot.reports import ADMIN_COLUMNS, consultations_csv, stats_chart_png
 ADMIN_COMMANDS = ("stats", "export", "setreferral", "grantworker", "revokeworker")
 DEFAULT_DAYS = 30
 MAX_DAYS = 3650
+# Shown under every high-risk result: long enough for several clinics with addresses and
+# hours, short enough that the result, the advice and the contacts fit one message.
+REFERRAL_MAX_CHARS = 1000
+# ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses.
+_DAYS = re.compile(r"[0-9]{1,4}")
+_USER_ID = re.compile(r"[0-9]{1,15}")
 
 
 async def _days_request(update: Update, context: BotContext) -> tuple[Message, Replies, int] | None:
@@ -51,7 +58,7 @@ async def on_stats(update: Update, context: BotContext) -> None:
     message, replies, days = request
     async with context.bot_data.runtime.sessions() as session:
         summary = await StatsRepository(session).summary(utc_now(), days)
-    await message.reply_text(replies.stats(summary))
+    await reply_long(message, replies.stats(summary))
     chart = await asyncio.to_thread(stats_chart_png, summary)
     await message.reply_photo(chart, caption=replies.text("stats.chart_caption", days=days))
 
@@ -83,6 +90,9 @@ async def on_set_referral(update: Update, context: BotContext) -> None:
         await message.reply_text(replies.text("referral.usage"))
         return
     language, contacts = parts[1].lower(), parts[2].strip()
+    if len(contacts) > REFERRAL_MAX_CHARS:
+        await message.reply_text(replies.text("referral.too_long", limit=REFERRAL_MAX_CHARS))
+        return
     async with context.bot_data.runtime.sessions.begin() as session:
         await ReferralRepository(session).set(language, contacts)
     await message.reply_text(replies.text("referral.set", language=language))
@@ -95,7 +105,7 @@ async def on_worker_role(update: Update, context: BotContext) -> None:
         return
     replies = (await person(update, context)).replies
     args = context.args or []
-    if len(args) != 1 or not args[0].lstrip("-").isdigit():
+    if len(args) != 1 or not _USER_ID.fullmatch(args[0]):
         await message.reply_text(replies.text("worker.usage_grant"))
         return
     runtime = context.bot_data.runtime
@@ -137,6 +147,6 @@ def _days(args: list[str] | None) -> int | None:
     """Parse the optional [days] argument; None if it is not a number in range."""
     if not args:
         return DEFAULT_DAYS
-    if len(args) == 1 and args[0].isdigit() and 1 <= int(args[0]) <= MAX_DAYS:
+    if len(args) == 1 and _DAYS.fullmatch(args[0]) and 1 <= int(args[0]) <= MAX_DAYS:
         return int(args[0])
     return None

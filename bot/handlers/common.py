@@ -5,17 +5,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.ext import BaseHandler
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.ext import BaseHandler, filters
 
 from bot.context import BotContext
 from bot.db.repository import UserRepository
+from bot.handlers.delivery import with_retries
 from bot.i18n import language_for
-from bot.replies import Replies, for_language
+from bot.replies import Replies, for_language, split_message
 
 Handler = BaseHandler[Update, BotContext, Any]
+AGREE, DECLINE = "consent:agree", "consent:decline"
+NOT_A_STILL_PICTURE = (
+    filters.ANIMATION
+    | filters.VIDEO
+    | filters.VIDEO_NOTE
+    | filters.Sticker.ALL
+    | filters.VOICE
+    | filters.AUDIO
+)
+# Everything that would be screened or logged: it waits for consent (and for the rate).
+NEEDS_CONSENT = filters.UpdateType.MESSAGE & (
+    filters.PHOTO | filters.Document.ALL | NOT_A_STILL_PICTURE
+)
 
 
 def replies_for(update: object) -> Replies:
@@ -73,5 +88,31 @@ def keyboard(*rows: Sequence[tuple[str, str]]) -> InlineKeyboardMarkup:
     )
 
 
-def command_args(context: BotContext) -> list[str]:
-    return list(context.args or [])
+def consent_keyboard(replies: Replies) -> InlineKeyboardMarkup:
+    """The Agree / Decline buttons under the consent text."""
+    return keyboard(
+        [
+            (replies.text("consent.button.agree"), AGREE),
+            (replies.text("consent.button.decline"), DECLINE),
+        ]
+    )
+
+
+async def reply_long(
+    message: Message, text: str, reply_markup: InlineKeyboardMarkup | None = None
+) -> list[Message]:
+    """Reply with ``text``, split at line boundaries into messages Telegram accepts.
+
+    Buttons, if any, go under the last part. Each part is retried on its own (flood
+    control, 5xx, timeouts), so a retry never repeats a part that got through.
+    """
+    parts = split_message(text)
+    sent = []
+    for number, part in enumerate(parts, start=1):
+        markup = reply_markup if number == len(parts) else None
+        sent.append(
+            await with_retries(
+                partial(message.reply_text, part, reply_markup=markup), "sendMessage"
+            )
+        )
+    return sent

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from telegram import CallbackQuery, InlineKeyboardMarkup, Update
+import logging
+
+from telegram import CallbackQuery, Update
 from telegram.ext import (
     ApplicationHandlerStop,
     CallbackQueryHandler,
@@ -15,32 +17,38 @@ from bot.config import Settings
 from bot.context import BotContext
 from bot.db.models import utc_now
 from bot.db.repository import UserRepository
-from bot.handlers.common import Handler, keyboard, person
-from bot.handlers.unsupported import NOT_A_STILL_PICTURE
-from bot.i18n import LANGUAGE_NAMES, LANGUAGES
-from bot.replies import Replies
-
-AGREE, DECLINE = "consent:agree", "consent:decline"
-LANGUAGE_PREFIX = "lang:"
-# Everything that would be screened or logged: it waits for consent.
-NEEDS_CONSENT = filters.UpdateType.MESSAGE & (
-    filters.PHOTO | filters.Document.ALL | NOT_A_STILL_PICTURE
+from bot.handlers.common import (
+    AGREE,
+    DECLINE,
+    NEEDS_CONSENT,
+    Handler,
+    consent_keyboard,
+    keyboard,
+    person,
+    replies_for,
 )
+from bot.i18n import LANGUAGE_NAMES, LANGUAGES
 
+__all__ = ["AGREE", "DECLINE", "consent_keyboard", "gate_handlers", "handlers"]
 
-def consent_keyboard(replies: Replies) -> InlineKeyboardMarkup:
-    """The Agree / Decline buttons under the consent text."""
-    return keyboard(
-        [
-            (replies.text("consent.button.agree"), AGREE),
-            (replies.text("consent.button.decline"), DECLINE),
-        ]
-    )
+logger = logging.getLogger(__name__)
+LANGUAGE_PREFIX = "lang:"
 
 
 async def gate(update: Update, context: BotContext) -> None:
-    """Stop a picture from anyone who has not agreed yet: nothing is downloaded or stored."""
-    sender = await person(update, context)
+    """Stop a picture from anyone who has not agreed yet: nothing is downloaded or stored.
+
+    Fails closed: if consent cannot be checked (say, the database is down), the update
+    stops here with an apology. An exception would let PTB run the next handler group,
+    which screens the photo.
+    """
+    try:
+        sender = await person(update, context)
+    except Exception:  # any failure to check means "not agreed": see the docstring
+        logger.exception("Consent could not be checked; the update was dropped")
+        if update.message is not None:
+            await update.message.reply_text(replies_for(update).text("consent.unchecked"))
+        raise ApplicationHandlerStop from None
     if sender.consented or update.message is None:
         return
     await update.message.reply_text(

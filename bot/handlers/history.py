@@ -8,7 +8,7 @@ from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 from bot.config import Settings
 from bot.context import BotContext
 from bot.db.repository import ConsultationRepository, UserRepository
-from bot.handlers.common import Handler, keyboard, person
+from bot.handlers.common import Handler, keyboard, person, reply_long
 
 FORGET_YES, FORGET_NO = "forget:yes", "forget:no"
 
@@ -20,7 +20,7 @@ async def on_history(update: Update, context: BotContext) -> None:
     sender = await person(update, context)
     async with context.bot_data.runtime.sessions() as session:
         rows = await ConsultationRepository(session).history(sender.key)
-    await update.message.reply_text(sender.replies.history(rows))
+    await reply_long(update.message, sender.replies.history(rows))
 
 
 async def on_forget(update: Update, context: BotContext) -> None:

@@ -2,25 +2,43 @@
 
 A caption names the spot ("left shoulder mole") so that a later photo with the same name is
 compared with it; a health worker's caption also carries the patient code (``#P123``).
+Everything between the update and the reply is one call: ``ScreeningService.consult``.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import logging
 
 from telegram import Document, Message, PhotoSize, Update
 from telegram.constants import ChatAction
+from telegram.error import NetworkError
 from telegram.ext import MessageHandler, filters
 
 from bot.config import Settings
-from bot.context import BotContext, Runtime
-from bot.db.models import Consultation, utc_now
-from bot.db.repository import ConsultationRepository, ReferralRepository
-from bot.handlers.common import Handler, Person, person
-from bot.replies import Replies
-from bot.screening import Assessed, FollowUpPlan, InputKind, Outcome, Subject
-from bot.tracking import Change, normalise_label, parse_caption
-from inference.types import DecodeFailure, Risk
+from bot.context import BotContext
+from bot.db.models import Consultation, ConsultationStatus
+from bot.db.repository import ConsultationRepository
+from bot.handlers.common import Handler, person, reply_long, user_key
+from bot.handlers.consent import consent_keyboard
+from bot.handlers.delivery import with_retries
+from bot.replies import for_language
+from bot.screening import (
+    Assessed,
+    Busy,
+    Consulted,
+    Forgotten,
+    InputKind,
+    NeedsConsent,
+    NeedsPatientCode,
+    PhotoReply,
+    PhotoRequest,
+    RejectReason,
+    Tracked,
+)
+from bot.tracking import change_between, normalise_label
+from inference.types import DecodeFailure
+
+logger = logging.getLogger(__name__)
 
 # Senders often label images generically; the decoder has the final word on these.
 MAYBE_IMAGE_MIME_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
@@ -43,14 +61,7 @@ async def on_document(update: Update, context: BotContext) -> None:
     if _may_be_image(document.mime_type):
         await _screen(update, message, context, document, InputKind.DOCUMENT)
         return
-    sender = await person(update, context)
-    outcome = await context.bot_data.runtime.screening.reject(
-        DecodeFailure.NOT_AN_IMAGE,
-        user_key=sender.key,
-        kind=InputKind.DOCUMENT,
-        size_bytes=document.file_size,
-    )
-    await message.reply_text(sender.replies.outcome(outcome))
+    await reject(update, message, context, InputKind.DOCUMENT, DecodeFailure.NOT_AN_IMAGE)
 
 
 async def on_label_reply(update: Update, context: BotContext) -> None:
@@ -64,7 +75,7 @@ async def on_label_reply(update: Update, context: BotContext) -> None:
     async with context.bot_data.runtime.sessions.begin() as session:
         repository = ConsultationRepository(session)
         row = await repository.by_result_message(sender.key, message.reply_to_message.message_id)
-        if row is None or row.status != "assessed" or label is None:
+        if row is None or row.status != ConsultationStatus.ASSESSED or label is None:
             row = None
         else:
             row.lesion_label = label
@@ -73,9 +84,9 @@ async def on_label_reply(update: Update, context: BotContext) -> None:
     if row is None or label is None:
         await message.reply_text(sender.replies.text("track.no_result"))
         return
-    parts = [sender.replies.text("track.named", label=label)]
-    parts.append(_tracking_text(sender.replies, row, previous))
-    await message.reply_text("\n\n".join(parts))
+    tracked = Tracked(label, change_between(previous, row))
+    parts = [sender.replies.text("track.named", label=label), sender.replies.tracked(tracked)]
+    await reply_long(message, "\n\n".join(parts))
 
 
 def handlers(settings: Settings) -> list[Handler]:
@@ -97,6 +108,21 @@ def _may_be_image(mime_type: str | None) -> bool:
     )
 
 
+async def reject(
+    update: Update, message: Message, context: BotContext, kind: InputKind, reason: RejectReason
+) -> None:
+    """Log and answer a message refused without downloading anything."""
+    media = message.effective_attachment
+    request = PhotoRequest(
+        user_key=user_key(update, context),
+        kind=kind,
+        telegram_language=update.effective_user.language_code if update.effective_user else None,
+        size_bytes=getattr(media, "file_size", None),
+    )
+    reply = await context.bot_data.runtime.screening.reject(request, reason)
+    await answer(message, context, reply)
+
+
 async def _screen(
     update: Update,
     message: Message,
@@ -105,96 +131,78 @@ async def _screen(
     kind: InputKind,
 ) -> None:
     runtime = context.bot_data.runtime
-    sender = await person(update, context)
-    caption = parse_caption(message.caption)
-    if sender.is_worker and caption.patient_code is None:
-        # Every worker photo belongs to a patient: ask before screening anything.
-        await message.reply_text(sender.replies.text("worker.need_code"))
-        return
-    if sender.is_worker:
-        subject = Subject(lesion_label=caption.label, patient_code=caption.patient_code)
-    else:
-        subject = Subject(lesion_label=normalise_label(message.caption))
-    size = attachment.file_size
-    outcome: Outcome
-    if size is not None and size > runtime.settings.max_image_bytes:
-        # Refuse before downloading: the bytes would only be thrown away.
-        outcome = await runtime.screening.reject(
-            DecodeFailure.TOO_MANY_BYTES, user_key=sender.key, kind=kind, size_bytes=size
-        )
-    else:
+    key = user_key(update, context)
+    request = PhotoRequest(
+        user_key=key,
+        kind=kind,
+        telegram_language=update.effective_user.language_code if update.effective_user else None,
+        caption=message.caption,
+        size_bytes=attachment.file_size,
+        # Sealed now, kept only if the result asks for a follow-up.
+        chat_ref=runtime.seal_chat(message.chat_id, key),
+    )
 
-        async def download() -> bytearray:
-            file = await attachment.get_file()
-            return await file.download_as_bytearray()  # in memory: photos never touch disk
-
+    async def download() -> bytearray:
         # Sent once, not renewed: with many users queued, renewals would spend the bot's
         # global rate limit (~30 messages/s) on indicators instead of answers.
         await context.bot.send_chat_action(message.chat_id, ChatAction.TYPING)
-        outcome = await runtime.screening.screen(
-            download,
-            user_key=sender.key,
-            kind=kind,
-            subject=subject,
-            compact=sender.is_worker,
-            follow_up=None if sender.is_worker else _follow_up_plan(runtime, message.chat_id),
-        )
+        file = await with_retries(attachment.get_file, "getFile")
+        # In memory: photos never touch disk.
+        return await with_retries(file.download_as_bytearray, "download")
 
-    replies = sender.replies
+    reply = await runtime.screening.consult(request, download)
+    await answer(message, context, reply)
+
+
+async def answer(message: Message, context: BotContext, reply: PhotoReply) -> None:
+    """Send what ``consult`` or ``reject`` decided: a prompt, or the heatmap and the result."""
+    replies = for_language(reply.language)
+    match reply:
+        case NeedsConsent():
+            await message.reply_text(
+                replies.consent_required(), reply_markup=consent_keyboard(replies)
+            )
+        case NeedsPatientCode():
+            await message.reply_text(replies.text("worker.need_code"))
+        case Forgotten():
+            await message.reply_text(replies.text("forget.photo_dropped"))
+        case Busy(reason=reason, notify=True):
+            await message.reply_text(replies.text(f"busy.{reason.value}"))
+        case Busy():
+            pass  # told less than a minute ago: another notice would only add to the flood
+        case Consulted():
+            await _deliver(message, context, reply)
+
+
+async def _deliver(message: Message, context: BotContext, reply: Consulted) -> None:
+    """Send the heatmap and the result, then mark the consultation delivered.
+
+    Bookkeeping comes after delivery: a reply that never got through, after every retry,
+    leaves the row undelivered (visible in /export) and is abandoned here, not re-raised,
+    so the generic apology does not follow it into a chat Telegram cannot reach.
+    """
+    replies = for_language(reply.language)
+    outcome = reply.outcome
     if isinstance(outcome, Assessed) and outcome.heatmap_jpeg is not None:
+        heatmap = outcome.heatmap_jpeg
+        caption = None if reply.worker else replies.heatmap_caption()
         await context.bot.send_chat_action(message.chat_id, ChatAction.UPLOAD_PHOTO)
-        caption_text = None if sender.is_worker else replies.heatmap_caption()
-        await message.reply_photo(outcome.heatmap_jpeg, caption=caption_text)
-    text = await result_text(runtime, sender, outcome, subject)
-    sent = await message.reply_text(text)
-    if isinstance(outcome, Assessed) and subject.lesion_label is None and not sender.is_worker:
-        # Remember which message the result was, so a reply to it can name the spot.
-        async with runtime.sessions.begin() as session:
-            row = await ConsultationRepository(session).get(outcome.consultation_id or 0)
-            if row is not None:
-                row.result_message_id = sent.message_id
-
-
-def _follow_up_plan(runtime: Runtime, chat_id: int) -> FollowUpPlan:
-    due = utc_now() + timedelta(days=runtime.settings.follow_up_after_days)
-    return FollowUpPlan(due_at=due, chat_ref=runtime.seal_chat(chat_id))
-
-
-async def result_text(runtime: Runtime, sender: Person, outcome: Outcome, subject: Subject) -> str:
-    """Render the result, then how a named spot changed, where to go if high, how to name it."""
-    replies = sender.replies
-    if sender.is_worker and subject.patient_code is not None:
-        parts = [replies.worker_outcome(outcome, subject.patient_code)]
-    else:
-        parts = [replies.outcome(outcome)]
-    if not isinstance(outcome, Assessed):
-        return "\n\n".join(parts)
-    async with runtime.sessions() as session:
-        if subject.lesion_label is not None and outcome.consultation_id is not None:
-            repository = ConsultationRepository(session)
-            current = await repository.get(outcome.consultation_id)
-            if current is not None:
-                previous = await repository.previous_of_lesion(current)
-                parts.append(_tracking_text(replies, current, previous))
-        if outcome.risk is Risk.HIGH:
-            contacts = await ReferralRepository(session).get(sender.language)
-            if contacts:
-                parts.append(replies.referral(contacts))
-    if subject.lesion_label is None and not sender.is_worker:
-        parts.append(replies.text("track.ask"))
-    return "\n\n".join(parts)
-
-
-def _tracking_text(replies: Replies, current: Consultation, previous: Consultation | None) -> str:
-    label = current.lesion_label or ""
-    if previous is None or previous.risk is None or current.risk is None:
-        return replies.text("track.first", label=label)
-    change = Change(
-        label=label,
-        before_at=previous.created_at,
-        risk_before=Risk(previous.risk),
-        risk_after=Risk(current.risk),
-        probability_before=previous.malignant_probability,
-        probability_after=current.malignant_probability,
-    )
-    return replies.comparison(change)
+        try:
+            await with_retries(lambda: message.reply_photo(heatmap, caption=caption), "sendPhoto")
+        except NetworkError as error:
+            # The picture only illustrates the result: the text still goes.
+            logger.warning("Heatmap not delivered (%s); sending the text", type(error).__name__)
+    try:
+        sent = await reply_long(message, replies.consulted(reply))
+    except NetworkError as error:
+        logger.warning(
+            "Reply to consultation %s abandoned (%s): left undelivered",
+            reply.consultation_id,
+            type(error).__name__,
+        )
+        return
+    if reply.consultation_id is None:
+        return
+    nameable = isinstance(outcome, Assessed) and reply.subject.lesion_label is None
+    remember = sent[-1].message_id if nameable and not reply.worker else None
+    await context.bot_data.runtime.screening.record_delivery(reply.consultation_id, remember)

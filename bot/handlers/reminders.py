@@ -46,7 +46,7 @@ async def on_remind(update: Update, context: BotContext) -> None:
         if choice == MONTHLY:
             user.reminder = MONTHLY
             user.next_reminder_at = utc_now() + _reminder_interval(runtime.settings)
-            user.chat_ref = runtime.seal_chat(message.chat_id)
+            user.chat_ref = runtime.seal_chat(message.chat_id, sender.key)
         else:
             user.reminder = user.next_reminder_at = None
             if not await FollowUpRepository(session).pending_for(sender.key):
@@ -65,8 +65,11 @@ async def on_follow_up_answer(update: Update, context: BotContext) -> None:
     follow_up_id, _, answer = rest.partition(":")
     asked_saw_doctor = f"{prefix}:" == FOLLOW_UP_PREFIX
     sender = await person(update, context)
-    stored = follow_up_id.isdigit() and await _store_answer(
-        context, sender.key, int(follow_up_id), asked_saw_doctor, answer
+    # ASCII digits only: a forged button could carry digits int() refuses.
+    stored = (
+        follow_up_id.isascii()
+        and follow_up_id.isdigit()
+        and await _store_answer(context, sender.key, int(follow_up_id), asked_saw_doctor, answer)
     )
     await query.answer()  # after storing: a press is finished once Telegram hears back
     if not stored:
@@ -117,7 +120,7 @@ async def send_due(bot: Bot, runtime: Runtime, now: datetime) -> None:
     outgoing: list[_Outgoing] = []
     async with runtime.sessions.begin() as session:
         for user in await UserRepository(session).due_reminders(now):
-            chat_id = runtime.open_chat(user.chat_ref) if user.chat_ref else None
+            chat_id = runtime.open_chat(user.chat_ref, user.user_key) if user.chat_ref else None
             if chat_id is None:
                 user.reminder = user.next_reminder_at = None  # unreachable: stop trying
                 continue
@@ -126,7 +129,7 @@ async def send_due(bot: Bot, runtime: Runtime, now: datetime) -> None:
             outgoing.append(_Outgoing(user.user_key, chat_id, text))
         for follow_up, consultation, user in await FollowUpRepository(session).due(now):
             follow_up.sent_at = now  # asked at most once
-            chat_id = runtime.open_chat(user.chat_ref) if user.chat_ref else None
+            chat_id = runtime.open_chat(user.chat_ref, user.user_key) if user.chat_ref else None
             if chat_id is not None:
                 replies = for_language(user.language)
                 text = replies.follow_up(consultation.created_at, consultation.lesion_label)

@@ -7,18 +7,10 @@ from telegram.ext import MessageHandler, filters
 
 from bot.config import Settings
 from bot.context import BotContext
-from bot.handlers.common import Handler, person
+from bot.handlers.common import NOT_A_STILL_PICTURE, Handler
+from bot.handlers.lesion import reject
 from bot.screening import InputKind, RejectReason, UnsupportedMedia
 from inference.types import DecodeFailure
-
-NOT_A_STILL_PICTURE = (
-    filters.ANIMATION
-    | filters.VIDEO
-    | filters.VIDEO_NOTE
-    | filters.Sticker.ALL
-    | filters.VOICE
-    | filters.AUDIO
-)
 
 
 async def on_unsupported(update: Update, context: BotContext) -> None:
@@ -26,12 +18,8 @@ async def on_unsupported(update: Update, context: BotContext) -> None:
     message = update.message
     if not message:
         return
-    sender = await person(update, context)
     kind, reason = _classify(message)
-    outcome = await context.bot_data.runtime.screening.reject(
-        reason, user_key=sender.key, kind=kind, size_bytes=_file_size(message)
-    )
-    await message.reply_text(sender.replies.outcome(outcome))
+    await reject(update, message, context, kind, reason)
 
 
 def handlers(settings: Settings) -> list[Handler]:
@@ -52,8 +40,3 @@ def _classify(message: Message) -> tuple[InputKind, RejectReason]:
     if message.voice:
         return InputKind.VOICE, UnsupportedMedia.VOICE
     return InputKind.AUDIO, UnsupportedMedia.VOICE
-
-
-def _file_size(message: Message) -> int | None:
-    media = message.effective_attachment
-    return getattr(media, "file_size", None)

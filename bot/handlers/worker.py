@@ -11,7 +11,7 @@ from telegram.ext import CommandHandler, filters
 from bot.config import Settings
 from bot.context import BotContext
 from bot.db.repository import ConsultationRepository
-from bot.handlers.common import Handler, Person, person
+from bot.handlers.common import Handler, Person, person, reply_long
 from bot.reports import WORKER_COLUMNS, consultations_csv
 from bot.tracking import parse_patient_code
 
@@ -38,7 +38,7 @@ async def on_patients(update: Update, context: BotContext) -> None:
     message, sender = request
     async with context.bot_data.runtime.sessions() as session:
         patients = await ConsultationRepository(session).patients(sender.key)
-    await message.reply_text(sender.replies.patients(patients))
+    await reply_long(message, sender.replies.patients(patients))
 
 
 async def on_patient(update: Update, context: BotContext) -> None:
@@ -53,7 +53,7 @@ async def on_patient(update: Update, context: BotContext) -> None:
         return
     async with context.bot_data.runtime.sessions() as session:
         rows = await ConsultationRepository(session).history(sender.key, patient_code=code)
-    await message.reply_text(sender.replies.patient(code, rows))
+    await reply_long(message, sender.replies.patient(code, rows))
 
 
 async def on_my_export(update: Update, context: BotContext) -> None:

@@ -15,8 +15,12 @@ def send_photo(
     jpeg: bytes,
     caption: str | None = None,
     language_code: str = "en",
+    group_id: int | None = None,
 ) -> str:
-    """Send ``jpeg`` as Telegram delivers a photo (two sizes); return the largest's file id."""
+    """Send ``jpeg`` as Telegram delivers a photo (two sizes); return the largest's file id.
+
+    In the user's private chat, or in the group ``group_id``.
+    """
     thumb, thumb_w, thumb_h = images.resized_jpeg(jpeg, 90)
     width, height = images.size_of(jpeg)
     small, full = api.add_file(thumb), api.add_file(jpeg)
@@ -24,6 +28,7 @@ def send_photo(
     api.push_message(
         user_id,
         language_code,
+        group_id=group_id,
         photo=[api.photo_size(small, thumb_w, thumb_h), api.photo_size(full, width, height)],
         **extra,
     )

@@ -6,6 +6,7 @@ each test talks to it as its own user, so tests do not see each other's replies.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ from bot.config import Settings
 from bot.context import BotApplication
 from bot.db.models import Consultation, User, utc_now
 from bot.db.repository import ConsultationRepository, UserRepository
-from bot.privacy import user_key
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi
 
 # Small limits, so tests can exceed them with small files.
@@ -54,12 +54,12 @@ class RunningBot:
 
     async def consultations(self, user_id: int) -> Sequence[Consultation]:
         """Return the consultation rows of one Telegram user, newest first."""
-        key = user_key(user_id, self.settings.user_key_bytes)
+        key = self.key(user_id)
         async with self.application.bot_data.runtime.sessions() as session:
             return await ConsultationRepository(session).for_user(key)
 
     def key(self, user_id: int) -> str:
-        return user_key(user_id, self.settings.user_key_bytes)
+        return self.application.bot_data.runtime.user_key(user_id)
 
     async def user(self, user_id: int) -> User | None:
         """Return the stored settings of one Telegram user."""
@@ -81,13 +81,9 @@ async def fake_api() -> AsyncIterator[FakeTelegramApi]:
     await api.stop()
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def running_bot(
-    fake_api: FakeTelegramApi, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[RunningBot]:
+@contextlib.asynccontextmanager
+async def start_bot(settings: Settings) -> AsyncIterator[RunningBot]:
     """Run the real Application the way ``Application.run_polling`` does, inside this loop."""
-    database = tmp_path_factory.mktemp("db") / "bot.db"
-    settings = make_settings(fake_api.url, database)
     application = build_application(settings)
     assert application.post_init is not None and application.post_shutdown is not None
     assert application.updater is not None
@@ -106,6 +102,16 @@ async def running_bot(
             await application.stop()
         await application.shutdown()
         await application.post_shutdown(application)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def running_bot(
+    fake_api: FakeTelegramApi, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningBot]:
+    """One bot for the whole test module, on a fresh SQLite file."""
+    database = tmp_path_factory.mktemp("db") / "bot.db"
+    async with start_bot(make_settings(fake_api.url, database)) as bot:
+        yield bot
 
 
 _user_ids = itertools.count(10_001)

@@ -8,6 +8,8 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
+import stat
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -17,8 +19,9 @@ import pytest
 import pytest_asyncio
 from aiohttp import ClientSession
 
-from bot.__main__ import EXIT_BAD_SETTINGS, main
+from bot.__main__ import EXIT_BAD_SETTINGS, EXIT_BAD_TOKEN, main
 from bot.config import Settings
+from bot.keys import KEY_FILE_NAME
 from tests.conftest import REPO_ROOT
 from tests.e2e import images
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi
@@ -93,6 +96,9 @@ async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
     output = log_path.read_text()
     assert returncode == 0, output[-3000:]
     assert database.exists()
+    # No USER_KEY_SECRET on a fresh machine: one is generated beside the data, owner-only.
+    key_file = database.parent / KEY_FILE_NAME
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert "Consultation 1: " in output
     assert "Bot stopped" in output
     assert "Traceback" not in output
@@ -170,6 +176,22 @@ def test_webhook_without_a_secret_is_a_clear_error(
     assert "WEBHOOK_SECRET is required when WEBHOOK_URL is set" in capsys.readouterr().err
 
 
+def test_a_database_server_without_user_key_secret_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PostgreSQL and no USER_KEY_SECRET: refused before anything starts (no place to keep
+    a generated one), the variable named, the token not printed."""
+    for name in BOT_ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://bot@127.0.0.1:1/bot")
+    assert main([]) == EXIT_BAD_SETTINGS
+    error = capsys.readouterr().err
+    assert "USER_KEY_SECRET is required when DATABASE_URL is not SQLite" in error
+    assert TOKEN not in error
+
+
 def test_missing_token_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -225,3 +247,71 @@ def test_env_example_lists_every_setting() -> None:
     }
     expected = {name.upper() for name in Settings.model_fields}
     assert documented == expected
+
+
+WORKER_ID = 736_251_948  # distinctive, to look for in the logs
+ADMIN_USER_ID = 5_550_123_987
+SPOT_NAME = "left shoulder mole"
+PATIENT_CODE = "P4242"
+
+
+def fail_inserts(database: Path) -> None:
+    """Make every new consultation row fail in the database itself, as a full disk would."""
+    with sqlite3.connect(database) as connection:
+        connection.execute(
+            "CREATE TRIGGER forced_failure BEFORE INSERT ON consultations "
+            "BEGIN SELECT RAISE(ABORT, 'forced failure'); END"
+        )
+
+
+async def test_error_paths_log_no_token_id_spot_name_or_patient_code(
+    fresh_api: FakeTelegramApi, tmp_path: Path, lesion_jpegs: dict[str, bytes]
+) -> None:
+    """LOG_LEVEL=DEBUG, a forced error while saving a health worker's photo, then a start
+    with a refused token: the whole output holds none of the secrets or personal data."""
+    database = tmp_path / "bot.db"
+    log_path = tmp_path / "bot.log"
+    env = bot_env(
+        TELEGRAM_BOT_TOKEN=TOKEN,
+        TELEGRAM_API_URL=fresh_api.url,
+        DATABASE_URL=f"sqlite+aiosqlite:///{database}",
+        ADMIN_IDS=str(ADMIN_USER_ID),
+        LOG_LEVEL="DEBUG",
+    )
+    async with bot_process(env, tmp_path, log_path) as process:
+        fresh_api.push_text(WORKER_ID, "/start")
+        [start] = await fresh_api.wait_for_text(WORKER_ID, within_s=180)
+        fresh_api.push_callback(WORKER_ID, start, "consent:agree")
+        await fresh_api.wait_for_text(WORKER_ID, count=2)
+        fresh_api.push_text(ADMIN_USER_ID, f"/grantworker {WORKER_ID}")
+        await fresh_api.wait_for_text(ADMIN_USER_ID)
+        fail_inserts(database)
+        photo = fresh_api.add_file(images.phone_like_photo(lesion_jpegs["ISIC_0024380_nv"]))
+        fresh_api.push_message(
+            WORKER_ID,
+            document={**photo.as_dict(), "mime_type": "image/jpeg"},
+            caption=f"#{PATIENT_CODE} {SPOT_NAME}",
+        )
+        replies = await fresh_api.wait_for_text(WORKER_ID, count=3)
+        assert (
+            replies[-1].text
+            == "Sorry, something went wrong on my side. Please try again in a minute."
+        )
+        assert await stop(process) == 0
+
+    bad_token = "123456789:REVOKED-token-zyxwvutsrqponmlkjihgf"
+    bad_log = tmp_path / "bad-token.log"
+    async with bot_process({**env, "TELEGRAM_BOT_TOKEN": bad_token}, tmp_path, bad_log) as bad:
+        returncode = await asyncio.wait_for(bad.wait(), 180)
+    refused = bad_log.read_text()
+    assert returncode == EXIT_BAD_TOKEN, refused[-3000:]
+    assert "Telegram refused the bot token" in refused
+
+    output = log_path.read_text() + refused
+    assert "forced failure" in output  # the error was logged, with its traceback
+    assert "Traceback" in output
+    for secret in (TOKEN, TOKEN.split(":")[1], bad_token, bad_token.split(":")[1]):
+        assert secret not in output
+    for personal in (str(WORKER_ID), str(ADMIN_USER_ID), SPOT_NAME, PATIENT_CODE):
+        assert personal not in output
+        assert personal.lower() not in output.lower()

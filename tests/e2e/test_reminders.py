@@ -127,7 +127,7 @@ async def seed_medium_result(bot: RunningBot, user_id: int, label: str | None) -
         )
     async with runtime.sessions.begin() as session:
         user = await UserRepository(session).get_or_add(bot.key(user_id))
-        user.chat_ref = runtime.seal_chat(user_id)
+        user.chat_ref = runtime.seal_chat(user_id, bot.key(user_id))
     return row
 
 

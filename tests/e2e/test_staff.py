@@ -11,11 +11,10 @@ from PIL import Image
 from sqlalchemy import select, text
 
 from bot.db.models import FollowUp, User, utc_now
-from bot.handlers.common import Person
-from bot.handlers.lesion import result_text
+from bot.db.repository import ReferralRepository
 from bot.replies import for_language
 from bot.reports import ADMIN_COLUMNS, WORKER_COLUMNS
-from bot.screening import Assessed, Subject
+from bot.screening import Assessed, Consulted, Subject
 from inference.types import Risk
 from tests.e2e.chat import last_text, phone_photo, send_photo
 from tests.e2e.conftest import ADMIN_ID, RunningBot
@@ -158,18 +157,16 @@ async def test_admin_sets_referral_contacts_shown_on_high_risk_results(
     assert fake_api.replies_to(ADMIN_ID)[-1].text == EN.text("referral.set", language="ru")
 
     # The real model decides the risk of a real photo, so the rendering of a high result is
-    # driven directly, on the running bot's database.
-    runtime = running_bot.application.bot_data.runtime
+    # driven directly, with the contacts as the running bot stored them.
+    async with running_bot.application.bot_data.runtime.sessions() as session:
+        contacts = await ReferralRepository(session).get("ru")
+    assert contacts == "Онкодиспансер: +7 727 000 00 00"
     ru = for_language("ru")
-    russian = Person(running_bot.key(user_id), "ru", utc_now(), False, ru)
     high = Assessed(Risk.HIGH, "mel", "melanoma", None)
-    reply = await result_text(runtime, russian, high, Subject(lesion_label="spot"))
+    reply = ru.consulted(Consulted("ru", high, Subject(lesion_label="spot"), False, None, contacts))
     assert reply.startswith(ru.outcome(high))
     assert "Где можно провериться:\nОнкодиспансер: +7 727 000 00 00" in reply
-    medium = Assessed(Risk.MEDIUM, "mel", "melanoma", None)
-    assert "Онкодиспансер" not in await result_text(runtime, russian, medium, Subject())
-    english = Person(running_bot.key(user_id), "en", utc_now(), False, EN)
-    assert "Where to get checked" not in await result_text(runtime, english, high, Subject())
+    assert "Где можно" not in ru.consulted(Consulted("ru", high, Subject(), False))
 
 
 async def test_worker_flow_with_patient_codes(

@@ -43,6 +43,9 @@ BOT_USER = {
 }
 # Long polls are cut short so a stopping bot is never kept waiting long.
 MAX_POLL_S = 2.0
+# Telegram's limits, in UTF-16 code units: longer texts and captions are refused.
+MAX_TEXT = 4096
+MAX_CAPTION = 1024
 
 JsonDict = dict[str, Any]
 
@@ -73,12 +76,23 @@ class SentMessage:
     reply_markup: JsonDict | None = None
     document: bytes | None = None
     filename: str | None = None
+    at: float = field(default_factory=time.monotonic)  # when the fake accepted it
 
     @property
     def buttons(self) -> list[tuple[str, str]]:
         """The inline keyboard as (label, callback data) pairs, row after row."""
         rows = (self.reply_markup or {}).get("inline_keyboard", [])
         return [(button["text"], button["callback_data"]) for row in rows for button in row]
+
+
+@dataclass(frozen=True)
+class Fault:
+    status: int
+    retry_after: int | None
+    stall_s: float
+
+
+_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 
 
 @dataclass
@@ -91,6 +105,7 @@ class FakeTelegramApi:
     commands_by_language: dict[str, list[JsonDict]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)  # Bot API method names, in call order
     answered_callbacks: list[str] = field(default_factory=list)
+    faults_served: list[tuple[str, int]] = field(default_factory=list)  # (method, status)
 
     def __post_init__(self) -> None:
         self._updates: list[JsonDict] = []
@@ -101,6 +116,9 @@ class FakeTelegramApi:
         self.port = 0
         self.webhook: tuple[str, str | None] | None = None  # (url, secret token) while set
         self._delivery: asyncio.Task[None] | None = None
+        self._held: dict[str, asyncio.Event] = {}
+        self._faults: dict[str, list[Fault]] = {}
+        self.download_requests: list[str] = []  # file ids asked for, served or not yet
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -155,13 +173,23 @@ class FakeTelegramApi:
             "language_code": language_code,
         }
 
-    def push_message(self, user_id: int, language_code: str = "en", **content: Any) -> int:
-        """Queue a private message from ``user_id`` (its chat id is the same); return its id."""
+    def push_message(
+        self,
+        user_id: int,
+        language_code: str = "en",
+        *,
+        group_id: int | None = None,
+        **content: Any,
+    ) -> int:
+        """Queue a message from ``user_id``; return its id.
+
+        In their private chat (whose id is the user's), or in the supergroup ``group_id``.
+        """
         message_id = next(self._ids)
         message = {
             "message_id": message_id,
             "date": int(time.time()),
-            "chat": {"id": user_id, "type": "private", "first_name": "Test"},
+            "chat": _chat(user_id if group_id is None else group_id),
             "from": self._user(user_id, language_code),
             **content,
         }
@@ -175,6 +203,7 @@ class FakeTelegramApi:
         text: str,
         language_code: str = "en",
         reply_to: SentMessage | None = None,
+        group_id: int | None = None,
     ) -> int:
         """Queue a text message; a leading /command is marked as one, as Telegram does."""
         content: JsonDict = {"text": text}
@@ -185,7 +214,7 @@ class FakeTelegramApi:
             content["reply_to_message"] = self._message(
                 reply_to.chat_id, reply_to.message_id, text=reply_to.text
             )
-        return self.push_message(user_id, language_code, **content)
+        return self.push_message(user_id, language_code, group_id=group_id, **content)
 
     def push_callback(
         self, user_id: int, pressed: SentMessage, data: str, language_code: str = "en"
@@ -202,6 +231,43 @@ class FakeTelegramApi:
         }
         self._updates.append({"update_id": next(self._ids), "callback_query": query})
         self._notify()
+
+    def fail_next(
+        self, method: str, status: int, *, retry_after: int | None = None, stall_s: float = 0.0
+    ) -> None:
+        """Answer the next call of ``method`` (or "download") with an error, unprocessed.
+
+        ``status`` 429 carries ``retry_after``, as Telegram's flood control does; with
+        ``stall_s`` the answer comes only that late (past the client's timeout, a timeout).
+        Several calls queue several faults, answered in order.
+        """
+        self._faults.setdefault(method.lower(), []).append(Fault(status, retry_after, stall_s))
+
+    async def _fault(self, method: str) -> web.Response | None:
+        faults = self._faults.get(method.lower())
+        if not faults:
+            return None
+        fault = faults.pop(0)
+        self.faults_served.append((method, fault.status))
+        self._notify()
+        if fault.stall_s:
+            await asyncio.sleep(fault.stall_s)
+        if fault.status == 429:
+            return web.json_response(
+                {
+                    "ok": False,
+                    "error_code": 429,
+                    "description": f"Too Many Requests: retry after {fault.retry_after}",
+                    "parameters": {"retry_after": fault.retry_after},
+                },
+                status=429,
+            )
+        return _error(fault.status, _REASONS.get(fault.status, "Internal Server Error"))
+
+    def hold_download(self, file_id: str) -> asyncio.Event:
+        """Keep the download of ``file_id`` open until the returned event is set."""
+        self._held[file_id] = asyncio.Event()
+        return self._held[file_id]
 
     def replies_to(self, chat_id: int) -> list[SentMessage]:
         return [m for m in self.sent if m.chat_id == chat_id]
@@ -251,6 +317,8 @@ class FakeTelegramApi:
             return _error(401, "Unauthorized")
         method = request.match_info["method"]
         self.calls.append(method)
+        if (fault := await self._fault(method)) is not None:
+            return fault
         params: dict[str, Any] = dict(await request.post()) if request.can_read_body else {}
         params.update(request.query)
         handler = self._methods().get(method.lower())
@@ -334,6 +402,8 @@ class FakeTelegramApi:
         return _ok(self._updates[:limit])
 
     async def _send_message(self, params: dict[str, Any]) -> web.Response:
+        if refused := _refuse_text(str(params.get("text", "")), MAX_TEXT, "message"):
+            return refused
         chat_id, message_id = int(params["chat_id"]), next(self._ids)
         markup = _markup(params)
         self.sent.append(
@@ -343,6 +413,9 @@ class FakeTelegramApi:
         return _ok(self._message(chat_id, message_id, text=params["text"], reply_markup=markup))
 
     async def _send_photo(self, params: dict[str, Any]) -> web.Response:
+        caption_text = str(params.get("caption") or "")
+        if caption_text and (refused := _refuse_text(caption_text, MAX_CAPTION, "message caption")):
+            return refused
         chat_id, message_id = int(params["chat_id"]), next(self._ids)
         upload = params["photo"]
         photo = upload.file.read() if isinstance(upload, web.FileField) else None
@@ -376,6 +449,8 @@ class FakeTelegramApi:
         return _ok(self._message(chat_id, message_id, document=document, caption=caption))
 
     async def _edit_message_text(self, params: dict[str, Any]) -> web.Response:
+        if refused := _refuse_text(str(params.get("text", "")), MAX_TEXT, "message"):
+            return refused
         chat_id, message_id = int(params["chat_id"]), int(params["message_id"])
         markup = _markup(params)
         text = str(params["text"])
@@ -422,6 +497,12 @@ class FakeTelegramApi:
         registered = self._files.get(file_id)
         if registered is None:
             return _error(404, "Not Found")
+        self.download_requests.append(file_id)
+        self._notify()
+        if (fault := await self._fault("download")) is not None:
+            return fault
+        if file_id in self._held:
+            await self._held[file_id].wait()
         self.downloads.append(file_id)
         return web.Response(body=registered.data, content_type="application/octet-stream")
 
@@ -429,10 +510,31 @@ class FakeTelegramApi:
         return {
             "message_id": message_id,
             "date": int(time.time()),
-            "chat": {"id": chat_id, "type": "private", "first_name": "Test"},
+            "chat": _chat(chat_id),
             "from": BOT_USER,
             **{key: value for key, value in content.items() if value is not None},
         }
+
+
+def utf16_length(text: str) -> int:
+    """The length Telegram counts."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _refuse_text(text: str, limit: int, what: str) -> web.Response | None:
+    """Telegram's answer to an empty or over-long text or caption; None if it is fine."""
+    if not text.strip():
+        return _error(400, "Bad Request: message text is empty")
+    if utf16_length(text) > limit:
+        return _error(400, f"Bad Request: {what} is too long")
+    return None
+
+
+def _chat(chat_id: int) -> JsonDict:
+    # As in Telegram: private chats have the user's (positive) id, groups negative ids.
+    if chat_id < 0:
+        return {"id": chat_id, "type": "supergroup", "title": "Test group"}
+    return {"id": chat_id, "type": "private", "first_name": "Test"}
 
 
 def _markup(params: dict[str, Any]) -> JsonDict | None:

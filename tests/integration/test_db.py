@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,29 +21,7 @@ from bot.db.repository import (
     StatsRepository,
     UserRepository,
 )
-from bot.db.session import create_engine, create_session_factory
-
-
-@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    """A fresh, empty database: a new SQLite file, or a wiped PostgreSQL database."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'not-yet' / 'bot.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        if url is None:
-            pytest.skip("no PostgreSQL server binaries here; set TEST_POSTGRES_URL")
-    engine = create_engine(url)
-    await _drop_everything(engine)
-    yield engine
-    await _drop_everything(engine)
-    await engine.dispose()
-
-
-async def _drop_everything(engine: AsyncEngine) -> None:
-    async with engine.begin() as connection:
-        await connection.run_sync(Base.metadata.drop_all)
-        await connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+from bot.db.session import create_session_factory
 
 
 def _schema_drift(connection: Connection) -> list[object]:

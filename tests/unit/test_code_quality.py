@@ -19,6 +19,10 @@ FORBIDDEN = {
     "bot/db": {"telegram"},
     "bot/screening.py": {"telegram"},
     "bot/replies.py": {"telegram"},
+    # Keys, sealing and admission are decided without Telegram; sealing without a database.
+    "bot/privacy.py": {"telegram", "sqlalchemy"},
+    "bot/keys.py": {"telegram"},
+    "bot/admission.py": {"telegram", "sqlalchemy"},
 }
 
 

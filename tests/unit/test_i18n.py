@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.admission import BusyReason
 from bot.handlers.reminders import DIAGNOSES, SAW_DOCTOR
 from bot.i18n import LANGUAGES, catalogue_path, language_for, read_catalogue
 from bot.replies import COMMANDS, for_language
@@ -60,6 +61,7 @@ def test_every_key_the_code_uses_exists() -> None:
     used |= {f"command.{name}" for name in COMMANDS}
     used |= {f"followup.button.{answer}" for answer in SAW_DOCTOR}
     used |= {f"diagnosis.{dx}" for dx in DIAGNOSES}
+    used |= {f"busy.{reason.value}" for reason in BusyReason}
     assert {"consent.agreed", "track.compare", "stats.chart_caption"} <= used  # scan works
     assert used - set(ENGLISH) == set()
 

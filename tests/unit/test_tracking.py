@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.privacy import open_chat_id, seal_chat_id
 from bot.replies import for_language
 from bot.tracking import Change, parse_caption, parse_patient_code
 from inference.types import Risk
@@ -44,14 +43,3 @@ def test_caption_gives_patient_code_and_spot_name() -> None:
     assert parse_caption("x" * 200).label == "x" * 64
     assert parse_patient_code("p7") == parse_patient_code("#P7") == "P7"
     assert parse_patient_code("") is None
-
-
-def test_sealed_chat_ids_open_only_with_the_same_key() -> None:
-    """The stored chat reference hides the id, varies per sealing, and resists tampering."""
-    sealed = seal_chat_id(123_456_789, b"secret")
-    assert "123456789" not in sealed
-    assert sealed != seal_chat_id(123_456_789, b"secret")
-    assert open_chat_id(sealed, b"secret") == 123_456_789
-    assert open_chat_id(sealed, b"other secret") is None
-    assert open_chat_id(sealed[:-4] + "AAAA", b"secret") is None
-    assert open_chat_id("not base64!", b"secret") is None

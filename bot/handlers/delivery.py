@@ -1,0 +1,51 @@
+"""Telegram calls on the photo path, retried with a bounded backoff.
+
+Flood control (429 with retry_after) is waited out by the application's AIORateLimiter
+first; what reaches here is what it gave up on, and 5xx answers and timeouts, which it does
+not retry. A request Telegram refused as malformed (400) or forbidden (403) is not retried:
+the same request would fail the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TypeVar
+
+from telegram.error import BadRequest, NetworkError, RetryAfter
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Waits between attempts: four attempts in all, about 3.5 s of backoff at most.
+BACKOFF_S = (0.5, 1.0, 2.0)
+# A longer flood wait than this is not worth holding a photo's reply for.
+MAX_RETRY_AFTER_S = 30.0
+
+
+async def with_retries(call: Callable[[], Awaitable[T]], what: str) -> T:
+    """Return ``await call()``, retried on flood control, 5xx and timeouts (bounded)."""
+    for delay in (*BACKOFF_S, None):
+        try:
+            return await call()
+        except RetryAfter as error:
+            wait = _seconds(error.retry_after)
+            if delay is None or wait > MAX_RETRY_AFTER_S:
+                raise
+            logger.warning("%s: flood control, retrying in %.1f s", what, wait)
+            await asyncio.sleep(wait)
+        except BadRequest:
+            raise
+        except NetworkError as error:  # 5xx answers, timeouts, dropped connections
+            if delay is None:
+                raise
+            logger.warning("%s failed (%s), retrying in %.1f s", what, type(error).__name__, delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _seconds(retry_after: int | timedelta) -> float:
+    return retry_after.total_seconds() if isinstance(retry_after, timedelta) else float(retry_after)
