@@ -101,10 +101,14 @@ def main() -> None:
         ),
         medium,
     )
-    # OOD cut-off over lesion crops of both kinds: a real photo and a dermoscopy image
-    # are both lesions, so neither should look "unlike anything seen in training".
-    ood_threshold = float(
-        np.quantile(np.concatenate([r.ood[r.classified] for r in runs.values()]), OOD_QUANTILE)
+    # OOD cut-off: at most 1% of the lesion photos of EACH kind beyond it. Pooled, the
+    # 2,590 HAM10000 crops set it alone (311 for lite0-pad-160-2026-12-01) and it refused
+    # 9.2% of the clean real validation photos, which the classifier judged better than
+    # the rest (AUC 0.958 vs 0.914, docs/evaluation/gate_rules.md); non-lesion images
+    # mostly sit *closer* to the training lesions than real photos do, so that cut-off
+    # added two of 197 non-lesion refusals (0.934 -> 0.944, measured on gate_eval's set).
+    ood_threshold = max(
+        float(np.quantile(r.ood[r.classified], OOD_QUANTILE)) for r in runs.values()
     )
 
     expected: dict[str, dict[str, float]] = {}
