@@ -262,14 +262,25 @@ def blockiness(rgb: RGBImage, stride: int = 4) -> float:
     """
     h, w = rgb.shape[:2]
     y0, x0 = max(0, (h - 1024) // 2) // 8 * 8, max(0, (w - 1024) // 2) // 8 * 8
-    g = rgb[y0 : y0 + 1024, x0 : x0 + 1024, 1]
+    g = np.ascontiguousarray(rgb[y0 : y0 + 1024, x0 : x0 + 1024, 1])
     ratios = []
-    for lines in (g[::stride].astype(np.float32), g[:, ::stride].T.astype(np.float32)):
-        if lines.shape[1] < 17:
+    # Steps between neighbours along rows (every stride-th row), then along columns;
+    # |a - b| of uint8 by OpenCV and exact integer sums: ~4x faster than float numpy.
+    for lines, axis in ((g[::stride], 1), (g[:, ::stride], 0)):
+        n = lines.shape[axis]
+        if n < 17:
             continue
-        steps = np.abs(np.diff(lines, axis=1))
-        boundary = (np.arange(steps.shape[1]) % 8) == 7
-        ratios.append(float(steps[:, boundary].mean()) / (float(steps[:, ~boundary].mean()) + 1e-3))
+        if axis == 1:
+            a, b = lines[:, 1:], lines[:, :-1]
+        else:
+            a, b = lines[1:], lines[:-1]
+        steps = cv2.absdiff(np.ascontiguousarray(a), np.ascontiguousarray(b))
+        on = steps[:, 7::8] if axis == 1 else steps[7::8]
+        n_on = on.size
+        n_off = steps.size - n_on
+        sum_on = float(cv2.sumElems(np.ascontiguousarray(on))[0])
+        sum_off = float(cv2.sumElems(steps)[0]) - sum_on
+        ratios.append((sum_on / n_on) / (sum_off / n_off + 1e-3))
     return max(ratios, default=1.0)
 
 
