@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from inference.quality import downscale
+from inference.quality import working_copy
 from inference.types import LesionBox, RGBImage
 
 BoolMap = npt.NDArray[np.bool_]
@@ -543,14 +543,14 @@ def find_lesion(
 ) -> LocalisationResult:
     """Find the most lesion-like spot on skin; box and measurements only, no verdict.
 
-    ``small`` is ``downscale(rgb, params.work_side)`` when the caller already has it.
+    ``small`` is ``working_copy(rgb, params.work_side)`` when the caller already has it.
     """
     p = params or LocaliserParams()
     oh, ow = rgb.shape[:2]
     # Never upscale: a small image is a tight crop (dermoscopy), whose hair is wide in
     # pixels, so the fixed-size hair closing is then proportionally larger, as it should.
     if small is None:
-        small = downscale(rgb, p.work_side)
+        small = working_copy(rgb, p.work_side)
     h, w = small.shape[:2]
     clean = np.asarray(cv2.morphologyEx(small, cv2.MORPH_CLOSE, _disk(p.hair_kernel)), np.uint8)
     lab = _to_lab(clean)

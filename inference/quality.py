@@ -74,6 +74,26 @@ def downscale(rgb: RGBImage, long_side: int) -> RGBImage:
     return np.asarray(cv2.resize(src, size, interpolation=cv2.INTER_LINEAR), np.uint8)
 
 
+def working_copy(rgb: RGBImage, long_side: int) -> RGBImage:
+    """The pipeline's shared copy for the localiser and exposure checks; never enlarged.
+
+    As :func:`downscale`, but a shrink by 3-4x averages by 2 only (OpenCV's vector path:
+    0.5 ms on a 1280 px photo against 2 ms averaging by 3) and leaves the step of up to
+    2x to the bilinear interpolation. The localiser does not need the extra anti-aliasing
+    (on PAD-UFES-20 val: boxes moved by a few pixels on 2 of 120 photos, no gate decision
+    changed, gate_rules per-rule counts unchanged); blur is still judged on
+    :func:`downscale`'s crop, whose calibration depends on the full averaging.
+    """
+    h, w = rgb.shape[:2]
+    scale = long_side / max(h, w)
+    if not 0.25 <= scale <= 1 / 3:
+        return downscale(rgb, long_side)  # the same copy as downscale's
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    cells = rgb[: h // 2 * 2, : w // 2 * 2]
+    half = np.asarray(cv2.resize(cells, (w // 2, h // 2), interpolation=cv2.INTER_AREA), np.uint8)
+    return np.asarray(cv2.resize(half, size, interpolation=cv2.INTER_LINEAR), np.uint8)
+
+
 def luma(rgb: RGBImage) -> npt.NDArray[np.uint8]:
     """Rec. 601 luma, 0-255."""
     return np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.uint8)
