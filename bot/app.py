@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
+from typing import Any
 
+from sqlalchemy import text
+from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes
 
+from bot import metrics, scheduler
 from bot.config import Settings
 from bot.context import BotApplication, BotData, Runtime
 from bot.db.migrate import upgrade_to_head
@@ -25,6 +30,7 @@ from bot.handlers import (
     worker,
 )
 from bot.handlers.errors import on_error
+from bot.health import HealthServer
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from bot.replies import for_language
 from bot.screening import ScreeningService
@@ -32,14 +38,48 @@ from inference.pipeline import Screener
 
 logger = logging.getLogger(__name__)
 
+# /readyz answers within this, even when the database does not.
+READY_TIMEOUT_S = 3.0
+
+
+class CountingRateLimiter(AIORateLimiter):
+    """Telegram's flood control as before, and every failed Bot API call counted by kind."""
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, Any]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> Any:
+        async def counted(*call_args: Any, **call_kwargs: Any) -> Any:
+            try:
+                return await callback(*call_args, **call_kwargs)
+            except TelegramError as error:
+                # Inside the retry loop, so each 429 that is waited out counts too.
+                metrics.telegram_error(error)
+                raise
+
+        return await super().process_request(counted, args, kwargs, endpoint, data, rate_limit_args)
+
 
 def build_application(settings: Settings) -> BotApplication:
     """Build the bot: Telegram client, handlers, and start-up/shutdown hooks."""
     token = settings.telegram_bot_token.get_secret_value()
 
+    async def ready() -> str | None:
+        return await _readiness(application)
+
     async def post_init(application: BotApplication) -> None:
         resources = AsyncExitStack()
         try:
+            # First, so the orchestrator sees a live process while the model loads.
+            health = HealthServer(settings.health_listen, settings.health_port, ready)
+            await health.start()
+            resources.push_async_callback(health.stop)
+            application.bot_data.health_port = health.port
             runtime = await _open_runtime(settings, resources)
             # The menu in each user's Telegram language; English for all others.
             for language in LANGUAGES:
@@ -52,7 +92,7 @@ def build_application(settings: Settings) -> BotApplication:
             raise
         application.bot_data.attach(runtime, resources)
         if application.job_queue is not None:
-            reminders.schedule(application.job_queue, settings)
+            scheduler.schedule(application.job_queue, settings)
         logger.info("Bot started (model %s)", runtime.screening.metadata.version)
 
     async def post_shutdown(application: BotApplication) -> None:
@@ -66,7 +106,7 @@ def build_application(settings: Settings) -> BotApplication:
         .base_file_url(f"{settings.telegram_api_url}/file/bot{{token}}")
         .context_types(ContextTypes(bot_data=BotData))
         # Retry after Telegram's flood control rather than lose a reply.
-        .rate_limiter(AIORateLimiter(max_retries=3))
+        .rate_limiter(CountingRateLimiter(max_retries=3))
         .concurrent_updates(settings.concurrent_updates)
         .post_init(post_init)
         .post_shutdown(post_shutdown)
@@ -85,8 +125,9 @@ def build_application(settings: Settings) -> BotApplication:
 async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtime:
     engine = create_engine(settings.database_url)
     resources.push_async_callback(engine.dispose)
-    await upgrade_to_head(engine)
-    logger.info("Database schema is up to date")
+    if settings.migrate_on_start:
+        await upgrade_to_head(engine)
+        logger.info("Database schema is up to date")
 
     screener = await asyncio.to_thread(Screener, settings.model_path, settings.inference_threads)
     executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="screening")
@@ -103,3 +144,17 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
         max_pending=settings.max_pending_screenings,
     )
     return Runtime(settings=settings, screening=screening, sessions=sessions)
+
+
+async def _readiness(application: BotApplication) -> str | None:
+    """Return None when the bot can serve (model loaded, database answering), else why not."""
+    if not application.bot_data.attached:
+        return "starting"  # the runtime is attached only once the model has loaded
+    runtime = application.bot_data.runtime
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S), runtime.sessions() as session:
+            await session.execute(text("SELECT 1"))
+    except Exception as error:  # any failure means "not ready"; the kind is enough to say
+        logger.warning("Readiness: database unreachable (%s)", type(error).__name__)
+        return "database unreachable"
+    return None

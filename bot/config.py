@@ -58,6 +58,14 @@ class Settings(DatabaseSettings):
     # How often due reminders and follow-ups are looked for (and old records purged); each
     # is stored with its due time, so a restart only delays them by up to this much.
     scheduler_interval_s: float = Field(default=600, gt=0)
+    # A reminder or follow-up whose send fails is tried again on a later run, first after
+    # this long, then after twice as long each time (up to a day) ...
+    scheduler_retry_after_s: float = Field(default=600, gt=0)
+    # ... and after this many failures parked with its reason (shown in /stats).
+    scheduler_max_attempts: int = Field(default=5, ge=1)
+    # How long one scheduler send may wait for Telegram before it counts as failed. At most
+    # 60 s, so a send always ends well within its claim (bot.scheduler.CLAIM_LEASE).
+    scheduler_send_timeout_s: float = Field(default=10, gt=0, le=60)
     # Consultations older than this are deleted (users are told: 12 months).
     retention_days: int = Field(default=365, gt=0)
     # Webhook mode, for several bot replicas behind a load balancer: the public HTTPS URL
@@ -70,6 +78,13 @@ class Settings(DatabaseSettings):
     # Telegram sends this in every webhook request; requests without it are refused, so
     # nobody who guesses the URL can inject updates. Required in webhook mode.
     webhook_secret: SecretStr | None = None
+    # /healthz, /readyz and /metrics, in polling and webhook mode. Loopback by default;
+    # 0.0.0.0 in a container so the orchestrator and Prometheus can reach it. Port 0: any.
+    health_listen: str = "127.0.0.1"
+    health_port: int = Field(default=8080, ge=0, lt=65536)
+    # Apply migrations at start-up (under a PostgreSQL advisory lock, so replicas starting
+    # together migrate once). Off when a deploy runs `python -m bot migrate` first.
+    migrate_on_start: bool = True
 
     @field_validator("telegram_bot_token")
     @classmethod

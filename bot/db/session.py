@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -24,7 +26,21 @@ def create_engine(database_url: str) -> AsyncEngine:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     # SQLite has one writer at a time; with many users at once a write may wait its turn
     # longer than the driver's default 5 s, so let it wait rather than fail.
-    return create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+    event.listen(engine.sync_engine, "connect", _sqlite_wal)
+    return engine
+
+
+def _sqlite_wal(dbapi_connection: Any, connection_record: Any) -> None:
+    """Write-ahead logging: readers never wait for the writer, nor it for them, so photos
+    being logged do not stall /history or the scheduler; and two processes on one file
+    (a rolling deploy) wait for each other instead of failing. NORMAL sync is durable in
+    WAL mode except for the last commits on power loss, not on a process crash."""
+    del connection_record  # an in-memory database just stays in "memory" mode
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -40,7 +40,8 @@ def bot_env(**values: str) -> dict[str, str]:
     """Return this environment without any bot settings, plus ``values``."""
     env = {k: v for k, v in os.environ.items() if k not in BOT_ENV_NAMES}
     env["PYTHONPATH"] = str(REPO_ROOT)
-    return {**env, **values}
+    # Any free port for /healthz and friends, unless a test picks one.
+    return {**env, "HEALTH_PORT": "0", **values}
 
 
 @contextlib.asynccontextmanager

@@ -4,7 +4,9 @@ It speaks just enough of the Bot API for the bot: getMe, getUpdates (long pollin
 sendMessage, sendPhoto and sendDocument (multipart; the bytes are kept), editMessageText,
 editMessageReplyMarkup, answerCallbackQuery, sendChatAction, getFile and the file download
 route, setWebhook and deleteWebhook, setMyCommands (per language), and "ok" for other
-harmless calls. While a webhook is set, updates are POSTed to it with its secret token, as
+harmless calls. Faults (an error status, 429 with retry_after, a slow answer, a dropped
+connection) are queued per method with ``inject`` and used by that method's next calls, in
+order. While a webhook is set, updates are POSTed to it with its secret token, as
 Telegram does, and getUpdates is refused.
 Inline keyboards the bot sends are kept, and tests press their buttons with
 ``push_callback``.
@@ -81,6 +83,43 @@ class SentMessage:
         return [(button["text"], button["callback_data"]) for row in rows for button in row]
 
 
+@dataclass(frozen=True)
+class Fault:
+    """How one call goes wrong: an error answer, a late answer, or no answer at all."""
+
+    status: int = 500
+    description: str = "Internal Server Error"
+    retry_after: int | None = None  # with status 429, as Telegram's flood control sends
+    delay_s: float = 0.0  # wait this long first (longer than the bot's timeout: a timeout)
+    drop: bool = False  # close the connection without an answer
+
+    @classmethod
+    def bad_request(cls, description: str = "Bad Request: chat not found") -> Fault:
+        return cls(400, description)
+
+    @classmethod
+    def flood(cls, retry_after: int = 1) -> Fault:
+        return cls(429, f"Too Many Requests: retry after {retry_after}", retry_after)
+
+    @classmethod
+    def slow(cls, delay_s: float) -> Fault:
+        """Answer normally, but only after ``delay_s`` (a client timeout if it is shorter)."""
+        return cls(200, "", delay_s=delay_s)
+
+    @classmethod
+    def timeout(cls, delay_s: float) -> Fault:
+        """Say nothing for ``delay_s``, then drop the connection: nothing is delivered."""
+        return cls(0, "", delay_s=delay_s, drop=True)
+
+    @classmethod
+    def dropped(cls) -> Fault:
+        return cls(0, "", drop=True)
+
+
+# A queued entry of None lets that call through untouched.
+FaultPlan = Fault | None
+
+
 @dataclass
 class FakeTelegramApi:
     token: str = TOKEN
@@ -101,6 +140,8 @@ class FakeTelegramApi:
         self.port = 0
         self.webhook: tuple[str, str | None] | None = None  # (url, secret token) while set
         self._delivery: asyncio.Task[None] | None = None
+        self._faults: dict[str, list[FaultPlan]] = {}
+        self.faults_used: list[tuple[str, Fault]] = []
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -203,6 +244,13 @@ class FakeTelegramApi:
         self._updates.append({"update_id": next(self._ids), "callback_query": query})
         self._notify()
 
+    def inject(self, method: str, *faults: FaultPlan) -> None:
+        """Make the next calls of ``method`` fail as ``faults`` say, one each, in order."""
+        self._faults.setdefault(method.lower(), []).extend(faults)
+
+    def pending_faults(self, method: str) -> int:
+        return len(self._faults.get(method.lower(), []))
+
     def replies_to(self, chat_id: int) -> list[SentMessage]:
         return [m for m in self.sent if m.chat_id == chat_id]
 
@@ -253,6 +301,18 @@ class FakeTelegramApi:
         self.calls.append(method)
         params: dict[str, Any] = dict(await request.post()) if request.can_read_body else {}
         params.update(request.query)
+        queued = self._faults.get(method.lower())
+        fault = queued.pop(0) if queued else None
+        if fault is not None:
+            self.faults_used.append((method, fault))
+            if fault.delay_s:
+                await asyncio.sleep(fault.delay_s)
+            if fault.drop:
+                if request.transport is not None:
+                    request.transport.abort()
+                return web.Response(status=500)  # never reaches the bot: it is cut off
+            if fault.status != 200:
+                return _error(fault.status, fault.description, fault.retry_after)
         handler = self._methods().get(method.lower())
         if handler is None:
             return _ok(True)  # setMyDescription, close, ...: harmless, nothing to record
@@ -444,7 +504,8 @@ def _ok(result: Any) -> web.Response:
     return web.json_response({"ok": True, "result": result})
 
 
-def _error(status: int, description: str) -> web.Response:
-    return web.json_response(
-        {"ok": False, "error_code": status, "description": description}, status=status
-    )
+def _error(status: int, description: str, retry_after: int | None = None) -> web.Response:
+    body: JsonDict = {"ok": False, "error_code": status, "description": description}
+    if retry_after is not None:
+        body["parameters"] = {"retry_after": retry_after}
+    return web.json_response(body, status=status)
