@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -129,7 +130,16 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
         await upgrade_to_head(engine)
         logger.info("Database schema is up to date")
 
-    screener = await asyncio.to_thread(Screener, settings.model_path, settings.inference_threads)
+    screener = await asyncio.to_thread(
+        functools.partial(
+            Screener,
+            settings.model_path,
+            settings.inference_threads,
+            max_decode_bytes=settings.max_decode_mb * 2**20,
+            time_budget_s=settings.screening_time_budget_s,
+            on_stage=metrics.observe_stage,
+        )
+    )
     executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="screening")
     resources.push_async_callback(
         asyncio.to_thread, executor.shutdown, wait=True, cancel_futures=True

@@ -35,8 +35,17 @@ class Settings(DatabaseSettings):
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     # Telegram lets bots download at most 20 MB, so a larger limit would never be reached.
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
-    # A 48-megapixel phone photo decodes to ~150 MB of RGB; much more risks running out of memory.
+    # Header check before anything is decoded; keep it under Pillow's own limit (~89 MP).
     max_image_pixels: int = Field(default=50_000_000, gt=0)
+    # The memory budget of one photo's decoded image (MB): Pillow holds 4 bytes a pixel
+    # (2 for 16-bit grey), JPEGs are decoded already reduced, and everything after decoding
+    # works on at most 2560 px a side. 200 MiB admits a 50 MP PNG; larger ones are refused
+    # from their header. Each worker thread holds one photo, so memory for photos is at most
+    # WORKER_THREADS x (MAX_DECODE_MB + 64 MiB of working arrays, inference.pipeline).
+    max_decode_mb: int = Field(default=200, gt=0)
+    # A photo still being decoded or screened after this long is refused ("send a smaller
+    # picture") rather than answered late; a typical photo takes well under a second.
+    screening_time_budget_s: float = Field(default=30, gt=0)
     # Threads running decode + checks + inference; each holds one decoded photo in memory.
     worker_threads: int = Field(default=2, ge=1)
     # Photos downloaded and waiting for a worker; each holds at most max_image_bytes.

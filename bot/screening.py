@@ -20,6 +20,7 @@ from enum import StrEnum
 from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import metrics
 from bot.db.models import Consultation, FollowUp
 from bot.db.repository import ConsultationRepository, UserRepository
 from inference.metadata import ModelMetadata
@@ -149,6 +150,7 @@ class ScreeningService:
     def metadata(self) -> ModelMetadata:
         return self._screener.metadata
 
+    @metrics.tracks_queue_depth
     async def screen(
         self,
         download: Download,
@@ -259,6 +261,7 @@ class ScreeningService:
                 )
                 user = await UserRepository(session).get_or_add(consultation.user_key)
                 user.chat_ref = follow_up.chat_ref
+        metrics.consultation_logged(consultation.status, consultation.reason)
         logger.info(
             "Consultation %d: %s %s (%s, %s ms)",
             consultation.id,

@@ -87,7 +87,9 @@ class RunningBot:
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def fake_api() -> AsyncIterator[FakeTelegramApi]:
+async def fake_api(backend: str) -> AsyncIterator[FakeTelegramApi]:
+    """A fake Telegram per bot: a module run on two backends starts with an empty chat log."""
+    del backend  # asked for only so that each backend's bot gets its own fake
     api = FakeTelegramApi()
     await api.start()
     yield api
