@@ -73,11 +73,13 @@ async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
     """A fresh machine, DEBUG logs: it answers, stops on SIGTERM, logs no token and no id."""
     database = tmp_path / "fresh" / "bot.db"
     log_path = tmp_path / "bot.log"
+    health = _free_port()
     env = bot_env(
         TELEGRAM_BOT_TOKEN=TOKEN,
         TELEGRAM_API_URL=fresh_api.url,
         DATABASE_URL=f"sqlite+aiosqlite:///{database}",
         LOG_LEVEL="DEBUG",
+        HEALTH_PORT=str(health),
     )
     async with bot_process(env, tmp_path, log_path) as process:
         fresh_api.push_text(USER_ID, "/start")
@@ -89,6 +91,11 @@ async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
         fresh_api.push_message(USER_ID, document={**photo.as_dict(), "mime_type": "image/jpeg"})
         replies = await fresh_api.wait_for_text(USER_ID, count=3, within_s=180)
         assert "not a diagnosis" in (replies[-1].text or "")
+        # In polling mode too: alive, ready, and the photo counted.
+        assert await http_get(health, "/healthz") == (200, "ok\n")
+        assert await http_get(health, "/readyz") == (200, "ready\n")
+        status, metrics = await http_get(health, "/metrics")
+        assert status == 200 and "bot_photos_screened_total{outcome=" in metrics
         returncode = await stop(process)
 
     output = log_path.read_text()
@@ -102,6 +109,15 @@ async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
     assert str(USER_ID) not in output
 
 
+async def http_get(port: int, path: str) -> tuple[int, str]:
+    """GET ``path`` from the bot's health port."""
+    async with (
+        ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}{path}") as response,
+    ):
+        return response.status, await response.text()
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -113,7 +129,7 @@ async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
 ) -> None:
     """Behind a webhook: it registers URL and secret, answers what Telegram posts, and
     refuses a post without the secret, so a guessed URL cannot inject updates."""
-    port, secret = _free_port(), "hook-Secret_42"
+    port, secret, health = _free_port(), "hook-Secret_42", _free_port()
     url = f"http://127.0.0.1:{port}/telegram-updates"
     log_path = tmp_path / "bot.log"
     env = bot_env(
@@ -124,6 +140,7 @@ async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
         WEBHOOK_PORT=str(port),
         WEBHOOK_SECRET=secret,
         LOG_LEVEL="DEBUG",
+        HEALTH_PORT=str(health),
     )
     forger = USER_ID + 1
     forged = {
@@ -149,6 +166,9 @@ async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
             for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
                 async with session.post(url, json=forged, headers=headers) as response:
                     assert response.status == 403
+        # Beside the webhook, on a port of their own.
+        assert await http_get(health, "/readyz") == (200, "ready\n")
+        assert (await http_get(health, "/metrics"))[0] == 200
         returncode = await stop(process)
 
     output = log_path.read_text()
