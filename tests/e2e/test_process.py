@@ -13,14 +13,21 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 import pytest_asyncio
 from aiohttp import ClientSession
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from bot.__main__ import EXIT_BAD_SETTINGS, main
 from bot.config import Settings
+from bot.db.migrate import MIGRATION_LOCK_KEY, alembic_config
+from bot.db.session import create_engine
 from tests.conftest import REPO_ROOT
 from tests.e2e import images
+from tests.e2e.conftest import fresh_postgres_database
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi
 
 USER_ID = 918_273_645  # distinctive, to look for in the logs
@@ -246,3 +253,95 @@ def test_env_example_lists_every_setting() -> None:
     }
     expected = {name.upper() for name in Settings.model_fields}
     assert documented == expected
+
+
+async def test_two_replicas_starting_together_on_an_empty_postgresql_migrate_once(
+    fresh_api: FakeTelegramApi, tmp_path: Path, postgres_url: str | None
+) -> None:
+    """Two bot processes started at the same moment on one empty PostgreSQL database: the
+    advisory lock lets one migrate while the other waits, both become ready, and the
+    schema has exactly one alembic_version row, at head.
+
+    The test holds the migration lock itself until both processes wait for it, so the two
+    migrations are due at the same instant, not seconds apart as start-up times allow."""
+    if postgres_url is None:
+        pytest.skip("no PostgreSQL server binaries here; set TEST_POSTGRES_URL")
+    async with (
+        fresh_postgres_database(postgres_url) as database_url,
+        _holding_the_migration_lock(database_url) as waiting,
+    ):
+        ports = [_free_port(), _free_port()]
+        envs = [
+            bot_env(
+                TELEGRAM_BOT_TOKEN=TOKEN,
+                TELEGRAM_API_URL=fresh_api.url,
+                DATABASE_URL=database_url,
+                HEALTH_PORT=str(port),
+            )
+            for port in ports
+        ]
+        async with (
+            bot_process(envs[0], tmp_path, tmp_path / "first.log") as first,
+            bot_process(envs[1], tmp_path, tmp_path / "second.log") as second,
+        ):
+            await waiting(2)  # both at the lock; the context releases it below
+            await waiting.release()
+            for port, process in zip(ports, (first, second), strict=True):
+                await wait_until_ready(port, process)
+            versions = await _alembic_versions(database_url)
+            returncodes = [await stop(first), await stop(second)]
+    logs = [(tmp_path / name).read_text() for name in ("first.log", "second.log")]
+    assert returncodes == [0, 0], logs
+    assert versions == [ScriptDirectory.from_config(alembic_config()).get_current_head()]
+    assert all("Traceback" not in log for log in logs), logs
+
+
+async def wait_until_ready(port: int, process: asyncio.subprocess.Process) -> None:
+    """Ask /readyz until it says ready (the process must stay up meanwhile)."""
+    async with asyncio.timeout(180):
+        while True:
+            assert process.returncode is None, "the bot exited during start-up"
+            with contextlib.suppress(OSError):
+                if (await http_get(port, "/readyz"))[0] == 200:
+                    return
+            await asyncio.sleep(0.5)  # polling an HTTP endpoint: there is no event to wait on
+
+
+async def _alembic_versions(database_url: str) -> list[str]:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(text("SELECT version_num FROM alembic_version"))
+            return [str(row[0]) for row in rows]
+    finally:
+        await engine.dispose()
+
+
+class _LockHolder:
+    """The migration's advisory lock, held by the test on a connection of its own."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+
+    async def __call__(self, count: int) -> None:
+        """Wait until ``count`` other sessions wait for an advisory lock here."""
+        query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        async with asyncio.timeout(180):
+            while True:
+                if await self._connection.fetchval(query) >= count:
+                    return
+                await asyncio.sleep(0.2)  # polling the server: no event to wait on
+
+    async def release(self) -> None:
+        await self._connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+
+
+@contextlib.asynccontextmanager
+async def _holding_the_migration_lock(database_url: str) -> AsyncIterator[_LockHolder]:
+    dsn = make_url(database_url).set(drivername="postgresql")
+    connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    try:
+        await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        yield _LockHolder(connection)
+    finally:
+        await connection.close()
