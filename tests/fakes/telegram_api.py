@@ -75,6 +75,7 @@ class SentMessage:
     reply_markup: JsonDict | None = None
     document: bytes | None = None
     filename: str | None = None
+    at: float = field(default_factory=time.monotonic)  # when the fake received it
 
     @property
     def buttons(self) -> list[tuple[str, str]]:
