@@ -1,7 +1,7 @@
 """Load benchmark: N simulated users send a photo at the same moment, through the fake Bot
 API over HTTP on 127.0.0.1, to ``python -m bot`` running as its own process.
 
-    python scripts/bench_load.py [--levels 1 10 100 200] [--worker-threads 2]
+    python scripts/bench_load.py [--levels 1 10 100 200] [--worker-threads 2] [--kill 50]
 
 The bot runs with its default settings (a fresh SQLite file; WORKER_THREADS and the like can
 be overridden with flags). For each level: throughput, reply time p50/p95/p99 (photo sent to
@@ -9,7 +9,10 @@ the first text answer), errors (apologies or no answer within --timeout), the bo
 peak resident memory (its kernel high-water mark, reset before each level), and the mean
 screening time per photo (from the bot's /metrics) against the raw model time measured in
 the same run (one 224 px crop through the ONNX session, in this process, before the load).
-"Database is locked" errors in the bot's log are counted too (SQLite, WAL mode).
+"Database is locked" errors in the bot's log are counted too (SQLite, WAL mode). With
+--kill N, N more users send a photo, the bot is killed with SIGKILL once a third are
+answered and restarted on the same database; then lost and duplicated consultations are
+counted.
 Prints a Markdown table; it asserts nothing (speed lives here, not in tests).
 """
 
@@ -25,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the fake Bot API server lives with the tests
 from bot.config import Settings  # noqa: E402
 from bot.db.models import utc_now  # noqa: E402
-from bot.db.repository import UserRepository  # noqa: E402
+from bot.db.repository import ConsultationRepository, UserRepository  # noqa: E402
 from bot.db.session import create_engine, create_session_factory  # noqa: E402
 from bot.privacy import user_key  # noqa: E402
 from bot.replies import for_language  # noqa: E402
@@ -183,6 +187,97 @@ async def run_level(
     )
 
 
+@contextlib.asynccontextmanager
+async def running_bot(
+    api: FakeTelegramApi,
+    database_url: str,
+    health_port: int,
+    args: argparse.Namespace,
+    log_path: Path,
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``python -m bot`` with default settings, ready; SIGTERM on the way out (if alive)."""
+    bot_names = {name.upper() for name in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items() if k not in bot_names}
+    env |= {
+        "PYTHONPATH": str(ROOT),
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "TELEGRAM_API_URL": api.url,
+        "DATABASE_URL": database_url,
+        "USER_KEY_SECRET": SECRET,
+        "HEALTH_PORT": str(health_port),
+        "LOG_LEVEL": "WARNING",
+        "WORKER_THREADS": str(args.worker_threads),
+    }
+    with log_path.open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", cwd=log_path.parent, env=env, stdout=log, stderr=log
+        )
+        try:
+            await wait_ready(health_port, process)
+            yield process
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(process.wait(), 120)
+
+
+@dataclass(frozen=True)
+class KillReport:
+    users: int
+    answered_before_kill: int
+    answered: int
+    lost: int
+    duplicated: int
+
+
+async def kill_and_restart(
+    api: FakeTelegramApi,
+    database_url: str,
+    args: argparse.Namespace,
+    tmp: Path,
+    photos: list[tuple[dict[str, object], dict[str, object]]],
+) -> KillReport:
+    """``args.kill`` users send a photo; kill -9 once a third are answered; restart on the
+    same database; then count who got an answer and consultations per user."""
+    users = range(2_000_000, 2_000_000 + args.kill)
+    wanted = set(users)
+
+    def answered() -> set[int]:
+        return {m.chat_id for m in api.sent if m.method == "sendMessage" and m.chat_id in wanted}
+
+    port = free_port()
+    async with running_bot(api, database_url, port, args, tmp / "kill.log") as process:
+        await seed_consent(database_url, users)
+        for n, user in enumerate(users):
+            small, full = photos[n % len(photos)]
+            api.push_message(user, "en", photo=[small, full])
+        with contextlib.suppress(TimeoutError):
+            await api.wait_for(lambda: len(answered()) >= len(wanted) // 3, args.timeout)
+        process.kill()  # SIGKILL: no shutdown, nothing flushed
+        await process.wait()
+        before = len(answered())
+    async with running_bot(api, database_url, free_port(), args, tmp / "kill.log"):
+        with contextlib.suppress(TimeoutError):
+            await api.wait_for(lambda: len(answered()) == len(wanted), args.timeout)
+        await asyncio.sleep(1.0)
+    engine = create_engine(database_url)
+    try:
+        async with create_session_factory(engine)() as session:
+            counts = [
+                len(await ConsultationRepository(session).for_user(user_key(u, SECRET.encode())))
+                for u in users
+            ]
+    finally:
+        await engine.dispose()
+    return KillReport(
+        users=len(wanted),
+        answered_before_kill=before,
+        answered=len(answered()),
+        lost=sum(c == 0 for c in counts),
+        duplicated=sum(c > 1 for c in counts),
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
     model_ms = raw_model_ms()
     jpegs = sorted(DATA.glob("ISIC_*.jpg"))
@@ -202,43 +297,34 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         database_url = f"sqlite+aiosqlite:///{Path(tmp) / 'bot.db'}"
         health_port = free_port()
-        bot_names = {name.upper() for name in Settings.model_fields}
-        env = {k: v for k, v in os.environ.items() if k not in bot_names}
-        env |= {
-            "PYTHONPATH": str(ROOT),
-            "TELEGRAM_BOT_TOKEN": TOKEN,
-            "TELEGRAM_API_URL": api.url,
-            "DATABASE_URL": database_url,
-            "USER_KEY_SECRET": SECRET,
-            "HEALTH_PORT": str(health_port),
-            "LOG_LEVEL": "WARNING",
-            "WORKER_THREADS": str(args.worker_threads),
-        }
         log_path = Path(tmp) / "bot.log"
-        with log_path.open("wb") as log:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", cwd=tmp, env=env, stdout=log, stderr=log
-            )
-            try:
-                await wait_ready(health_port, process)
-                levels = []
-                first_user = 1_000_000
-                for n in args.levels:
-                    users = range(first_user, first_user + n)
-                    first_user += n
-                    levels.append(
-                        await run_level(
-                            api, process.pid, health_port, database_url, users, photos, args.timeout
-                        )
+        levels = []
+        async with running_bot(api, database_url, health_port, args, log_path) as process:
+            first_user = 1_000_000
+            for n in args.levels:
+                users = range(first_user, first_user + n)
+                first_user += n
+                levels.append(
+                    await run_level(
+                        api, process.pid, health_port, database_url, users, photos, args.timeout
                     )
-            finally:
-                process.send_signal(signal.SIGTERM)
-                await asyncio.wait_for(process.wait(), 120)
+                )
+        kill = (
+            await kill_and_restart(api, database_url, args, Path(tmp), photos)
+            if args.kill
+            else None
+        )
         locked = log_path.read_text(errors="replace").count("database is locked")
     await api.stop()
 
     print(f"Raw model time (one crop, one thread, this process): {model_ms:.1f} ms")
     print(f"WORKER_THREADS={args.worker_threads}; 'database is locked' in the bot's log: {locked}")
+    if kill is not None:
+        print(
+            f"kill -9 with {kill.users} photos in flight ({kill.answered_before_kill} answered "
+            f"before the kill), then a restart: {kill.answered} answered in all, "
+            f"{kill.lost} consultations lost, {kill.duplicated} users with duplicates"
+        )
     print()
     print(
         "| users at once | throughput (photos/s) | reply p50 | p95 | p99 | errors "
@@ -261,4 +347,7 @@ if __name__ == "__main__":
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 10, 100, 200])
     parser.add_argument("--worker-threads", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per level")
+    parser.add_argument(
+        "--kill", type=int, default=0, help="then kill -9 the bot with this many photos in flight"
+    )
     asyncio.run(main(parser.parse_args()))
