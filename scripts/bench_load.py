@@ -96,6 +96,13 @@ async def metric_sum(port: int, name: str, labels: dict[str, str]) -> float:
     )
 
 
+async def stage_mean_ms(port: int, stage: str) -> float:
+    """Mean time of one screening stage over the whole run, from the bot's histogram."""
+    labels = {"stage": stage}
+    count = await metric_sum(port, "bot_stage_seconds_count", labels)
+    return await metric_sum(port, "bot_stage_seconds_sum", labels) / count * 1000 if count else 0
+
+
 async def wait_ready(port: int, process: asyncio.subprocess.Process) -> None:
     async with asyncio.timeout(300):
         while True:
@@ -257,9 +264,14 @@ async def kill_and_restart(
         await process.wait()
         before = len(answered())
     async with running_bot(api, database_url, free_port(), args, tmp / "kill.log"):
-        with contextlib.suppress(TimeoutError):
-            await api.wait_for(lambda: len(answered()) == len(wanted), args.timeout)
-        await asyncio.sleep(1.0)
+        # Until everyone is answered, or nothing more comes for a minute (photos lost).
+        while len(answered()) < len(wanted):
+            so_far = len(answered())
+            try:
+                await api.wait_for(lambda: len(answered()) > so_far, 60)  # noqa: B023
+            except TimeoutError:
+                break
+        await asyncio.sleep(1.0)  # the last answers' consultations are being logged
     engine = create_engine(database_url)
     try:
         async with create_session_factory(engine)() as session:
@@ -309,6 +321,10 @@ async def main(args: argparse.Namespace) -> None:
                         api, process.pid, health_port, database_url, users, photos, args.timeout
                     )
                 )
+            stages = {
+                stage: await stage_mean_ms(health_port, stage)
+                for stage in ("decode", "localise", "quality", "classify", "heatmap", "total")
+            }
         kill = (
             await kill_and_restart(api, database_url, args, Path(tmp), photos)
             if args.kill
@@ -319,6 +335,10 @@ async def main(args: argparse.Namespace) -> None:
 
     print(f"Raw model time (one crop, one thread, this process): {model_ms:.1f} ms")
     print(f"WORKER_THREADS={args.worker_threads}; 'database is locked' in the bot's log: {locked}")
+    print(
+        "Mean per stage over all levels: "
+        + ", ".join(f"{stage} {ms:.0f} ms" for stage, ms in stages.items())
+    )
     if kill is not None:
         print(
             f"kill -9 with {kill.users} photos in flight ({kill.answered_before_kill} answered "

@@ -151,6 +151,7 @@ async def test_a_message_that_keeps_failing_is_parked_with_its_reason_and_shown_
     assert (row.attempts, row.last_error) == (settings.scheduler_max_attempts, "NetworkError")
     assert (await run_at(running_bot, now + timedelta(days=2))).sent == 0
     assert reminders_to(fake_api, new_user_id) == 0
+    assert metrics.SCHEDULER_BACKLOG.labels(state="parked")._value.get() >= 1
 
     await running_bot.agree(ADMIN_ID)
     fake_api.push_text(ADMIN_ID, "/stats")
