@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 from telegram import Update
 
 from bot.app import build_application
@@ -55,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     secrets = [settings.telegram_bot_token.get_secret_value()]
     if settings.webhook_secret is not None:
         secrets.append(settings.webhook_secret.get_secret_value())
-    configure_logging(settings.log_level, secrets=secrets)
+    configure_logging(settings.log_level, secrets=[*secrets, *_database_password(settings)])
 
     if args.check:
         screener = Screener(settings.model_path, threads=1)
@@ -82,13 +83,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _database_password(settings: DatabaseSettings) -> list[str]:
+    """The password in DATABASE_URL, if any: a driver error may quote the URL."""
+    password = make_url(settings.database_url).password
+    return [str(password)] if password else []
+
+
 def _migrate() -> int:
     try:
         settings = DatabaseSettings()
     except ValidationError as error:
         sys.stderr.write(describe_settings_error(error) + "\n")
         return EXIT_BAD_SETTINGS
-    configure_logging("INFO", secrets=[])
+    configure_logging("INFO", secrets=_database_password(settings))
 
     async def migrate() -> None:
         engine = create_engine(settings.database_url)

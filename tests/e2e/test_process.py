@@ -345,3 +345,19 @@ async def _holding_the_migration_lock(database_url: str) -> AsyncIterator[_LockH
         yield _LockHolder(connection)
     finally:
         await connection.close()
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_migrate_command_brings_an_empty_database_to_head_without_a_token(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``python -m bot migrate``, the deploy step before replicas start: only DATABASE_URL."""
+    for name in BOT_ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    database = tmp_path / "data" / "bot.db"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{database}")
+    assert await asyncio.to_thread(main, ["migrate"]) == 0
+    assert await _alembic_versions(f"sqlite+aiosqlite:///{database}") == [
+        ScriptDirectory.from_config(alembic_config()).get_current_head()
+    ]
