@@ -33,12 +33,12 @@ class GateThresholds:
     ``lite0.json``); the figures behind each are in docs/evaluation/gate_rules.md.
     """
 
-    # LOW_RESOLUTION under this many pixels of real detail on the shorter side (0.75 x
-    # the model's 160 px input). PAD val: it refuses 5 clean photos (75-100 px of real
-    # detail, upscaled before the project got them); on those the classifier's AUC is
-    # lower (0.667 vs 0.759) but its log-loss is not (1.29 vs 2.16): five photos cannot
-    # settle it either way, so the model-derived value stays.
-    min_detail_side: float = 120.0
+    # LOW_RESOLUTION under this many pixels of real detail on the shorter side. At 120
+    # (0.75 x the 160 px input) it refused 5 clean PAD val photos on which the classifier
+    # (lite0-pad-160-2026-12-01) did as well as on the rest (log-loss 0.94 vs 0.97), so it
+    # moved down: at 100 it refuses 2 clean PAD val photos (75 and 100 px of real detail)
+    # and still every 96 px thumbnail of the same photos (gate_eval's "tiny" copies).
+    min_detail_side: float = 100.0
     # ... or when JPEG blocking is this strong (boundary steps / in-block steps).
     # Natural photos ~1.0; PAD val's clean photos at most 2.3; photos recompressed at JPEG
     # quality 4-6 have median 44-68 (synthetic phone photos; gate_eval's heavy_jpeg sets).
@@ -94,8 +94,11 @@ class GateThresholds:
     min_crop_px: int = 64
     # LESION_CUT_OFF when more than this share of the lesion's outline runs along the
     # frame edge, or its centre is further than ``max_centre_offset`` half-diagonals
-    # from the image centre.
-    max_edge_contact: float = 0.2
+    # from the image centre. PAD val: at 0.2 it refused 3 clean photos, all malignant and
+    # judged better than the rest (log-loss 0.73 vs 0.98); at 0.25 it refuses 1 (edge
+    # contact 0.36) and flags 44.5% of cut-off copies of the same photos (57.1% at 0.2).
+    # The clean photos' next-highest contact is 0.24: the margin is thin.
+    max_edge_contact: float = 0.25
     max_centre_offset: float = 0.75
 
     @classmethod

@@ -220,7 +220,7 @@ def test_pale_skin_is_not_glare() -> None:
 
 def test_tiny_image_is_low_resolution() -> None:
     """Fewer real pixels than the threshold on the shorter side cannot feed the classifier."""
-    img = downscale(textured_skin(), 140)
+    img = downscale(textured_skin(), 120)
     assert min(img.shape[:2]) < T.min_detail_side
     assert issues(img)[0] is QualityIssue.LOW_RESOLUTION
 
@@ -233,8 +233,8 @@ def test_dermoscopy_sized_image_is_not_low_resolution() -> None:
 
 
 def test_upscaled_thumbnail_is_low_resolution() -> None:
-    """Pixels are not detail: a 140 px thumbnail blown up 3x is still low resolution."""
-    thumb = downscale(textured_skin(), 140)
+    """Pixels are not detail: a 120 px thumbnail blown up 3x is still low resolution."""
+    thumb = downscale(textured_skin(), 120)
     big = np.asarray(cv2.resize(thumb, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC), np.uint8)
     assert min(big.shape[:2]) >= T.min_detail_side
     assert detail_side(big) < T.min_detail_side
