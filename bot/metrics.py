@@ -33,7 +33,7 @@ PHOTOS_SCREENED = Counter(
 )
 REFUSALS = Counter(
     "bot_refusals",
-    "Pictures given no risk level, by reason (quality issue or why it was rejected)",
+    "Pictures given no risk level, by reason (quality issue, why it was rejected, or busy)",
     ["reason"],
     registry=REGISTRY,
 )
@@ -92,6 +92,12 @@ def consultation_logged(status: str, reason: str | None) -> None:
     PHOTOS_SCREENED.labels(outcome=status).inc()
     if reason is not None and status != "assessed":
         REFUSALS.labels(reason=reason).inc()
+
+
+def not_admitted(reason: str) -> None:
+    """Count one picture refused unscreened as busy: ``busy_queue_full`` (everyone's queue
+    is full) or ``busy_rate`` (over its sender's rate)."""
+    REFUSALS.labels(reason=f"busy_{reason}").inc()
 
 
 def observe_stage(stage: str, seconds: float) -> None:

@@ -245,6 +245,7 @@ class ScreeningService:
         # The rate per user was checked before anything else (bot.handlers.flood).
         if not self._admission.enter_queue():
             logger.info("Photo not admitted: the queue is full (%d)", self._admission.queued)
+            metrics.not_admitted(BusyReason.QUEUE_FULL)
             notify = self._admission.should_notify(request.user_key)
             return Busy(sender.language, BusyReason.QUEUE_FULL, notify)
         try:

@@ -32,3 +32,13 @@ def test_a_refusal_counts_its_reason_and_an_assessment_none() -> None:
     metrics.consultation_logged("unassessable", "blurry")
     metrics.consultation_logged("assessed", None)
     assert metrics.REFUSALS.labels(reason="blurry")._value.get() == refused + 1
+
+
+def test_a_picture_refused_as_busy_counts_under_its_busy_reason() -> None:
+    """Refused before screening (queue full, or over the sender's rate): no outcome, one
+    refusal each, named apart from the quality reasons."""
+    for reason in ("queue_full", "rate"):
+        label = f"busy_{reason}"
+        before = metrics.REFUSALS.labels(reason=label)._value.get()
+        metrics.not_admitted(reason)
+        assert metrics.REFUSALS.labels(reason=label)._value.get() == before + 1
