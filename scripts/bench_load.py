@@ -8,7 +8,8 @@ be overridden with flags). For each level: throughput, reply time p50/p95/p99 (p
 the first text answer), errors (apologies or no answer within --timeout), the bot process's
 peak resident memory (its kernel high-water mark, reset before each level), and the mean
 screening time per photo (from the bot's /metrics) against the raw model time measured in
-the same run (one 224 px crop through the ONNX session, in this process, before the load).
+the same run (one 224 px crop through the ONNX session, in this process, just before and
+just after each level, so a shared machine's changing load affects both alike).
 "Database is locked" errors in the bot's log are counted too (SQLite, WAL mode). With
 --kill N, N more users send a photo, the bot is killed with SIGKILL once a third are
 answered and restarted on the same database; then lost and duplicated consultations are
@@ -29,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,7 @@ class Level:
     errors: int
     peak_rss_mb: float
     processing_ms: float | None
+    model_ms: float = float("nan")  # raw model time around this level
 
 
 def free_port() -> int:
@@ -118,18 +120,24 @@ async def wait_ready(port: int, process: asyncio.subprocess.Process) -> None:
             await asyncio.sleep(0.5)
 
 
-def raw_model_ms(repeats: int = 30) -> float:
-    """Median time of one crop through the model alone, as the bot runs it (one thread)."""
-    classifier = OnnxClassifier(None, threads=1)
-    size = classifier.metadata.input_size
-    crop = np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)
-    classifier.predict(crop)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        classifier.predict(crop)
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+class RawModel:
+    """The model alone, as the bot runs it (one thread), timed in this process."""
+
+    def __init__(self) -> None:
+        self._classifier = OnnxClassifier(None, threads=1)
+        size = self._classifier.metadata.input_size
+        rng = np.random.default_rng(0)
+        self._crop = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+        self._classifier.predict(self._crop)
+
+    def median_ms(self, repeats: int = 20) -> float:
+        """Median time of one crop through the model, now."""
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            self._classifier.predict(self._crop)
+            times.append((time.perf_counter() - started) * 1000)
+        return statistics.median(times)
 
 
 async def seed_consent(database_url: str, user_ids: range) -> None:
@@ -291,7 +299,9 @@ async def kill_and_restart(
 
 
 async def main(args: argparse.Namespace) -> None:
-    model_ms = raw_model_ms()
+    # Timed just before and just after each level, on the same (possibly shared) cores the
+    # bot is measured on, so the ratio compares like with like.
+    model = RawModel()
     jpegs = sorted(DATA.glob("ISIC_*.jpg"))
     api = FakeTelegramApi()
     await api.start()
@@ -316,11 +326,11 @@ async def main(args: argparse.Namespace) -> None:
             for n in args.levels:
                 users = range(first_user, first_user + n)
                 first_user += n
-                levels.append(
-                    await run_level(
-                        api, process.pid, health_port, database_url, users, photos, args.timeout
-                    )
+                before = model.median_ms()
+                level = await run_level(
+                    api, process.pid, health_port, database_url, users, photos, args.timeout
                 )
+                levels.append(replace(level, model_ms=(before + model.median_ms()) / 2))
             stages = {
                 stage: await stage_mean_ms(health_port, stage)
                 for stage in ("decode", "localise", "quality", "classify", "heatmap", "total")
@@ -330,10 +340,12 @@ async def main(args: argparse.Namespace) -> None:
             if args.kill
             else None
         )
-        locked = log_path.read_text(errors="replace").count("database is locked")
+        log_text = log_path.read_text(errors="replace")
+        locked = log_text.count("database is locked")
+        if args.keep_log is not None:
+            args.keep_log.write_text(log_text)
     await api.stop()
 
-    print(f"Raw model time (one crop, one thread, this process): {model_ms:.1f} ms")
     print(f"WORKER_THREADS={args.worker_threads}; 'database is locked' in the bot's log: {locked}")
     print(
         "Mean per stage over all levels: "
@@ -348,17 +360,17 @@ async def main(args: argparse.Namespace) -> None:
     print()
     print(
         "| users at once | throughput (photos/s) | reply p50 | p95 | p99 | errors "
-        "| bot peak RSS | screening per photo | / raw model time |"
+        "| bot peak RSS | screening per photo | raw model time | ratio |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for level in levels:
-        ratio = f"{level.processing_ms / model_ms:.1f}x" if level.processing_ms is not None else "-"
-        processing = f"{level.processing_ms:.0f} ms" if level.processing_ms is not None else "-"
+        processing = level.processing_ms or float("nan")
         p50, p95, p99 = (percentile(level.replies_ms, p) for p in (50, 95, 99))
         print(
             f"| {level.users} | {level.users / level.wall_s:.2f} "
             f"| {p50:.0f} ms | {p95:.0f} ms | {p99:.0f} ms | {level.errors} "
-            f"| {level.peak_rss_mb:.0f} MB | {processing} | {ratio} |"
+            f"| {level.peak_rss_mb:.0f} MB | {processing:.0f} ms | {level.model_ms:.1f} ms "
+            f"| {processing / level.model_ms:.1f}x |"
         )
 
 
@@ -370,4 +382,5 @@ if __name__ == "__main__":
     parser.add_argument(
         "--kill", type=int, default=0, help="then kill -9 the bot with this many photos in flight"
     )
+    parser.add_argument("--keep-log", type=Path, help="copy the bot's log (WARNING and up) here")
     asyncio.run(main(parser.parse_args()))
