@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from inference.quality import downscale
+from inference.quality import working_copy
 from inference.types import LesionBox, RGBImage
 
 BoolMap = npt.NDArray[np.bool_]
@@ -106,14 +106,12 @@ def skin_mask(rgb: RGBImage) -> BoolMap:
     moves luma Y, not chroma. Polarised dermoscopy adds pink-lavender casts with a little
     blue, hence the slack on Cb. Green, blue, grey, black and clipped white are excluded.
     """
-    ycc = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb).astype(np.int16)
-    y = ycc[..., 0]
-    cr = ycc[..., 1] - 128
-    cb = ycc[..., 2] - 128
-    return np.asarray(
-        (y >= 20) & (y <= 250) & (cr >= 1) & (cr <= 60) & (cb >= -60) & (cb <= cr + 12),
-        dtype=np.bool_,
-    )
+    ycc = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
+    # 20 <= Y <= 250, 1 <= Cr - 128 <= 60, Cb - 128 >= -60, by OpenCV on the 8-bit codes.
+    ranged = cv2.inRange(ycc, (20, 129, 68), (250, 188, 255))
+    # Cb <= Cr + 12: the saturating uint8 difference is 0 wherever Cb < Cr.
+    _, cr, cb = cv2.split(ycc)
+    return np.asarray((ranged > 0) & (cv2.subtract(cb, cr) <= 12), dtype=np.bool_)
 
 
 def _vignette_mask(lum: F32Map) -> BoolMap:
@@ -215,12 +213,22 @@ def _smooth_background(lab: F32Map, weight: F32Map, fallback: F32Map) -> F32Map:
     return np.asarray(cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
 
 
+# 8-bit CIELAB codes to float units, one table per channel (cv2.LUT: one pass, the same
+# numbers as converting with numpy, ~3x faster).
+_LAB_LUT = np.stack(
+    [
+        np.arange(256, dtype=np.float32) * np.float32(100 / 255),
+        np.arange(256, dtype=np.float32) - np.float32(128),
+        np.arange(256, dtype=np.float32) - np.float32(128),
+    ],
+    axis=-1,
+).reshape(256, 1, 3)
+
+
 def _to_lab(rgb: RGBImage) -> F32Map:
     """CIELAB in float units (L* 0-100, a* b* centred on 0) via OpenCV's fast 8-bit path."""
     lab8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
-    lab = lab8.astype(np.float32) - np.asarray([0, 128, 128], np.float32)
-    lab[..., 0] *= np.float32(100 / 255)
-    return lab
+    return np.asarray(cv2.LUT(lab8, _LAB_LUT), np.float32)
 
 
 # Colour difference stops counting as lesion evidence over this many L* units brighter
@@ -490,7 +498,7 @@ def _specks_around(dark: F32Map, lesion: BoolMap, p: LocaliserParams) -> tuple[i
     apart, the darkness can (ink on paper is far darker than a follicle on its skin).
     Marks inside the lesion's box, its dots and globules, do not count.
     """
-    labels, _, centroids, compact = _compact_specks(dark > 2.0 * p.min_contrast, p)
+    labels, stats, centroids, compact = _compact_specks(dark > 2.0 * p.min_contrast, p)
     ys, xs = np.nonzero(lesion)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     my, mx = 0.2 * (y1 - y0), 0.2 * (x1 - x0)
@@ -499,11 +507,17 @@ def _specks_around(dark: F32Map, lesion: BoolMap, p: LocaliserParams) -> tuple[i
     counted = np.flatnonzero(compact & ~inside) + 1
     if counted.size == 0:
         return 0, 0.0
-    # Each speck's peak darkening, from one pass over the labelled pixels.
-    peak = np.zeros(int(labels.max()) + 1, np.float32)
-    marked = labels > 0
-    np.maximum.at(peak, labels[marked], dark[marked])
-    return int(counted.size), float(np.median(peak[counted]))
+    # Each counted speck's peak darkening, within its own small box (a speck is at most
+    # twice the hair kernel across): far cheaper than a scatter-max over the whole map.
+    peak = np.empty(counted.size, np.float32)
+    for j, i in enumerate(counted):
+        x, y = int(stats[i, cv2.CC_STAT_LEFT]), int(stats[i, cv2.CC_STAT_TOP])
+        sl = (
+            slice(y, y + int(stats[i, cv2.CC_STAT_HEIGHT])),
+            slice(x, x + int(stats[i, cv2.CC_STAT_WIDTH])),
+        )
+        peak[j] = dark[sl][labels[sl] == i].max()
+    return int(counted.size), float(np.median(peak))
 
 
 def _no_lesion(skin_fraction: float, measurements: dict[str, float]) -> LocalisationResult:
@@ -529,14 +543,14 @@ def find_lesion(
 ) -> LocalisationResult:
     """Find the most lesion-like spot on skin; box and measurements only, no verdict.
 
-    ``small`` is ``downscale(rgb, params.work_side)`` when the caller already has it.
+    ``small`` is ``working_copy(rgb, params.work_side)`` when the caller already has it.
     """
     p = params or LocaliserParams()
     oh, ow = rgb.shape[:2]
     # Never upscale: a small image is a tight crop (dermoscopy), whose hair is wide in
     # pixels, so the fixed-size hair closing is then proportionally larger, as it should.
     if small is None:
-        small = downscale(rgb, p.work_side)
+        small = working_copy(rgb, p.work_side)
     h, w = small.shape[:2]
     clean = np.asarray(cv2.morphologyEx(small, cv2.MORPH_CLOSE, _disk(p.hair_kernel)), np.uint8)
     lab = _to_lab(clean)

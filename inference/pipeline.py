@@ -20,7 +20,7 @@ from inference.gate import GateInput, decide
 from inference.localize import LocaliserParams, find_lesion
 from inference.metadata import ModelMetadata
 from inference.preprocess import crop_square, square_crop_box
-from inference.quality import downscale, measure_quality
+from inference.quality import measure_quality, working_copy
 from inference.types import (
     DecodeFailure,
     DecodeRejected,
@@ -128,7 +128,7 @@ class Screener:
         h, w = rgb.shape[:2]
         # One working copy for the localiser and the exposure checks; only the crop
         # (classifier, blur, glare), blocking and upscaling look at full resolution.
-        small = downscale(rgb, self.localiser_params.work_side)
+        small = working_copy(rgb, self.localiser_params.work_side)
         found = find_lesion(rgb, self.localiser_params, small)
         lap = self._lap("localise", started, deadline)
         measurements = {

