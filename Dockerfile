@@ -1,5 +1,6 @@
 # Skin-lesion screening bot: `docker build -t skin-bot .`
 # Run: `docker run --env-file .env -v skin-bot-data:/app/data skin-bot`
+# Several replicas with PostgreSQL: compose.yaml.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -30,11 +31,15 @@ USER 10001
 # SQLite lives here by default; mount a volume to keep the consultation log.
 VOLUME ["/app/data"]
 
-# Loads the settings and the model; a broken image or missing token fails fast.
-HEALTHCHECK --interval=5m --timeout=60s --start-period=30s --retries=3 \
-    CMD ["python", "-m", "bot", "--check"]
+# /readyz: the model is loaded and the database answers (HEALTH_PORT, default 8080).
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=5)"]
 
-# Only used in webhook mode (WEBHOOK_URL set, WEBHOOK_LISTEN=0.0.0.0); polling opens no port.
-EXPOSE 8443
+# 8443: the webhook (WEBHOOK_URL set, WEBHOOK_LISTEN=0.0.0.0); polling opens no port for it.
+# 8080: /healthz, /readyz, /metrics (HEALTH_LISTEN=0.0.0.0 to reach them from outside).
+EXPOSE 8443 8080
 
+# Migrates first (under a PostgreSQL advisory lock: replicas starting together migrate
+# once), then runs. A deploy may instead run `python -m bot migrate` once and set
+# MIGRATE_ON_START=false, as compose.yaml does.
 CMD ["python", "-m", "bot"]

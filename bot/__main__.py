@@ -1,13 +1,15 @@
 """``python -m bot``: settings -> logging -> application -> long polling (or a webhook server,
 when ``WEBHOOK_URL`` is set) until SIGTERM/SIGINT.
 
-``python -m bot --check`` loads the settings and the model, then exits (the container's
-health check).
+``python -m bot migrate`` brings the database schema to head and exits (a deploy step run
+once before the replicas; needs only DATABASE_URL). ``python -m bot --check`` loads the
+settings and the model, then exits.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -15,11 +17,14 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 from telegram import Update
 from telegram.error import InvalidToken
 
 from bot.app import build_application
-from bot.config import Settings, describe_settings_error
+from bot.config import DatabaseSettings, Settings, describe_settings_error
+from bot.db.migrate import upgrade_to_head
+from bot.db.session import create_engine
 from bot.keys import KeySetupError
 from bot.log import configure_logging
 from inference.pipeline import Screener
@@ -38,18 +43,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the bot (or the health check) and return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     parser.add_argument(
+        "command",
+        nargs="?",
+        choices=("run", "migrate"),
+        default="run",
+        help="run the bot (default), or migrate the database and exit",
+    )
+    parser.add_argument(
         "--check", action="store_true", help="load the settings and the model, then exit"
     )
     args = parser.parse_args(argv)
     # PTB 22 gives durations (RetryAfter.retry_after) as timedelta with this set, and warns
     # on every flood-control answer without it; PTB 23 will always do so.
     os.environ.setdefault("PTB_TIMEDELTA", "1")
+    if args.command == "migrate":
+        return _migrate()
     try:
         settings = Settings()  # type: ignore[call-arg]  # fields come from the environment
     except ValidationError as error:
         sys.stderr.write(describe_settings_error(error) + "\n")
         return EXIT_BAD_SETTINGS
-    configure_logging(settings.log_level, secrets=settings.secrets())
+    configure_logging(
+        settings.log_level, secrets=[*settings.secrets(), *_database_password(settings)]
+    )
 
     if args.check:
         screener = Screener(settings.model_path, threads=1)
@@ -92,6 +108,32 @@ def _run(settings: Settings) -> None:
         secret_token=settings.webhook_secret.get_secret_value(),
         allowed_updates=updates,
     )
+
+
+def _database_password(settings: DatabaseSettings) -> list[str]:
+    """The password in DATABASE_URL, if any: a driver error may quote the URL."""
+    password = make_url(settings.database_url).password
+    return [str(password)] if password else []
+
+
+def _migrate() -> int:
+    try:
+        settings = DatabaseSettings()
+    except ValidationError as error:
+        sys.stderr.write(describe_settings_error(error) + "\n")
+        return EXIT_BAD_SETTINGS
+    configure_logging("INFO", secrets=_database_password(settings))
+
+    async def migrate() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade_to_head(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(migrate())
+    logger.info("Database schema is up to date")
+    return 0
 
 
 if __name__ == "__main__":

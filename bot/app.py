@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from typing import Any
 
+from sqlalchemy import text
+from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes
 
+from bot import metrics, scheduler
 from bot.admission import Admission
 from bot.config import Settings
 from bot.context import BotApplication, BotData, Runtime
@@ -29,6 +35,7 @@ from bot.handlers import (
     worker,
 )
 from bot.handlers.errors import on_error
+from bot.health import HealthServer
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from bot.keys import load_keys, reseal_chat_refs
 from bot.replies import for_language
@@ -37,14 +44,48 @@ from inference.pipeline import Screener
 
 logger = logging.getLogger(__name__)
 
+# /readyz answers within this, even when the database does not.
+READY_TIMEOUT_S = 3.0
+
+
+class CountingRateLimiter(AIORateLimiter):
+    """Telegram's flood control as before, and every failed Bot API call counted by kind."""
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, Any]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> Any:
+        async def counted(*call_args: Any, **call_kwargs: Any) -> Any:
+            try:
+                return await callback(*call_args, **call_kwargs)
+            except TelegramError as error:
+                # Inside the retry loop, so each 429 that is waited out counts too.
+                metrics.telegram_error(error)
+                raise
+
+        return await super().process_request(counted, args, kwargs, endpoint, data, rate_limit_args)
+
 
 def build_application(settings: Settings) -> BotApplication:
     """Build the bot: Telegram client, handlers, and start-up/shutdown hooks."""
     token = settings.telegram_bot_token.get_secret_value()
 
+    async def ready() -> str | None:
+        return await _readiness(application)
+
     async def post_init(application: BotApplication) -> None:
         resources = AsyncExitStack()
         try:
+            # First, so the orchestrator sees a live process while the model loads.
+            health = HealthServer(settings.health_listen, settings.health_port, ready)
+            await health.start()
+            resources.push_async_callback(health.stop)
+            application.bot_data.health_port = health.port
             runtime = await _open_runtime(settings, resources)
             # The menu in each user's Telegram language; English for all others.
             for language in LANGUAGES:
@@ -57,7 +98,7 @@ def build_application(settings: Settings) -> BotApplication:
             raise
         application.bot_data.attach(runtime, resources)
         if application.job_queue is not None:
-            reminders.schedule(application.job_queue, settings)
+            scheduler.schedule(application.job_queue, settings)
         logger.info("Bot started (model %s)", runtime.screening.metadata.version)
 
     async def post_shutdown(application: BotApplication) -> None:
@@ -71,7 +112,7 @@ def build_application(settings: Settings) -> BotApplication:
         .base_file_url(f"{settings.telegram_api_url}/file/bot{{token}}")
         .context_types(ContextTypes(bot_data=BotData))
         # Retry after Telegram's flood control rather than lose a reply.
-        .rate_limiter(AIORateLimiter(max_retries=3))
+        .rate_limiter(CountingRateLimiter(max_retries=3))
         .concurrent_updates(settings.concurrent_updates)
         .post_init(post_init)
         .post_shutdown(post_shutdown)
@@ -93,13 +134,23 @@ def build_application(settings: Settings) -> BotApplication:
 async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtime:
     engine = create_engine(settings.database_url)
     resources.push_async_callback(engine.dispose)
-    await upgrade_to_head(engine)
-    logger.info("Database schema is up to date")
+    if settings.migrate_on_start:
+        await upgrade_to_head(engine)
+        logger.info("Database schema is up to date")
     sessions = create_session_factory(engine)
     keys = await load_keys(settings, sessions)
     await reseal_chat_refs(sessions, keys)
 
-    screener = await asyncio.to_thread(Screener, settings.model_path, settings.inference_threads)
+    screener = await asyncio.to_thread(
+        functools.partial(
+            Screener,
+            settings.model_path,
+            settings.inference_threads,
+            max_decode_bytes=settings.max_decode_mb * 2**20,
+            time_budget_s=settings.screening_time_budget_s,
+            on_stage=metrics.observe_stage,
+        )
+    )
     executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="screening")
     resources.push_async_callback(
         asyncio.to_thread, executor.shutdown, wait=True, cancel_futures=True
@@ -122,3 +173,17 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
     return Runtime(
         settings=settings, screening=screening, sessions=sessions, keys=keys, admission=admission
     )
+
+
+async def _readiness(application: BotApplication) -> str | None:
+    """Return None when the bot can serve (model loaded, database answering), else why not."""
+    if not application.bot_data.attached:
+        return "starting"  # the runtime is attached only once the model has loaded
+    runtime = application.bot_data.runtime
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S), runtime.sessions() as session:
+            await session.execute(text("SELECT 1"))
+    except Exception as error:  # any failure means "not ready"; the kind is enough to say
+        logger.warning("Readiness: database unreachable (%s)", type(error).__name__)
+        return "database unreachable"
+    return None

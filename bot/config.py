@@ -36,8 +36,17 @@ class Settings(DatabaseSettings):
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     # Telegram lets bots download at most 20 MB, so a larger limit would never be reached.
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
-    # A 48-megapixel phone photo decodes to ~150 MB of RGB; much more risks running out of memory.
+    # Header check before anything is decoded; keep it under Pillow's own limit (~89 MP).
     max_image_pixels: int = Field(default=50_000_000, gt=0)
+    # The memory budget of one photo's decoded image (MB): Pillow holds 4 bytes a pixel
+    # (2 for 16-bit grey), JPEGs are decoded already reduced, and everything after decoding
+    # works on at most 2560 px a side. 200 MiB admits a 50 MP PNG; larger ones are refused
+    # from their header. Each worker thread holds one photo, so memory for photos is at most
+    # WORKER_THREADS x (MAX_DECODE_MB + 64 MiB of working arrays, inference.pipeline).
+    max_decode_mb: int = Field(default=200, gt=0)
+    # A photo still being decoded or screened after this long is refused ("send a smaller
+    # picture") rather than answered late; a typical photo takes well under a second.
+    screening_time_budget_s: float = Field(default=30, gt=0)
     # Threads running decode + checks + inference; each holds one decoded photo in memory.
     worker_threads: int = Field(default=2, ge=1)
     # Photos downloaded and waiting for a worker; each holds at most max_image_bytes.
@@ -75,6 +84,14 @@ class Settings(DatabaseSettings):
     # How often due reminders and follow-ups are looked for (and old records purged); each
     # is stored with its due time, so a restart only delays them by up to this much.
     scheduler_interval_s: float = Field(default=600, gt=0)
+    # A reminder or follow-up whose send fails is tried again on a later run, first after
+    # this long, then after twice as long each time (up to a day) ...
+    scheduler_retry_after_s: float = Field(default=600, gt=0)
+    # ... and after this many failures parked with its reason (shown in /stats).
+    scheduler_max_attempts: int = Field(default=5, ge=1)
+    # How long one scheduler send may wait for Telegram before it counts as failed. At most
+    # 60 s, so a send always ends well within its claim (bot.scheduler.CLAIM_LEASE).
+    scheduler_send_timeout_s: float = Field(default=10, gt=0, le=60)
     # Consultations older than this are deleted (users are told: 12 months).
     retention_days: int = Field(default=365, gt=0)
     # Webhook mode, for several bot replicas behind a load balancer: the public HTTPS URL
@@ -87,6 +104,13 @@ class Settings(DatabaseSettings):
     # Telegram sends this in every webhook request; requests without it are refused, so
     # nobody who guesses the URL can inject updates. Required in webhook mode.
     webhook_secret: SecretStr | None = None
+    # /healthz, /readyz and /metrics, in polling and webhook mode. Loopback by default;
+    # 0.0.0.0 in a container so the orchestrator and Prometheus can reach it. Port 0: any.
+    health_listen: str = "127.0.0.1"
+    health_port: int = Field(default=8080, ge=0, lt=65536)
+    # Apply migrations at start-up (under a PostgreSQL advisory lock, so replicas starting
+    # together migrate once). Off when a deploy runs `python -m bot migrate` first.
+    migrate_on_start: bool = True
 
     @field_validator("telegram_bot_token")
     @classmethod

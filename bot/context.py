@@ -45,6 +45,13 @@ class BotData:
     def __init__(self) -> None:
         self._runtime: Runtime | None = None
         self._resources: AsyncExitStack | None = None
+        # Where /healthz, /readyz and /metrics listen (the real port when 0 was asked for).
+        self.health_port = 0
+
+    @property
+    def attached(self) -> bool:
+        """Whether start-up has finished (the runtime is there for handlers)."""
+        return self._runtime is not None
 
     @property
     def runtime(self) -> Runtime:

@@ -270,6 +270,8 @@ class Replies:
             ),
             self._section("stats.models", summary.model_versions.items()),
             self._section("stats.followups", summary.follow_ups.items()),
+            self.text("stats.outbox", pending=summary.outbox_pending),
+            self._section("stats.outbox_parked", summary.outbox_parked.items()),
         ]
         return "\n".join(sections)
 

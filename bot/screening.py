@@ -21,6 +21,7 @@ from PIL import Image
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import metrics
 from bot.admission import Admission, BusyReason
 from bot.db.models import Consultation, ConsultationStatus, FollowUp, utc_now
 from bot.db.repository import ConsultationRepository, ReferralRepository, UserRepository
@@ -244,6 +245,7 @@ class ScreeningService:
         # The rate per user was checked before anything else (bot.handlers.flood).
         if not self._admission.enter_queue():
             logger.info("Photo not admitted: the queue is full (%d)", self._admission.queued)
+            metrics.not_admitted(BusyReason.QUEUE_FULL)
             notify = self._admission.should_notify(request.user_key)
             return Busy(sender.language, BusyReason.QUEUE_FULL, notify)
         try:
@@ -253,9 +255,12 @@ class ScreeningService:
         finally:
             self._admission.done()
 
+    @metrics.tracks_queue_depth
     async def _screen_and_store(
         self, request: PhotoRequest, sender: _Sender, subject: Subject, download: Download
     ) -> PhotoReply:
+        """Wait for a slot, download, screen in a worker thread, store (counted in the
+        screening queue depth from admission to the stored row)."""
         async with self._slots:
             try:
                 data = bytes(await download())
@@ -355,6 +360,7 @@ class ScreeningService:
                     user.chat_ref = request.chat_ref
                 if subject.lesion_label is not None:
                     tracked = Tracked(subject.lesion_label, change_between(previous, row))
+        metrics.consultation_logged(row.status, row.reason)
         logger.info(
             "Consultation %d: %s %s (%s, %s ms)",
             row.id,

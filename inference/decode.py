@@ -8,6 +8,13 @@ warning filters (``warnings.catch_warnings`` is not thread-safe, and decoding ru
 worker pool): ``max_pixels`` is checked against the header, before any pixel is
 decoded. Keep ``max_pixels`` under Pillow's own limit (~89 MP), which Image.open
 enforces first.
+
+Memory: the decoded image is the one large buffer. A JPEG is decoded already reduced
+towards ``max_side`` (``Image.draft``: the decoder skips DCT detail, 1/2 to 1/8 per side);
+other formats are decoded whole and then reduced at once, so everything after decoding
+works on at most ``max_side`` pixels a side. ``max_decode_bytes`` caps that one buffer,
+from the header, before decoding: Pillow holds 4 bytes per pixel (RGB is stored as RGBX),
+2 for 16-bit grey, 1 for grey and palette images.
 """
 
 from __future__ import annotations
@@ -44,9 +51,20 @@ _MALFORMED = (
 
 
 def decode_image(
-    data: bytes, *, max_bytes: int, max_pixels: int, min_side: int = 64
+    data: bytes,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    min_side: int = 64,
+    max_side: int | None = None,
+    max_decode_bytes: int | None = None,
 ) -> DecodedImage | DecodeRejected:
-    """Decode ``data`` into an upright RGB uint8 array, or return why it cannot be."""
+    """Decode ``data`` into an upright RGB uint8 array, or return why it cannot be.
+
+    With ``max_side``, a larger image comes back reduced to fit it (the original size is
+    still reported); with ``max_decode_bytes``, one whose decoded buffer would be larger
+    is refused as too many pixels.
+    """
     if not data:
         return DecodeRejected(DecodeFailure.EMPTY)
     if len(data) > max_bytes:
@@ -64,11 +82,31 @@ def decode_image(
         log.info("image header unreadable: %s", type(exc).__name__)
         return DecodeRejected(DecodeFailure.CORRUPT)
     with img:
-        return _decode_opened(img, max_pixels=max_pixels, min_side=min_side)
+        return _decode_opened(
+            img,
+            max_pixels=max_pixels,
+            min_side=min_side,
+            max_side=max_side,
+            max_decode_bytes=max_decode_bytes,
+        )
+
+
+def decoded_bytes_per_pixel(mode: str) -> int:
+    """Bytes Pillow holds per pixel of an image in ``mode``."""
+    if mode in ("1", "L", "P"):
+        return 1
+    if mode.startswith("I;16"):
+        return 2
+    return 4
 
 
 def _decode_opened(
-    img: Image.Image, *, max_pixels: int, min_side: int
+    img: Image.Image,
+    *,
+    max_pixels: int,
+    min_side: int,
+    max_side: int | None,
+    max_decode_bytes: int | None,
 ) -> DecodedImage | DecodeRejected:
     width, height = img.size
     if width <= 0 or height <= 0:
@@ -77,28 +115,111 @@ def _decode_opened(
         return DecodeRejected(DecodeFailure.TOO_MANY_PIXELS)
     if min(width, height) < min_side:  # rotation does not change the shorter side
         return DecodeRejected(DecodeFailure.TOO_SMALL)
-    if getattr(img, "n_frames", 1) > 1 and img.format != "MPO":
+    # is_animated looks for a second frame only; n_frames would walk all of them (time
+    # linear in the frame count: minutes for a GIF of 800,000 one-pixel frames).
+    if getattr(img, "is_animated", False) and img.format != "MPO":
         # MPO is a phone JPEG with a second, depth or preview frame: the first is the photo.
         return DecodeRejected(DecodeFailure.ANIMATED)
     source_format = img.format or "unknown"
+    if max_side is not None and max(width, height) > max_side:
+        # JPEG only (a no-op elsewhere): decode at the smallest 1/2^k scale still >= target.
+        img.draft(None, _fit(width, height, max_side))
+    if max_decode_bytes is not None:
+        decoded_bytes = img.width * img.height * decoded_bytes_per_pixel(img.mode)
+        if decoded_bytes > max_decode_bytes:
+            return DecodeRejected(DecodeFailure.TOO_MANY_PIXELS)
     try:
         # load() decodes every pixel: a truncated file fails here, because
         # ImageFile.LOAD_TRUNCATED_IMAGES is left at its default, False.
         img.load()
-        rgb = _to_rgb(_upright(img))
+        if max_side is not None and max(img.size) > max_side:
+            orientation = _orientation(img)
+            rgb = _transpose(_reduced_rgb(img, -(-max(img.size) // max_side)), orientation)
+            turned = orientation in _QUARTER_TURNS
+        else:
+            upright = _upright(img)
+            turned = upright.size != img.size  # a quarter turn swaps the sides
+            rgb = _to_rgb(upright)
     except _MALFORMED as exc:
         log.info("image data unreadable: %s", type(exc).__name__)
         return DecodeRejected(DecodeFailure.CORRUPT)
     array = np.asarray(rgb, dtype=np.uint8)
     if array.ndim != 3 or array.shape[2] != 3:
         return DecodeRejected(DecodeFailure.CORRUPT)
+    # Upright, as ``rgb`` is: a portrait phone photo is reported as portrait.
     return DecodedImage(
         rgb=np.ascontiguousarray(array),
         source_format=source_format,
-        # Upright, as ``rgb`` is: a portrait phone photo is reported as portrait.
-        original_width=int(array.shape[1]),
-        original_height=int(array.shape[0]),
+        original_width=height if turned else width,
+        original_height=width if turned else height,
     )
+
+
+def _fit(width: int, height: int, max_side: int) -> tuple[int, int]:
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+# Rows converted and reduced at a time, in units of the reduction factor: a few MB each.
+_BAND_ROWS = 64
+
+
+def _reduced_rgb(img: Image.Image, factor: int) -> Image.Image:
+    """Return ``img`` as RGB, ``factor`` times smaller a side (each pixel its box's mean).
+
+    Band by band, so the only full-size buffer is the decoded image itself: Pillow's own
+    resize of an RGBA image first makes a premultiplied full-size copy, and a 16-bit one
+    would need a full-size array to be scaled. Transparency is composited on white per
+    band, before averaging, which is what averaging premultiplied colours gives.
+    """
+    width, height = img.size
+    rows = factor * _BAND_ROWS
+    top = _grey_top(img) if img.mode == "I" else None
+    out: Image.Image | None = None
+    y_out = 0
+    for y in range(0, height, rows):
+        band = _to_rgb(img.crop((0, y, width, min(height, y + rows))), top)
+        small = band.reduce(factor)
+        if out is None:
+            out = Image.new("RGB", (small.width, -(-height // factor)))
+        out.paste(small, (0, y_out))
+        y_out += small.height
+    assert out is not None  # height > 0 was checked
+    return out
+
+
+# EXIF orientation -> the transpose that makes the photo upright (as ImageOps applies it).
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+
+
+def _orientation(img: Image.Image) -> int:
+    """Return the EXIF orientation (1 when absent or unreadable, as in :func:`_upright`)."""
+    try:
+        value = img.getexif().get(0x0112, 1)
+    except _MALFORMED as exc:
+        log.info("EXIF orientation unreadable, ignored: %s", type(exc).__name__)
+        return 1
+    return value if isinstance(value, int) and value in _TRANSPOSE else 1
+
+
+def _transpose(img: Image.Image, orientation: int) -> Image.Image:
+    method = _TRANSPOSE.get(orientation)
+    return img if method is None else img.transpose(method)
+
+
+def _grey_top(img: Image.Image) -> int:
+    """The full-scale value of a 32-bit grey image: 16-bit data, or 8-bit stored wide."""
+    _, high = img.getextrema()
+    return 65535 if float(high) > 255 else 255  # type: ignore[arg-type]
 
 
 def _upright(img: Image.Image) -> Image.Image:
@@ -113,17 +234,22 @@ def _upright(img: Image.Image) -> Image.Image:
         return img
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def _to_rgb(img: Image.Image, grey_top: int | None = None) -> Image.Image:
     """Convert any mode to 8-bit RGB; transparency is composited on white.
 
     White, not black: a transparent sticker or screenshot on black would look like a
     large dark blob, exactly what the lesion finder looks for.
     """
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16/32-bit greyscale: Pillow's convert("L") clips instead of scaling.
-        values = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or values.max() > 255 else 255.0
-        grey = np.clip(values * (255.0 / top), 0, 255).astype(np.uint8)
+    if img.mode.startswith("I;16"):
+        # 16-bit greyscale: Pillow's convert("L") clips instead of scaling. The top byte
+        # is the scaled value; integer arithmetic, so no float copy of the whole image.
+        values = np.asarray(img)
+        grey = (values.astype(np.uint16, copy=False) >> 8).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if img.mode == "I":
+        values = np.asarray(img)
+        top = grey_top or (65535 if int(values.max()) > 255 else 255)
+        grey = (np.clip(values, 0, top).astype(np.int64) * 255 // top).astype(np.uint8)
         return Image.fromarray(grey).convert("RGB")
     if img.mode == "F":
         grey = np.clip(np.asarray(img, dtype=np.float64), 0, 255).astype(np.uint8)
@@ -133,8 +259,10 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     )
     if has_alpha:
         rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        # Pasting through the alpha band composites in place: no second RGBA buffer.
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
     if img.mode == "RGB":
         return img
     return img.convert("RGB")

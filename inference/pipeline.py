@@ -8,6 +8,8 @@ risk level is ``unassessable`` whenever :mod:`inference.gate` refuses the photo.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -20,6 +22,7 @@ from inference.metadata import ModelMetadata
 from inference.preprocess import crop_square, square_crop_box
 from inference.quality import measure_quality, working_copy
 from inference.types import (
+    DecodeFailure,
     DecodeRejected,
     LesionBox,
     QualityReport,
@@ -36,12 +39,49 @@ def centre_square(width: int, height: int) -> LesionBox:
     return LesionBox(x0, y0, x0 + side, y0 + side)
 
 
+# The largest photo Telegram sends (a "photo", not a file) is 2560 px on its long side;
+# uploads larger than that are screened at this size. The gate and the classifier need
+# far less (a 224 px crop with ~170 px of real detail), and every full-size array after
+# decoding (grey float maps, the heatmap overlay) would otherwise scale with the upload.
+WORK_MAX_SIDE = 2560
+# Memory one photo needs beyond its decoded image: the arrays of the gate, the localiser,
+# the classifier and the heatmap at WORK_MAX_SIDE (measured ~50 MB; tests/unit/test_decode.py
+# holds two 50 MP PNGs screened at once to this budget).
+WORKING_MEMORY_BYTES = 64 * 2**20
+
+# Called with a stage name and its seconds (decode, localise, quality, classify, heatmap,
+# total); the bot turns these into a latency histogram. No Telegram or metrics here.
+StageObserver = Callable[[str, float], None]
+
+
+class _OverBudgetError(Exception):
+    """The photo's time budget ran out between two stages."""
+
+
+def _no_observer(stage: str, seconds: float) -> None:
+    del stage, seconds
+
+
 class Screener:
     """The whole screening pipeline around one onnxruntime session; safe to share across threads."""
 
     def __init__(
-        self, model_path: Path | None = None, threads: int = 1, flip_average: bool | None = None
+        self,
+        model_path: Path | None = None,
+        threads: int = 1,
+        flip_average: bool | None = None,
+        *,
+        work_side: int | None = WORK_MAX_SIDE,
+        max_decode_bytes: int | None = None,
+        time_budget_s: float | None = None,
+        on_stage: StageObserver | None = None,
     ) -> None:
+        self.work_side = work_side
+        self.max_decode_bytes = max_decode_bytes
+        # Checked between stages: a stage already running is not interrupted (a thread
+        # cannot be), but no photo starts another stage once its budget is spent.
+        self.time_budget_s = time_budget_s
+        self._observe = on_stage or _no_observer
         self.classifier = OnnxClassifier(model_path, threads, flip_average)
         self.localiser_params = LocaliserParams()
         # Photos are screened in parallel by a pool; OpenCV's own threads on top of that
@@ -55,12 +95,34 @@ class Screener:
     def screen_bytes(
         self, data: bytes, *, max_bytes: int, max_pixels: int
     ) -> ScreeningResult | DecodeRejected:
-        decoded = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+        """Decode and screen one upload; sizes and the box are in the upload's own pixels.
+
+        Past the time budget the photo is refused as ``TOO_SLOW`` rather than answered late.
+        """
+        started = time.perf_counter()
+        deadline = None if self.time_budget_s is None else started + self.time_budget_s
+        decoded = decode_image(
+            data,
+            max_bytes=max_bytes,
+            max_pixels=max_pixels,
+            max_side=self.work_side,
+            max_decode_bytes=self.max_decode_bytes,
+        )
+        self._observe("decode", time.perf_counter() - started)
         if isinstance(decoded, DecodeRejected):
             return decoded
-        return self.screen(decoded.rgb)
+        try:
+            _check(deadline)
+            result = self.screen(decoded.rgb, deadline=deadline)
+        except _OverBudgetError:
+            return DecodeRejected(DecodeFailure.TOO_SLOW)
+        finally:
+            self._observe("total", time.perf_counter() - started)
+        return _in_original_pixels(result, decoded.original_width, decoded.original_height)
 
-    def screen(self, rgb: RGBImage, *, with_overlay: bool = True) -> ScreeningResult:
+    def screen(
+        self, rgb: RGBImage, *, with_overlay: bool = True, deadline: float | None = None
+    ) -> ScreeningResult:
         started = time.perf_counter()
         meta = self.metadata
         h, w = rgb.shape[:2]
@@ -68,10 +130,12 @@ class Screener:
         # (classifier, blur, glare), blocking and upscaling look at full resolution.
         small = working_copy(rgb, self.localiser_params.work_side)
         found = find_lesion(rgb, self.localiser_params, small)
+        lap = self._lap("localise", started, deadline)
         measurements = {
             **measure_quality(rgb, small, found.box, meta.crop_margin),
             **found.measurements,
         }
+        lap = self._lap("quality", lap, deadline)
         crop_box = (
             square_crop_box(found.box, w, h, meta.crop_margin)
             if found.box is not None
@@ -84,9 +148,11 @@ class Screener:
             meta.gate,
         )
         risk = Risk.UNASSESSABLE if issues else risk_level(prediction.malignant_probability, meta)
-        overlay = (
-            overlay_heatmap(rgb, prediction.heatmap, crop_box.as_tuple()) if with_overlay else None
-        )
+        lap = self._lap("classify", lap, deadline)
+        overlay = None
+        if with_overlay:
+            overlay = overlay_heatmap(rgb, prediction.heatmap, crop_box.as_tuple())
+            self._lap("heatmap", lap, None)
         return ScreeningResult(
             width=w,
             height=h,
@@ -98,3 +164,30 @@ class Screener:
             heatmap_overlay=overlay,
             elapsed_ms=(time.perf_counter() - started) * 1000.0,
         )
+
+    def _lap(self, stage: str, since: float, deadline: float | None) -> float:
+        now = time.perf_counter()
+        self._observe(stage, now - since)
+        _check(deadline, now)
+        return now
+
+
+def _check(deadline: float | None, now: float | None = None) -> None:
+    if deadline is not None and (now or time.perf_counter()) > deadline:
+        raise _OverBudgetError
+
+
+def _in_original_pixels(result: ScreeningResult, width: int, height: int) -> ScreeningResult:
+    """Report a result found on a reduced photo in the pixels of the photo as sent."""
+    if (result.width, result.height) == (width, height):
+        return result
+    sx, sy = width / result.width, height / result.height
+    box = result.lesion_box
+    if box is not None:
+        box = LesionBox(
+            x0=round(box.x0 * sx),
+            y0=round(box.y0 * sy),
+            x1=min(width, round(box.x1 * sx)),
+            y1=min(height, round(box.y1 * sy)),
+        )
+    return replace(result, width=width, height=height, lesion_box=box)

@@ -26,6 +26,8 @@ class DecodeFailure(StrEnum):
     TOO_MANY_PIXELS = "too_many_pixels"
     TOO_SMALL = "too_small"
     ANIMATED = "animated"
+    # Decoding and screening ran past the per-photo time budget (a hostile or huge file).
+    TOO_SLOW = "too_slow"
 
 
 @dataclass(frozen=True)

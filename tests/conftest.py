@@ -1,4 +1,5 @@
-"""Fixtures shared by all test layers: paths and sample lesion photos."""
+"""Fixtures shared by all test layers: paths, sample lesion photos, and the throwaway
+PostgreSQL cluster (tests/postgres.py) the database, privacy and end-to-end tests share."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL cluster on 127.0.0.1 for the database and privacy tests.
+"""A throwaway PostgreSQL cluster on 127.0.0.1 for the database, privacy and end-to-end tests.
 
 Uses TEST_POSTGRES_URL when given; otherwise starts a fresh cluster from the local
 PostgreSQL server binaries (initdb, pg_ctl) for the test session and removes it after.

@@ -156,3 +156,33 @@ class ReferralContact(Base):
     language: Mapped[str] = mapped_column(String(8), primary_key=True)
     text: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now, onupdate=utc_now)
+
+
+class OutboxMessage(Base):
+    """A message the bot writes first (a reminder or a follow-up question), one row each.
+
+    Each row is claimed, sent and marked on its own (see ``bot.scheduler``), so one failed
+    send never holds up the others and a crash at any point loses nothing: a claim is a
+    lease that runs out, after which the row is due again.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "reminder" or "follow_up"
+    user_key: Mapped[str] = mapped_column(String(64), index=True)
+    # One outbox row per follow-up, ever: a second replica cannot queue it twice.
+    follow_up_id: Mapped[int | None] = mapped_column(
+        ForeignKey("follow_ups.id", ondelete="CASCADE"), unique=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    # When to try next: the due time first, later pushed on by the retry backoff.
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A claim is a lease: if the process dies mid-send, the row is due again after it.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Given up on (too many failures, the user blocked the bot, no chat to write to).
+    parked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The kind of the last failure (an exception class name or "no_chat"), never its text.
+    last_error: Mapped[str | None] = mapped_column(String(64))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import delete, func, select, true, update
+from sqlalchemy import delete, exists, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import (
@@ -16,6 +16,7 @@ from bot.db.models import (
     Consultation,
     ConsultationStatus,
     FollowUp,
+    OutboxMessage,
     ReferralContact,
     User,
 )
@@ -44,6 +45,9 @@ class StatsSummary:
     processing_p95_ms: int | None
     model_versions: dict[str, int]
     follow_ups: dict[str, int]
+    # Reminders and follow-ups waiting to be sent, and those given up on, by reason.
+    outbox_pending: int = 0
+    outbox_parked: dict[str, int] = field(default_factory=dict)
 
 
 class ConsultationRepository:
@@ -200,13 +204,29 @@ class UserRepository:
         query = (
             select(User)
             .where(User.reminder.is_not(None), User.next_reminder_at <= now)
+            .order_by(User.next_reminder_at, User.user_key)
             .with_for_update(skip_locked=True)
         )
         return (await self._session.scalars(query)).all()
 
+    async def move_reminder(self, user_key: str, expected: datetime, to: datetime) -> bool:
+        """Move a reminder from ``expected`` to ``to``; False if someone else already did.
+
+        A compare-and-set, so two processes on one SQLite file (where row locks are
+        ignored) cannot both queue the same reminder.
+        """
+        result = await self._session.execute(
+            update(User)
+            .where(User.user_key == user_key, User.next_reminder_at == expected)
+            .values(next_reminder_at=to)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0) == 1
+
     async def forget(self, user_key: str) -> None:
         """Delete every row about one user: follow-ups, consultations, the user row."""
         await self.lock(user_key)  # wait for a consultation being stored (see lock)
+        await self._session.execute(delete(OutboxMessage).where(OutboxMessage.user_key == user_key))
         await self._session.execute(delete(FollowUp).where(FollowUp.user_key == user_key))
         await self._session.execute(delete(Consultation).where(Consultation.user_key == user_key))
         await self._session.execute(delete(User).where(User.user_key == user_key))
@@ -217,6 +237,17 @@ class UserRepository:
         Users who then have nothing left, no reminder and no role go too.
         """
         old = select(Consultation.id).where(Consultation.created_at < cutoff)
+        old_follow_ups = select(FollowUp.id).where(FollowUp.consultation_id.in_(old))
+        # Outbox rows go explicitly: SQLite does not enforce ON DELETE CASCADE by default.
+        await self._session.execute(
+            delete(OutboxMessage).where(
+                or_(
+                    OutboxMessage.follow_up_id.in_(old_follow_ups),
+                    OutboxMessage.sent_at < cutoff,
+                    OutboxMessage.parked_at < cutoff,
+                )
+            )
+        )
         await self._session.execute(delete(FollowUp).where(FollowUp.consultation_id.in_(old)))
         result = await self._session.execute(
             delete(Consultation).where(Consultation.created_at < cutoff)
@@ -246,17 +277,19 @@ class FollowUpRepository:
         return await self._session.get(FollowUp, follow_up_id)
 
     async def due(self, now: datetime) -> Sequence[tuple[FollowUp, Consultation, User]]:
-        """Return unsent follow-ups due by ``now``, with their consultation and user.
+        """Return unsent follow-ups due by ``now`` and not yet queued in the outbox, with
+        their consultation and user.
 
         The follow-up rows are locked for this transaction and rows another replica is
         claiming are skipped, as in :meth:`UserRepository.due_reminders`.
         """
+        queued = exists().where(OutboxMessage.follow_up_id == FollowUp.id)
         query = (
             select(FollowUp, Consultation, User)
             .join(Consultation, Consultation.id == FollowUp.consultation_id)
             .join(User, User.user_key == FollowUp.user_key)
-            .where(FollowUp.sent_at.is_(None), FollowUp.due_at <= now)
-            .order_by(FollowUp.due_at)
+            .where(FollowUp.sent_at.is_(None), FollowUp.due_at <= now, ~queued)
+            .order_by(FollowUp.due_at, FollowUp.id)
             .with_for_update(skip_locked=True, of=FollowUp)
         )
         rows = (await self._session.execute(query)).all()
@@ -267,6 +300,71 @@ class FollowUpRepository:
             FollowUp.user_key == user_key, FollowUp.sent_at.is_(None)
         )
         return int(await self._session.scalar(query) or 0)
+
+
+class OutboxRepository:
+    """Messages the bot writes first: queued, claimed one at a time, marked sent or parked."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, message: OutboxMessage) -> OutboxMessage:
+        self._session.add(message)
+        await self._session.flush()
+        return message
+
+    async def get(self, message_id: int) -> OutboxMessage | None:
+        return await self._session.get(OutboxMessage, message_id)
+
+    async def claim_next(self, now: datetime, lease_until: datetime) -> OutboxMessage | None:
+        """Claim the oldest due message nobody holds; return it, or None when none is left.
+
+        The claim is a conditional UPDATE (claimed only if still unclaimed), which holds
+        on SQLite too, where ``SKIP LOCKED`` is ignored; on PostgreSQL the lock lets two
+        replicas pass each other instead of waiting.
+        """
+        free = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until <= now)
+        waiting = (
+            OutboxMessage.sent_at.is_(None),
+            OutboxMessage.parked_at.is_(None),
+            OutboxMessage.due_at <= now,
+        )
+        while True:
+            query = (
+                select(OutboxMessage.id)
+                .where(*waiting, free)
+                .order_by(OutboxMessage.due_at, OutboxMessage.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            message_id = await self._session.scalar(query)
+            if message_id is None:
+                return None
+            result = await self._session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id, *waiting, free)
+                .values(claimed_until=lease_until)
+                .execution_options(synchronize_session=False)
+            )
+            if int(getattr(result, "rowcount", 0) or 0) == 1:
+                return await self._session.get(OutboxMessage, message_id, populate_existing=True)
+
+    async def backlog(self) -> tuple[int, dict[str, int]]:
+        """Return how many messages wait to be sent, and the parked ones by reason."""
+        pending = await self._session.scalar(
+            select(func.count()).where(
+                OutboxMessage.sent_at.is_(None), OutboxMessage.parked_at.is_(None)
+            )
+        )
+        parked = (
+            await self._session.execute(
+                select(OutboxMessage.last_error, func.count())
+                .where(OutboxMessage.parked_at.is_not(None))
+                .group_by(OutboxMessage.last_error)
+            )
+        ).all()
+        reasons = Counter({str(reason or "?"): int(count) for reason, count in parked})
+        return int(pending or 0), _by_count(reasons)
 
 
 class ReferralRepository:
@@ -328,6 +426,7 @@ class StatsRepository:
             _follow_up_outcome(bool(sent), saw, diagnosis) for sent, saw, diagnosis in follow_ups
         )
         known = await self._session.scalar(select(func.count()).select_from(User))
+        outbox_pending, outbox_parked = await OutboxRepository(self._session).backlog()
         return StatsSummary(
             days=days,
             active_users=len({row.user_key for row in rows}),
@@ -341,6 +440,8 @@ class StatsRepository:
             processing_p95_ms=_percentile(timings, 95),
             model_versions=_by_count(versions),
             follow_ups=_by_count(outcomes),
+            outbox_pending=outbox_pending,
+            outbox_parked=outbox_parked,
         )
 
 

@@ -12,6 +12,7 @@ import logging
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop, MessageHandler
 
+from bot import metrics
 from bot.admission import BusyReason
 from bot.context import BotContext
 from bot.handlers.common import NEEDS_CONSENT, Handler, replies_for, user_key
@@ -26,6 +27,7 @@ async def stop_a_flood(update: Update, context: BotContext) -> None:
     if admission.take_token(key):
         return
     logger.info("A picture over its sender's rate was refused")
+    metrics.not_admitted(BusyReason.RATE)
     if update.message is not None and admission.should_notify(key):
         await update.message.reply_text(replies_for(update).text(f"busy.{BusyReason.RATE}"))
     raise ApplicationHandlerStop

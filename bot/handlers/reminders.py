@@ -1,30 +1,26 @@
-"""Opt-in monthly self-check reminders, and the follow-up after a medium or high result.
+"""Opt-in monthly self-check reminders, and the answers to the follow-up question.
 
-Both are stored with their due time in the database; one repeating job looks for what is
-due, so a restart loses nothing (the job is registered again in ``post_init``).
+Both are stored with their due time in the database; ``bot.scheduler`` sends them.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from telegram import Bot, InlineKeyboardMarkup, Update
-from telegram.error import Forbidden
-from telegram.ext import CallbackQueryHandler, CommandHandler, JobQueue, filters
+from telegram import InlineKeyboardMarkup, Update
+from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 
 from bot.config import Settings
-from bot.context import BotContext, Runtime
+from bot.context import BotContext
 from bot.db.models import utc_now
 from bot.db.repository import FollowUpRepository, UserRepository
 from bot.handlers.common import Handler, keyboard, person
-from bot.replies import Replies, for_language
+from bot.replies import Replies
 
 logger = logging.getLogger(__name__)
 
 MONTHLY = "monthly"
-DUE_JOB_NAME = "due-reminders-and-follow-ups"
 SAW_DOCTOR = ("yes", "not_yet", "no")
 DIAGNOSES = ("benign", "cancer", "other", "unknown")
 FOLLOW_UP_PREFIX, DIAGNOSIS_PREFIX = "fu:", "dx:"
@@ -101,57 +97,8 @@ async def _store_answer(
     return True
 
 
-@dataclass(frozen=True)
-class _Outgoing:
-    user_key: str
-    chat_id: int
-    text: str
-    markup: InlineKeyboardMarkup | None = None
-
-
-async def send_due(bot: Bot, runtime: Runtime, now: datetime) -> None:
-    """Send every reminder and follow-up due by ``now``, then purge expired records.
-
-    Due items are claimed (next reminder moved on, follow-up marked sent) and committed
-    before anything is sent, so no database lock is held over the network and nothing is
-    sent twice.
-    """
-    settings = runtime.settings
-    outgoing: list[_Outgoing] = []
-    async with runtime.sessions.begin() as session:
-        for user in await UserRepository(session).due_reminders(now):
-            chat_id = runtime.open_chat(user.chat_ref, user.user_key) if user.chat_ref else None
-            if chat_id is None:
-                user.reminder = user.next_reminder_at = None  # unreachable: stop trying
-                continue
-            user.next_reminder_at = now + _reminder_interval(settings)
-            text = for_language(user.language).text("remind.message")
-            outgoing.append(_Outgoing(user.user_key, chat_id, text))
-        for follow_up, consultation, user in await FollowUpRepository(session).due(now):
-            follow_up.sent_at = now  # asked at most once
-            chat_id = runtime.open_chat(user.chat_ref, user.user_key) if user.chat_ref else None
-            if chat_id is not None:
-                replies = for_language(user.language)
-                text = replies.follow_up(consultation.created_at, consultation.lesion_label)
-                markup = _follow_up_keyboard(replies, follow_up.id)
-                outgoing.append(_Outgoing(user.user_key, chat_id, text, markup))
-        purged = await UserRepository(session).purge_older_than(
-            now - timedelta(days=settings.retention_days)
-        )
-    if purged:
-        logger.info("Deleted %d consultations past the retention period", purged)
-    for item in outgoing:
-        try:
-            await bot.send_message(item.chat_id, item.text, reply_markup=item.markup)
-        except Forbidden:
-            # The user blocked the bot: an expected end. Stop reminding them.
-            async with runtime.sessions.begin() as session:
-                blocked = await UserRepository(session).get(item.user_key)
-                if blocked is not None:
-                    blocked.reminder = blocked.next_reminder_at = blocked.chat_ref = None
-
-
-def _follow_up_keyboard(replies: Replies, follow_up_id: int) -> InlineKeyboardMarkup:
+def follow_up_keyboard(replies: Replies, follow_up_id: int) -> InlineKeyboardMarkup:
+    """Return the "did you see a doctor?" buttons (the answers come back to this module)."""
     return keyboard(
         [
             (
@@ -174,20 +121,6 @@ def _diagnosis_keyboard(replies: Replies, follow_up_id: int) -> InlineKeyboardMa
 
 def _reminder_interval(settings: Settings) -> timedelta:
     return timedelta(days=settings.reminder_interval_days)
-
-
-async def _due_job(context: BotContext) -> None:
-    await send_due(context.bot, context.bot_data.runtime, utc_now())
-
-
-def schedule(job_queue: JobQueue[BotContext], settings: Settings) -> None:
-    """Register the repeating job that sends what is due (first run soon after start-up)."""
-    job_queue.run_repeating(
-        _due_job,
-        interval=settings.scheduler_interval_s,
-        first=settings.scheduler_interval_s,
-        name=DUE_JOB_NAME,
-    )
 
 
 def handlers(settings: Settings) -> list[Handler]:

@@ -2,18 +2,24 @@
 
 One bot serves a whole test module (start-up loads the model and migrates the database);
 each test talks to it as its own user, so tests do not see each other's replies.
+
+The database is a fresh SQLite file; a module that overrides the ``backend`` fixture with
+``each_backend`` runs all its tests on a fresh PostgreSQL database as well.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
 import pytest_asyncio
+from sqlalchemy.engine import make_url
 from telegram import Update
 
 from bot.app import build_application
@@ -29,12 +35,14 @@ MAX_IMAGE_PIXELS = 4_000_000
 ADMIN_ID = 999
 
 
-def make_settings(api_url: str, database: Path, **overrides: object) -> Settings:
-    """Return settings for a bot talking to ``api_url`` and logging to a SQLite file."""
+def make_settings(api_url: str, database: Path | str, **overrides: object) -> Settings:
+    """Return settings for a bot talking to ``api_url`` and logging to a SQLite file (or
+    to the database URL given)."""
+    url = database if isinstance(database, str) else f"sqlite+aiosqlite:///{database}"
     values: dict[str, object] = {
         "telegram_bot_token": TOKEN,
         "telegram_api_url": api_url,
-        "database_url": f"sqlite+aiosqlite:///{database}",
+        "database_url": url,
         "user_key_secret": "test-user-key-secret",
         "max_image_bytes": MAX_IMAGE_BYTES,
         "max_image_pixels": MAX_IMAGE_PIXELS,
@@ -42,6 +50,10 @@ def make_settings(api_url: str, database: Path, **overrides: object) -> Settings
         # Reminders and follow-ups are sent by tests calling the job with time moved on,
         # never by the clock during a test.
         "scheduler_interval_s": 24 * 3600,
+        # Any free port: several bots (and other checkouts' tests) run on one machine.
+        "health_port": 0,
+        # A send that hangs fails fast, so the tests of timeouts stay short.
+        "scheduler_send_timeout_s": 1.0,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -74,11 +86,56 @@ class RunningBot:
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def fake_api() -> AsyncIterator[FakeTelegramApi]:
+async def fake_api(backend: str) -> AsyncIterator[FakeTelegramApi]:
+    """A fake Telegram per bot: a module run on two backends starts with an empty chat log."""
+    del backend  # asked for only so that each backend's bot gets its own fake
     api = FakeTelegramApi()
     await api.start()
     yield api
     await api.stop()
+
+
+@pytest.fixture(scope="module")
+def backend() -> str:
+    """The database the module's bot logs to: SQLite unless the module asks for both."""
+    return "sqlite"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def each_backend(request: pytest.FixtureRequest) -> str:
+    """Override ``backend`` with this to run a module's tests on SQLite and on PostgreSQL."""
+    if request.param == "postgresql" and request.getfixturevalue("postgres_url") is None:
+        pytest.skip("no PostgreSQL server binaries here; set TEST_POSTGRES_URL")
+    return str(request.param)
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres_database(server_url: str) -> AsyncIterator[str]:
+    """Create an empty database on the test cluster; yield its URL; drop it afterwards."""
+    url = make_url(server_url)
+    name = f"e2e_{uuid.uuid4().hex[:12]}"
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def database_url(
+    backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """A fresh, empty database for one module's bot."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'bot.db'}"
+        return
+    server = request.getfixturevalue("postgres_url")
+    assert server is not None  # each_backend skips otherwise
+    async with fresh_postgres_database(server) as url:
+        yield url
 
 
 @contextlib.asynccontextmanager
@@ -105,12 +162,9 @@ async def start_bot(settings: Settings) -> AsyncIterator[RunningBot]:
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def running_bot(
-    fake_api: FakeTelegramApi, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[RunningBot]:
-    """One bot for the whole test module, on a fresh SQLite file."""
-    database = tmp_path_factory.mktemp("db") / "bot.db"
-    async with start_bot(make_settings(fake_api.url, database)) as bot:
+async def running_bot(fake_api: FakeTelegramApi, database_url: str) -> AsyncIterator[RunningBot]:
+    """One bot for the whole test module, on a fresh database (see ``backend``)."""
+    async with start_bot(make_settings(fake_api.url, database_url)) as bot:
         yield bot
 
 

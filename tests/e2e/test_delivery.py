@@ -17,7 +17,7 @@ from bot.db.models import Consultation
 from bot.replies import for_language
 from tests.e2e.chat import phone_photo, send_photo
 from tests.e2e.conftest import RunningBot
-from tests.fakes.telegram_api import FakeTelegramApi, SentMessage
+from tests.fakes.telegram_api import FakeTelegramApi, Fault, SentMessage
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -27,6 +27,11 @@ DISCLAIMER = "not a diagnosis"
 
 def sent(api: FakeTelegramApi, user_id: int, method: str) -> list[SentMessage]:
     return [m for m in api.replies_to(user_id) if m.method == method]
+
+
+def served(api: FakeTelegramApi) -> list[tuple[str, int]]:
+    """The faults the fake has answered with so far, as (method, status)."""
+    return [(method, fault.status) for method, fault in api.faults_used]
 
 
 async def only_row(bot: RunningBot, user_id: int) -> Consultation:
@@ -50,12 +55,12 @@ async def test_flood_control_and_a_bad_gateway_on_the_heatmap_give_one_of_each(
     lesion_jpegs: dict[str, bytes],
 ) -> None:
     """sendPhoto answered 429 (retry_after=2), then 502: one photo, one result, one row."""
-    fake_api.fail_next("sendPhoto", 429, retry_after=2)
-    fake_api.fail_next("sendPhoto", 502)
+    fake_api.inject("sendPhoto", Fault.flood(retry_after=2))
+    fake_api.inject("sendPhoto", Fault(502, "Bad Gateway"))
     send_photo(fake_api, user_id, phone_photo(lesion_jpegs))
     await fake_api.wait_for_text(user_id)
-    assert ("sendPhoto", 429) in fake_api.faults_served
-    assert ("sendPhoto", 502) in fake_api.faults_served
+    assert ("sendPhoto", 429) in served(fake_api)
+    assert ("sendPhoto", 502) in served(fake_api)
     assert len(sent(fake_api, user_id, "sendPhoto")) == 1
     [result] = sent(fake_api, user_id, "sendMessage")
     assert DISCLAIMER in (result.text or "")
@@ -70,13 +75,14 @@ async def test_5xx_and_a_timeout_on_get_file_download_and_send_message(
 ) -> None:
     """getFile 502 then a stall past the client's timeout, the download 503, sendMessage
     500: each retried, one result, one row, marked delivered."""
-    fake_api.fail_next("getFile", 502)
-    fake_api.fail_next("getFile", 504, stall_s=6.0)  # the client gives up after 5 s
-    fake_api.fail_next("download", 503)
-    fake_api.fail_next("sendMessage", 500)
+    fake_api.inject("getFile", Fault(502, "Bad Gateway"))
+    # The client gives up after 5 s.
+    fake_api.inject("getFile", Fault(504, "Gateway Timeout", delay_s=6.0))
+    fake_api.inject("download", Fault(503, "Service Unavailable"))
+    fake_api.inject("sendMessage", Fault(500))
     send_photo(fake_api, user_id, phone_photo(lesion_jpegs, seed=1))
     await fake_api.wait_for_text(user_id)
-    assert [m for m, _ in fake_api.faults_served[-4:]] == [
+    assert [m for m, _ in served(fake_api)[-4:]] == [
         "getFile",
         "getFile",
         "download",
@@ -97,11 +103,11 @@ async def test_a_reply_telegram_never_accepts_is_abandoned_and_left_undelivered(
 ) -> None:
     """sendMessage fails on every attempt: the row stays undelivered (visible in /export),
     no apology is attempted on top, and the bot keeps answering afterwards."""
-    served = len(fake_api.faults_served)
+    before = len(fake_api.faults_used)
     for _ in range(4):  # every attempt the backoff allows
-        fake_api.fail_next("sendMessage", 502)
+        fake_api.inject("sendMessage", Fault(502, "Bad Gateway"))
     send_photo(fake_api, user_id, phone_photo(lesion_jpegs, seed=2))
-    await fake_api.wait_for(lambda: len(fake_api.faults_served) >= served + 4)
+    await fake_api.wait_for(lambda: len(fake_api.faults_used) >= before + 4)
     fake_api.push_text(user_id, "/help")
     [help_text] = sent(fake_api, user_id, "sendMessage") or [
         m for m in await fake_api.wait_for_text(user_id) if m.method == "sendMessage"
@@ -119,7 +125,7 @@ async def test_a_heatmap_telegram_never_accepts_is_skipped_and_the_result_still_
 ) -> None:
     """sendPhoto fails on every attempt: the text result still arrives, once, delivered."""
     for _ in range(4):
-        fake_api.fail_next("sendPhoto", 502)
+        fake_api.inject("sendPhoto", Fault(502, "Bad Gateway"))
     send_photo(fake_api, user_id, phone_photo(lesion_jpegs, seed=3))
     [result] = [m for m in await fake_api.wait_for_text(user_id) if m.method == "sendMessage"]
     assert DISCLAIMER in (result.text or "")

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.db.models import Consultation, FollowUp, User, utc_now
-from bot.handlers.reminders import send_due
 from bot.replies import for_language
+from bot.scheduler import send_due
 from bot.tracking import Change
 from inference.types import Risk
 from tests.e2e.chat import last_text, phone_photo, press, send_photo

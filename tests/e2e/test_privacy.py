@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db.models import Consultation, FollowUp, User, utc_now
 from bot.db.session import create_engine
-from bot.handlers.reminders import send_due
 from bot.replies import for_language
+from bot.scheduler import send_due
 from tests.e2e.chat import last_text, phone_photo, press, send_photo
 from tests.e2e.conftest import ADMIN_ID, RunningBot, make_settings, start_bot
 from tests.fakes.telegram_api import FakeTelegramApi, SentMessage

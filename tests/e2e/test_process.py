@@ -15,15 +15,22 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 import pytest_asyncio
 from aiohttp import ClientSession
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from bot.__main__ import EXIT_BAD_SETTINGS, EXIT_BAD_TOKEN, main
 from bot.config import Settings
+from bot.db.migrate import MIGRATION_LOCK_KEY, alembic_config
+from bot.db.session import create_engine
 from bot.keys import KEY_FILE_NAME
 from tests.conftest import REPO_ROOT
 from tests.e2e import images
+from tests.e2e.conftest import fresh_postgres_database
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi
 
 USER_ID = 918_273_645  # distinctive, to look for in the logs
@@ -43,7 +50,8 @@ def bot_env(**values: str) -> dict[str, str]:
     """Return this environment without any bot settings, plus ``values``."""
     env = {k: v for k, v in os.environ.items() if k not in BOT_ENV_NAMES}
     env["PYTHONPATH"] = str(REPO_ROOT)
-    return {**env, **values}
+    # Any free port for /healthz and friends, unless a test picks one.
+    return {**env, "HEALTH_PORT": "0", **values}
 
 
 @contextlib.asynccontextmanager
@@ -75,11 +83,13 @@ async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
     """A fresh machine, DEBUG logs: it answers, stops on SIGTERM, logs no token and no id."""
     database = tmp_path / "fresh" / "bot.db"
     log_path = tmp_path / "bot.log"
+    health = _free_port()
     env = bot_env(
         TELEGRAM_BOT_TOKEN=TOKEN,
         TELEGRAM_API_URL=fresh_api.url,
         DATABASE_URL=f"sqlite+aiosqlite:///{database}",
         LOG_LEVEL="DEBUG",
+        HEALTH_PORT=str(health),
     )
     async with bot_process(env, tmp_path, log_path) as process:
         fresh_api.push_text(USER_ID, "/start")
@@ -91,6 +101,11 @@ async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
         fresh_api.push_message(USER_ID, document={**photo.as_dict(), "mime_type": "image/jpeg"})
         replies = await fresh_api.wait_for_text(USER_ID, count=3, within_s=180)
         assert "not a diagnosis" in (replies[-1].text or "")
+        # In polling mode too: alive, ready, and the photo counted.
+        assert await http_get(health, "/healthz") == (200, "ok\n")
+        assert await http_get(health, "/readyz") == (200, "ready\n")
+        status, metrics = await http_get(health, "/metrics")
+        assert status == 200 and "bot_photos_screened_total{outcome=" in metrics
         returncode = await stop(process)
 
     output = log_path.read_text()
@@ -107,6 +122,15 @@ async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
     assert str(USER_ID) not in output
 
 
+async def http_get(port: int, path: str) -> tuple[int, str]:
+    """GET ``path`` from the bot's health port."""
+    async with (
+        ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}{path}") as response,
+    ):
+        return response.status, await response.text()
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -118,7 +142,7 @@ async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
 ) -> None:
     """Behind a webhook: it registers URL and secret, answers what Telegram posts, and
     refuses a post without the secret, so a guessed URL cannot inject updates."""
-    port, secret = _free_port(), "hook-Secret_42"
+    port, secret, health = _free_port(), "hook-Secret_42", _free_port()
     url = f"http://127.0.0.1:{port}/telegram-updates"
     log_path = tmp_path / "bot.log"
     env = bot_env(
@@ -129,6 +153,7 @@ async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
         WEBHOOK_PORT=str(port),
         WEBHOOK_SECRET=secret,
         LOG_LEVEL="DEBUG",
+        HEALTH_PORT=str(health),
     )
     forger = USER_ID + 1
     forged = {
@@ -154,6 +179,9 @@ async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
             for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
                 async with session.post(url, json=forged, headers=headers) as response:
                     assert response.status == 403
+        # Beside the webhook, on a port of their own.
+        assert await http_get(health, "/readyz") == (200, "ready\n")
+        assert (await http_get(health, "/metrics"))[0] == 200
         returncode = await stop(process)
 
     output = log_path.read_text()
@@ -315,3 +343,113 @@ async def test_error_paths_log_no_token_id_spot_name_or_patient_code(
     for personal in (str(WORKER_ID), str(ADMIN_USER_ID), SPOT_NAME, PATIENT_CODE):
         assert personal not in output
         assert personal.lower() not in output.lower()
+
+
+async def test_two_replicas_starting_together_on_an_empty_postgresql_migrate_once(
+    fresh_api: FakeTelegramApi, tmp_path: Path, postgres_url: str | None
+) -> None:
+    """Two bot processes started at the same moment on one empty PostgreSQL database: the
+    advisory lock lets one migrate while the other waits, both become ready, and the
+    schema has exactly one alembic_version row, at head.
+
+    The test holds the migration lock itself until both processes wait for it, so the two
+    migrations are due at the same instant, not seconds apart as start-up times allow."""
+    if postgres_url is None:
+        pytest.skip("no PostgreSQL server binaries here; set TEST_POSTGRES_URL")
+    async with (
+        fresh_postgres_database(postgres_url) as database_url,
+        _holding_the_migration_lock(database_url) as waiting,
+    ):
+        ports = [_free_port(), _free_port()]
+        envs = [
+            bot_env(
+                TELEGRAM_BOT_TOKEN=TOKEN,
+                TELEGRAM_API_URL=fresh_api.url,
+                DATABASE_URL=database_url,
+                # Required with a database server; shared, as replicas must share it.
+                USER_KEY_SECRET="replica-user-key-secret",
+                HEALTH_PORT=str(port),
+            )
+            for port in ports
+        ]
+        async with (
+            bot_process(envs[0], tmp_path, tmp_path / "first.log") as first,
+            bot_process(envs[1], tmp_path, tmp_path / "second.log") as second,
+        ):
+            await waiting(2)  # both at the lock; the context releases it below
+            await waiting.release()
+            for port, process in zip(ports, (first, second), strict=True):
+                await wait_until_ready(port, process)
+            versions = await _alembic_versions(database_url)
+            returncodes = [await stop(first), await stop(second)]
+    logs = [(tmp_path / name).read_text() for name in ("first.log", "second.log")]
+    assert returncodes == [0, 0], logs
+    assert versions == [ScriptDirectory.from_config(alembic_config()).get_current_head()]
+    assert all("Traceback" not in log for log in logs), logs
+
+
+async def wait_until_ready(port: int, process: asyncio.subprocess.Process) -> None:
+    """Ask /readyz until it says ready (the process must stay up meanwhile)."""
+    async with asyncio.timeout(180):
+        while True:
+            assert process.returncode is None, "the bot exited during start-up"
+            with contextlib.suppress(OSError):
+                if (await http_get(port, "/readyz"))[0] == 200:
+                    return
+            await asyncio.sleep(0.5)  # polling an HTTP endpoint: there is no event to wait on
+
+
+async def _alembic_versions(database_url: str) -> list[str]:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(text("SELECT version_num FROM alembic_version"))
+            return [str(row[0]) for row in rows]
+    finally:
+        await engine.dispose()
+
+
+class _LockHolder:
+    """The migration's advisory lock, held by the test on a connection of its own."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+
+    async def __call__(self, count: int) -> None:
+        """Wait until ``count`` other sessions wait for an advisory lock here."""
+        query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        async with asyncio.timeout(180):
+            while True:
+                if await self._connection.fetchval(query) >= count:
+                    return
+                await asyncio.sleep(0.2)  # polling the server: no event to wait on
+
+    async def release(self) -> None:
+        await self._connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+
+
+@contextlib.asynccontextmanager
+async def _holding_the_migration_lock(database_url: str) -> AsyncIterator[_LockHolder]:
+    dsn = make_url(database_url).set(drivername="postgresql")
+    connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    try:
+        await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        yield _LockHolder(connection)
+    finally:
+        await connection.close()
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_migrate_command_brings_an_empty_database_to_head_without_a_token(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``python -m bot migrate``, the deploy step before replicas start: only DATABASE_URL."""
+    for name in BOT_ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    database = tmp_path / "data" / "bot.db"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{database}")
+    assert await asyncio.to_thread(main, ["migrate"]) == 0
+    assert await _alembic_versions(f"sqlite+aiosqlite:///{database}") == [
+        ScriptDirectory.from_config(alembic_config()).get_current_head()
+    ]

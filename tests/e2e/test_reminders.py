@@ -13,13 +13,20 @@ from bot.app import build_application
 from bot.context import BotApplication
 from bot.db.models import Consultation, FollowUp, utc_now
 from bot.db.repository import UserRepository
-from bot.handlers.reminders import DUE_JOB_NAME, send_due
 from bot.replies import for_language
+from bot.scheduler import DUE_JOB_NAME, send_due
 from tests.e2e.chat import last_text, phone_photo, press, send_photo
 from tests.e2e.conftest import RunningBot
 from tests.fakes.telegram_api import FakeTelegramApi
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+def backend(each_backend: str) -> str:
+    """This module runs on SQLite and on PostgreSQL."""
+    return each_backend
+
 
 EN = for_language("en")
 

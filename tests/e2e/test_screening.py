@@ -31,6 +31,13 @@ from tests.fakes.telegram_api import TOKEN, FakeTelegramApi, SentMessage
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
+
+@pytest.fixture(scope="module")
+def backend(each_backend: str) -> str:
+    """This module runs on SQLite and on PostgreSQL."""
+    return each_backend
+
+
 REPLIES = Replies()
 DISCLAIMER = "This is a screening aid, not a diagnosis"
 RISK_WORDING = {

@@ -4,7 +4,9 @@ It speaks just enough of the Bot API for the bot: getMe, getUpdates (long pollin
 sendMessage, sendPhoto and sendDocument (multipart; the bytes are kept), editMessageText,
 editMessageReplyMarkup, answerCallbackQuery, sendChatAction, getFile and the file download
 route, setWebhook and deleteWebhook, setMyCommands (per language), and "ok" for other
-harmless calls. While a webhook is set, updates are POSTed to it with its secret token, as
+harmless calls. Faults (an error status, 429 with retry_after, a slow answer, a dropped
+connection) are queued per method with ``inject`` and used by that method's next calls, in
+order. While a webhook is set, updates are POSTed to it with its secret token, as
 Telegram does, and getUpdates is refused.
 Inline keyboards the bot sends are kept, and tests press their buttons with
 ``push_callback``.
@@ -87,12 +89,39 @@ class SentMessage:
 
 @dataclass(frozen=True)
 class Fault:
-    status: int
-    retry_after: int | None
-    stall_s: float
+    """How one call goes wrong: an error answer, a late answer, or no answer at all."""
+
+    status: int = 500
+    description: str = "Internal Server Error"
+    retry_after: int | None = None  # with status 429, as Telegram's flood control sends
+    delay_s: float = 0.0  # wait this long first (longer than the bot's timeout: a timeout)
+    drop: bool = False  # close the connection without an answer
+
+    @classmethod
+    def bad_request(cls, description: str = "Bad Request: chat not found") -> Fault:
+        return cls(400, description)
+
+    @classmethod
+    def flood(cls, retry_after: int = 1) -> Fault:
+        return cls(429, f"Too Many Requests: retry after {retry_after}", retry_after)
+
+    @classmethod
+    def slow(cls, delay_s: float) -> Fault:
+        """Answer normally, but only after ``delay_s`` (a client timeout if it is shorter)."""
+        return cls(200, "", delay_s=delay_s)
+
+    @classmethod
+    def timeout(cls, delay_s: float) -> Fault:
+        """Say nothing for ``delay_s``, then drop the connection: nothing is delivered."""
+        return cls(0, "", delay_s=delay_s, drop=True)
+
+    @classmethod
+    def dropped(cls) -> Fault:
+        return cls(0, "", drop=True)
 
 
-_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+# A queued entry of None lets that call through untouched.
+FaultPlan = Fault | None
 
 
 @dataclass
@@ -105,7 +134,6 @@ class FakeTelegramApi:
     commands_by_language: dict[str, list[JsonDict]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)  # Bot API method names, in call order
     answered_callbacks: list[str] = field(default_factory=list)
-    faults_served: list[tuple[str, int]] = field(default_factory=list)  # (method, status)
 
     def __post_init__(self) -> None:
         self._updates: list[JsonDict] = []
@@ -117,7 +145,9 @@ class FakeTelegramApi:
         self.webhook: tuple[str, str | None] | None = None  # (url, secret token) while set
         self._delivery: asyncio.Task[None] | None = None
         self._held: dict[str, asyncio.Event] = {}
-        self._faults: dict[str, list[Fault]] = {}
+        # Per Bot API method (lower case), or "download" for the file route.
+        self._faults: dict[str, list[FaultPlan]] = {}
+        self.faults_used: list[tuple[str, Fault]] = []  # (method, fault), in the order used
         self.download_requests: list[str] = []  # file ids asked for, served or not yet
 
     # -- lifecycle -------------------------------------------------------------------
@@ -232,37 +262,15 @@ class FakeTelegramApi:
         self._updates.append({"update_id": next(self._ids), "callback_query": query})
         self._notify()
 
-    def fail_next(
-        self, method: str, status: int, *, retry_after: int | None = None, stall_s: float = 0.0
-    ) -> None:
-        """Answer the next call of ``method`` (or "download") with an error, unprocessed.
+    def inject(self, method: str, *faults: FaultPlan) -> None:
+        """Make the next calls of ``method`` fail as ``faults`` say, one each, in order.
 
-        ``status`` 429 carries ``retry_after``, as Telegram's flood control does; with
-        ``stall_s`` the answer comes only that late (past the client's timeout, a timeout).
-        Several calls queue several faults, answered in order.
+        ``method`` is a Bot API method name, or "download" for the file download route.
         """
-        self._faults.setdefault(method.lower(), []).append(Fault(status, retry_after, stall_s))
+        self._faults.setdefault(method.lower(), []).extend(faults)
 
-    async def _fault(self, method: str) -> web.Response | None:
-        faults = self._faults.get(method.lower())
-        if not faults:
-            return None
-        fault = faults.pop(0)
-        self.faults_served.append((method, fault.status))
-        self._notify()
-        if fault.stall_s:
-            await asyncio.sleep(fault.stall_s)
-        if fault.status == 429:
-            return web.json_response(
-                {
-                    "ok": False,
-                    "error_code": 429,
-                    "description": f"Too Many Requests: retry after {fault.retry_after}",
-                    "parameters": {"retry_after": fault.retry_after},
-                },
-                status=429,
-            )
-        return _error(fault.status, _REASONS.get(fault.status, "Internal Server Error"))
+    def pending_faults(self, method: str) -> int:
+        return len(self._faults.get(method.lower(), []))
 
     def hold_download(self, file_id: str) -> asyncio.Event:
         """Keep the download of ``file_id`` open until the returned event is set."""
@@ -317,14 +325,33 @@ class FakeTelegramApi:
             return _error(401, "Unauthorized")
         method = request.match_info["method"]
         self.calls.append(method)
-        if (fault := await self._fault(method)) is not None:
-            return fault
         params: dict[str, Any] = dict(await request.post()) if request.can_read_body else {}
         params.update(request.query)
+        if (failed := await self._fault(method, request)) is not None:
+            return failed
         handler = self._methods().get(method.lower())
         if handler is None:
             return _ok(True)  # setMyDescription, close, ...: harmless, nothing to record
         return await handler(params)
+
+    async def _fault(self, method: str, request: web.Request) -> web.Response | None:
+        """Apply the next queued fault of ``method``: the answer to send instead of the real
+        one, or None to go on (nothing queued, a None entry, or a slow but normal answer)."""
+        queued = self._faults.get(method.lower())
+        fault = queued.pop(0) if queued else None
+        if fault is None:
+            return None
+        self.faults_used.append((method, fault))
+        self._notify()
+        if fault.delay_s:
+            await asyncio.sleep(fault.delay_s)
+        if fault.drop:
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)  # never reaches the bot: it is cut off
+        if fault.status != 200:
+            return _error(fault.status, fault.description, fault.retry_after)
+        return None
 
     def _methods(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
         return {
@@ -499,8 +526,8 @@ class FakeTelegramApi:
             return _error(404, "Not Found")
         self.download_requests.append(file_id)
         self._notify()
-        if (fault := await self._fault("download")) is not None:
-            return fault
+        if (failed := await self._fault("download", request)) is not None:
+            return failed
         if file_id in self._held:
             await self._held[file_id].wait()
         self.downloads.append(file_id)
@@ -546,7 +573,8 @@ def _ok(result: Any) -> web.Response:
     return web.json_response({"ok": True, "result": result})
 
 
-def _error(status: int, description: str) -> web.Response:
-    return web.json_response(
-        {"ok": False, "error_code": status, "description": description}, status=status
-    )
+def _error(status: int, description: str, retry_after: int | None = None) -> web.Response:
+    body: JsonDict = {"ok": False, "error_code": status, "description": description}
+    if retry_after is not None:
+        body["parameters"] = {"retry_after": retry_after}
+    return web.json_response(body, status=status)

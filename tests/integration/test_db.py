@@ -42,6 +42,7 @@ async def test_migrations_build_the_schema_the_models_describe(engine: AsyncEngi
             "users",
             "follow_ups",
             "referral_contacts",
+            "outbox",
             "alembic_version",
         }
         assert await connection.run_sync(_schema_drift) == []

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
+import subprocess
+import sys
+import time
 import zlib
 
 import numpy as np
@@ -11,7 +15,9 @@ import pytest
 from PIL import Image, ImageFile
 
 from inference.decode import decode_image
+from inference.pipeline import WORKING_MEMORY_BYTES
 from inference.types import DecodedImage, DecodeFailure, DecodeRejected
+from tests.conftest import REPO_ROOT
 
 MAX_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000
@@ -249,3 +255,64 @@ def test_16_bit_colour_png_keeps_its_colours() -> None:
     result = _decode(buf.tobytes())
     assert isinstance(result, DecodedImage)
     np.testing.assert_allclose(result.rgb[0, 0].astype(int), [195, 0, 0], atol=2)
+
+
+def _gif_with_frames(frames: int, side: int = 100) -> bytes:
+    """A GIF of ``frames`` one-pixel frames on a ``side`` x ``side`` screen (15 bytes each)."""
+    screen = b"GIF89a" + struct.pack("<HH", side, side) + b"\x80\x00\x00"
+    palette = b"\x00\x00\x00\xff\xff\xff"
+    # Image descriptor at (0, 0), 1 x 1, then LZW code size 2 and one block: clear, 0, end.
+    frame = b"\x2c" + struct.pack("<HHHH", 0, 0, 1, 1) + b"\x00" + b"\x02\x02\x44\x01\x00"
+    return screen + palette + frame * frames + b"\x3b"
+
+
+def test_a_gif_of_800000_frames_is_refused_at_once() -> None:
+    """Frames are not counted (that takes time linear in their number): a second frame is
+    enough to refuse an animation, well under half a second."""
+    gif = _gif_with_frames(800_000)
+    started = time.perf_counter()
+    result = decode_image(gif, max_bytes=20 * 2**20, max_pixels=50_000_000)
+    elapsed = time.perf_counter() - started
+    assert _reason(result) is DecodeFailure.ANIMATED
+    assert elapsed < 0.5
+
+
+def test_a_large_photo_is_screened_reduced_and_reported_at_its_own_size() -> None:
+    """Larger than max_side: decoded smaller (a JPEG while decoding), sizes as sent, upright."""
+    photo = _photo(3000, 2000)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait
+    for data in (_encode(photo, "JPEG", exif=exif.tobytes()), _encode(photo, "PNG", exif=exif)):
+        result = _decode(data, max_pixels=10_000_000, max_side=1000)
+        assert isinstance(result, DecodedImage)
+        assert (result.original_width, result.original_height) == (2000, 3000)
+        assert max(result.rgb.shape[:2]) <= 1000
+        assert result.rgb.shape[0] > result.rgb.shape[1]  # upright: portrait
+
+
+def test_decoded_size_beyond_the_memory_budget_is_refused_before_decoding() -> None:
+    """An RGBA PNG costs 4 bytes a pixel once decoded: over the budget, refused from its header."""
+    rgba = _encode(_photo(400, 300).convert("RGBA"), "PNG")
+    assert (
+        _reason(_decode(rgba, max_decode_bytes=400 * 300 * 4 - 1)) is DecodeFailure.TOO_MANY_PIXELS
+    )
+    assert _reason(_decode(rgba, max_decode_bytes=400 * 300 * 4)) is None
+
+
+def test_two_50_megapixel_pngs_at_once_stay_within_the_memory_budget() -> None:
+    """A 16-bit grey and an RGBA PNG of 50 MP, screened at once by two threads: the peak
+    memory growth stays within two photos' stated budget (MAX_DECODE_MB, 200 MB, plus the
+    working memory), where decoding them as before took 10-26 bytes a pixel (1-2.6 GB)."""
+    max_decode_bytes = 200 * 2**20
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.unit.decode_memory_probe", str(max_decode_bytes)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["outcomes"] == ["screened", "screened"]
+    assert measured["growth_bytes"] <= 2 * (max_decode_bytes + WORKING_MEMORY_BYTES)

@@ -8,6 +8,7 @@ import pytest
 
 from inference.gate import order_issues
 from inference.pipeline import Screener
+from inference.types import DecodeFailure, DecodeRejected, ScreeningResult
 from inference.types import QualityIssue as Q
 from tests.unit.test_quality import textured_skin
 
@@ -53,3 +54,24 @@ def test_blurred_printed_page_is_still_not_a_lesion_first(screener: Screener) ->
     result = screener.screen(page, with_overlay=False)
     assert result.risk.value == "unassessable"
     assert result.quality.issues[0] == Q.NOT_A_LESION, result.quality.issues
+
+
+def test_a_photo_past_its_time_budget_is_refused_and_every_stage_is_timed(
+    lesion_jpegs: dict[str, bytes],
+) -> None:
+    """The budget is checked between stages: spent, the photo is refused as too slow
+    rather than answered late; with time to spare the same photo is screened. Each stage
+    reports its duration to the observer (the bot's latency histogram)."""
+    photo = next(iter(lesion_jpegs.values()))
+    limits = {"max_bytes": 10 * 2**20, "max_pixels": 10_000_000}
+    stages: list[str] = []
+    hurried = Screener(time_budget_s=1e-6, on_stage=lambda stage, _: stages.append(stage))
+    result = hurried.screen_bytes(photo, **limits)
+    assert isinstance(result, DecodeRejected) and result.reason is DecodeFailure.TOO_SLOW
+    assert stages == ["decode", "total"]
+
+    stages.clear()
+    patient = Screener(time_budget_s=600, on_stage=lambda stage, _: stages.append(stage))
+    assert isinstance(patient.screen_bytes(photo, **limits), ScreeningResult)
+    assert stages[0] == "decode" and stages[-1] == "total"
+    assert {"localise", "quality"} <= set(stages)
