@@ -74,6 +74,22 @@ def read_records(data_dir: Path) -> list[Record]:
     return records
 
 
+def stratified_groups(
+    strata: list[list[str]], fractions: tuple[float, float, float], seed: int
+) -> dict[str, str]:
+    """Assign every group id (a lesion, a patient) to a split, stratum by stratum, reproducibly."""
+    rng = np.random.default_rng(seed)
+    where: dict[str, str] = {}
+    for ids in strata:
+        order = rng.permutation(len(ids))
+        n_val = round(len(ids) * fractions[1])
+        n_test = round(len(ids) * fractions[2])
+        for rank, idx in enumerate(order):
+            split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+            where[ids[idx]] = split
+    return where
+
+
 def split_by_lesion(
     records: list[Record], fractions: tuple[float, float, float], seed: int
 ) -> dict[str, list[Record]]:
@@ -84,16 +100,10 @@ def split_by_lesion(
     by_class: dict[int, list[str]] = defaultdict(list)
     for lesion_id in sorted(by_lesion):
         by_class[by_lesion[lesion_id][0].label].append(lesion_id)
-    rng = np.random.default_rng(seed)
+    where = stratified_groups([by_class[label] for label in sorted(by_class)], fractions, seed)
     out: dict[str, list[Record]] = {s: [] for s in SPLITS}
-    for label in sorted(by_class):
-        ids = by_class[label]
-        order = rng.permutation(len(ids))
-        n_val = round(len(ids) * fractions[1])
-        n_test = round(len(ids) * fractions[2])
-        for rank, idx in enumerate(order):
-            split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
-            out[split].extend(by_lesion[ids[idx]])
+    for r in records:
+        out[where[r.lesion_id]].append(r)
     for split in SPLITS:
         out[split].sort(key=lambda r: r.image_id)
     return out

@@ -18,11 +18,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from inference.localize import find_lesion
 from inference.types import LesionBox, RGBImage
-from training.data import CLASSES, SPLITS, Record, load_rgb
+from training.data import CLASSES, SPLITS, Record, load_rgb, stratified_groups
 
 PAD_TO_CLASS: dict[str, str] = {
     "ACK": "akiec",
@@ -80,16 +78,10 @@ def split_by_patient(
     for patient in sorted(by_patient):
         codes = {p.diagnostic for p in by_patient[patient]}
         strata[min(codes, key=_RARITY.index)].append(patient)
-    rng = np.random.default_rng(seed)
+    where = stratified_groups([strata.get(code, []) for code in _RARITY], fractions, seed)
     out: dict[str, list[PadPhoto]] = {s: [] for s in SPLITS}
-    for code in _RARITY:
-        patients = strata.get(code, [])
-        order = rng.permutation(len(patients))
-        n_val = round(len(patients) * fractions[1])
-        n_test = round(len(patients) * fractions[2])
-        for rank, idx in enumerate(order):
-            split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
-            out[split].extend(by_patient[patients[idx]])
+    for p in photos:
+        out[where[p.patient_id]].append(p)
     for split in SPLITS:
         out[split].sort(key=lambda p: p.file)
     return out
