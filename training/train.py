@@ -135,7 +135,8 @@ def domain_sampler(records: list[Record], cfg: TrainConfig) -> WeightedRandomSam
 
 
 def effective_class_counts(records: list[Record], cfg: TrainConfig) -> np.ndarray:
-    """Class counts as the sampler draws them (PAD photos repeat ``pad_share`` times more)."""
+    """Class counts as the sampler draws them: each PAD photo is drawn as often as
+    ``pad_share / (1 - pad_share) * n_ham / n_pad`` HAM10000 images."""
     labels = np.array([r.label for r in records])
     is_pad = np.array([r.domain == PAD_DOMAIN for r in records])
     n_pad, n_ham = int(is_pad.sum()), int((~is_pad).sum())
