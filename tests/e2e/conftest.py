@@ -139,26 +139,35 @@ async def database_url(
 
 
 @contextlib.asynccontextmanager
-async def start_bot(settings: Settings) -> AsyncIterator[RunningBot]:
-    """Run the real Application the way ``Application.run_polling`` does, inside this loop."""
+async def initialised_application(settings: Settings) -> AsyncIterator[BotApplication]:
+    """Build the real Application and run its start-up hooks (migrations, keys, clients)."""
     application = build_application(settings)
     assert application.post_init is not None and application.post_shutdown is not None
-    assert application.updater is not None
     await application.initialize()
     try:
         await application.post_init(application)
-        await application.updater.start_polling(
-            allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY]
-        )
-        await application.start()
-        yield RunningBot(application, settings)
+        yield application
     finally:
-        if application.updater.running:
-            await application.updater.stop()
-        if application.running:
-            await application.stop()
         await application.shutdown()
         await application.post_shutdown(application)
+
+
+@contextlib.asynccontextmanager
+async def start_bot(settings: Settings) -> AsyncIterator[RunningBot]:
+    """Run the real Application the way ``Application.run_polling`` does, inside this loop."""
+    async with initialised_application(settings) as application:
+        assert application.updater is not None
+        try:
+            await application.updater.start_polling(
+                allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY]
+            )
+            await application.start()
+            yield RunningBot(application, settings)
+        finally:
+            if application.updater.running:
+                await application.updater.stop()
+            if application.running:
+                await application.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

@@ -9,14 +9,13 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from bot.app import build_application
 from bot.context import BotApplication
 from bot.db.models import Consultation, FollowUp, utc_now
 from bot.db.repository import UserRepository
 from bot.replies import for_language
 from bot.scheduler import DUE_JOB_NAME, send_due
 from tests.e2e.chat import last_text, phone_photo, press, send_photo
-from tests.e2e.conftest import RunningBot
+from tests.e2e.conftest import RunningBot, initialised_application
 from tests.fakes.telegram_api import FakeTelegramApi
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -216,15 +215,8 @@ async def test_someone_elses_follow_up_cannot_be_answered(
 @pytest_asyncio.fixture(loop_scope="module")
 async def restarted(running_bot: RunningBot) -> AsyncIterator[BotApplication]:
     """A second bot process started on the same database, as after a restart."""
-    application = build_application(running_bot.settings)
-    assert application.post_init is not None and application.post_shutdown is not None
-    await application.initialize()
-    try:
-        await application.post_init(application)
+    async with initialised_application(running_bot.settings) as application:
         yield application
-    finally:
-        await application.shutdown()
-        await application.post_shutdown(application)
 
 
 async def test_reminders_survive_a_restart(

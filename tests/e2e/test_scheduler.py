@@ -16,14 +16,13 @@ import pytest_asyncio
 from sqlalchemy import func, select
 
 from bot import metrics
-from bot.app import build_application
 from bot.context import BotApplication
 from bot.db.models import OutboxMessage, utc_now
 from bot.db.repository import OutboxRepository, UserRepository
 from bot.replies import for_language
 from bot.scheduler import CLAIM_LEASE, RunReport, backoff, queue_due, send_due
 from tests.e2e.chat import last_text
-from tests.e2e.conftest import ADMIN_ID, RunningBot
+from tests.e2e.conftest import ADMIN_ID, RunningBot, initialised_application
 from tests.fakes.telegram_api import FakeTelegramApi, Fault
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -217,15 +216,8 @@ async def test_a_process_killed_after_claiming_loses_nothing(
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def second_replica(running_bot: RunningBot) -> AsyncIterator[BotApplication]:
     """Another bot process on the same database (a second replica, or a rolling restart)."""
-    application = build_application(running_bot.settings)
-    assert application.post_init is not None and application.post_shutdown is not None
-    await application.initialize()
-    try:
-        await application.post_init(application)
+    async with initialised_application(running_bot.settings) as application:
         yield application
-    finally:
-        await application.shutdown()
-        await application.post_shutdown(application)
 
 
 async def test_two_replicas_running_the_scheduler_at_once_send_each_message_once(
