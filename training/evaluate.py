@@ -157,7 +157,7 @@ def by_fitzpatrick(
     mal_idx = [list(meta.classes).index(c) for c in meta.malignant_classes]
     p_mal = softmax(run.log_probs)[:, mal_idx].sum(1)
     types = np.array([p.fitzpatrick or 0 for p in photos])
-    groups = {**{k: np.isin(types, v) for k, v in FITZPATRICK_GROUPS.items()}}
+    groups = {k: np.isin(types, v) for k, v in FITZPATRICK_GROUPS.items()}
     groups["not recorded"] = types == 0
     out = {}
     for name, sel in groups.items():
