@@ -94,9 +94,10 @@ def _run(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT: long polling, or a webhook server with WEBHOOK_URL."""
     # Messages and button presses; edits of old photos are not re-screened.
     updates = [Update.MESSAGE, Update.CALLBACK_QUERY]
-    application = build_application(settings)
+    # SIGTERM/SIGINT are the application's own (a graceful stop), not PTB's.
+    application = build_application(settings, handle_signals=True)
     if settings.webhook_url is None:
-        application.run_polling(allowed_updates=updates)
+        application.run_polling(allowed_updates=updates, stop_signals=None)
         return
     assert settings.webhook_secret is not None  # the settings refuse a webhook without one
     logger.info("Webhook mode, listening on %s:%d", settings.webhook_listen, settings.webhook_port)
@@ -107,6 +108,7 @@ def _run(settings: Settings) -> None:
         webhook_url=settings.webhook_url,
         secret_token=settings.webhook_secret.get_secret_value(),
         allowed_updates=updates,
+        stop_signals=None,
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import signal
+import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
@@ -37,6 +39,7 @@ from bot.handlers import (
 from bot.handlers.errors import on_error
 from bot.health import HealthServer
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES
+from bot.inbox import Inbox, InboxProcessor, InboxQueue, tend
 from bot.keys import load_keys, reseal_chat_refs
 from bot.replies import for_language
 from bot.screening import ScreeningService
@@ -46,6 +49,9 @@ logger = logging.getLogger(__name__)
 
 # /readyz answers within this, even when the database does not.
 READY_TIMEOUT_S = 3.0
+INBOX_JOB_NAME = "inbox"
+# Old handled updates are purged from the inbox at most this often.
+INBOX_PURGE_INTERVAL_S = 3600.0
 
 
 class CountingRateLimiter(AIORateLimiter):
@@ -71,9 +77,16 @@ class CountingRateLimiter(AIORateLimiter):
         return await super().process_request(counted, args, kwargs, endpoint, data, rate_limit_args)
 
 
-def build_application(settings: Settings) -> BotApplication:
-    """Build the bot: Telegram client, handlers, and start-up/shutdown hooks."""
+def build_application(settings: Settings, *, handle_signals: bool = False) -> BotApplication:
+    """Build the bot: Telegram client, handlers, and start-up/shutdown hooks.
+
+    With ``handle_signals`` (the real process), SIGTERM and SIGINT begin a graceful stop
+    (:func:`_begin_stop`); run it with ``stop_signals=None`` then.
+    """
     token = settings.telegram_bot_token.get_secret_value()
+    # Every update is kept before Telegram is told it arrived, and settled once handled.
+    queue = InboxQueue()
+    processor = InboxProcessor(settings.concurrent_updates)
 
     async def ready() -> str | None:
         return await _readiness(application)
@@ -97,8 +110,16 @@ def build_application(settings: Settings) -> BotApplication:
             await resources.aclose()
             raise
         application.bot_data.attach(runtime, resources)
+        queue.inbox = processor.inbox = runtime.inbox
+        # Last in, first out: updates not handled are given back before the database closes.
+        resources.push_async_callback(_give_back, runtime.inbox, queue, processor)
         if application.job_queue is not None:
             scheduler.schedule(application.job_queue, settings)
+            _schedule_inbox(application, queue, processor)
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for stop_signal in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(stop_signal, _begin_stop, application, processor)
         logger.info("Bot started (model %s)", runtime.screening.metadata.version)
 
     async def post_shutdown(application: BotApplication) -> None:
@@ -113,7 +134,8 @@ def build_application(settings: Settings) -> BotApplication:
         .context_types(ContextTypes(bot_data=BotData))
         # Retry after Telegram's flood control rather than lose a reply.
         .rate_limiter(CountingRateLimiter(max_retries=3))
-        .concurrent_updates(settings.concurrent_updates)
+        .update_queue(queue)
+        .concurrent_updates(processor)
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         .build()
@@ -129,6 +151,52 @@ def build_application(settings: Settings) -> BotApplication:
         application.add_handlers(module.handlers(settings))
     application.add_error_handler(on_error)
     return application
+
+
+def _begin_stop(application: BotApplication, processor: InboxProcessor) -> None:
+    """SIGTERM/SIGINT: photos being screened finish and are answered; updates not started
+    yet are given back to the inbox for the next process (or another replica), so the stop
+    takes about as long as one photo, not the whole queue."""
+    logger.info("Stopping: finishing the photos being screened, handing the rest over")
+    processor.draining = True
+    if application.bot_data.attached:
+        application.bot_data.runtime.screening.drain()
+    application.stop_running()
+
+
+def _schedule_inbox(
+    application: BotApplication, queue: InboxQueue, processor: InboxProcessor
+) -> None:
+    """Renew this process's leases and take over free updates, every third of a lease."""
+    last_purge = [float("-inf")]
+
+    async def run(context: Any) -> None:
+        del context
+        if processor.draining or not application.bot_data.attached:
+            return
+        now = time.monotonic()
+        purge = now - last_purge[0] >= INBOX_PURGE_INTERVAL_S
+        if purge:
+            last_purge[0] = now
+        try:
+            await tend(application.bot_data.runtime.inbox, queue, application.bot, purge=purge)
+        except Exception as error:  # the next run tries again; the leases allow for it
+            logger.warning("Inbox upkeep failed (%s)", type(error).__name__)
+
+    assert application.job_queue is not None
+    interval = application.bot_data.runtime.settings.inbox_lease_s / 3
+    application.job_queue.run_repeating(run, interval=interval, first=0, name=INBOX_JOB_NAME)
+
+
+async def _give_back(inbox: Inbox, queue: InboxQueue, processor: InboxProcessor) -> None:
+    queue.inbox = processor.inbox = None
+    try:
+        count = await inbox.release()
+    except Exception as error:  # their leases run out instead
+        logger.warning("Unhandled updates not given back (%s)", type(error).__name__)
+        return
+    if count:
+        logger.info("%d updates given back for the next process", count)
 
 
 async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtime:
@@ -170,8 +238,14 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
         follow_up_after=timedelta(days=settings.follow_up_after_days),
         admission=admission,
     )
+    inbox = Inbox(sessions, keys.update_sealer, lease=timedelta(seconds=settings.inbox_lease_s))
     return Runtime(
-        settings=settings, screening=screening, sessions=sessions, keys=keys, admission=admission
+        settings=settings,
+        screening=screening,
+        sessions=sessions,
+        keys=keys,
+        admission=admission,
+        inbox=inbox,
     )
 
 

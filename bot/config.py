@@ -60,6 +60,11 @@ class Settings(DatabaseSettings):
     # reached when CONCURRENT_UPDATES is larger (say with PostgreSQL): below it, PTB's
     # own limit holds further photos back first.
     max_queued_photos: int = Field(default=100, ge=1)
+    # Every update is kept in the database until handled (bot.inbox), held by its process
+    # under a lease renewed every third of this. After a kill -9 the updates it held are
+    # handled by the next process (or another replica) once their lease runs out; a clean
+    # stop gives them back at once. Shorter: sooner after a crash, more database writes.
+    inbox_lease_s: float = Field(default=30, ge=3)
     # Per user: photos that may arrive at once, and how many more per minute after that.
     # One person sending hundreds must not delay everyone else; the rest are refused (told
     # once a minute), and one user's photos are screened one at a time.

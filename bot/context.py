@@ -11,6 +11,7 @@ from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.admission import Admission
 from bot.config import Settings
+from bot.inbox import Inbox
 from bot.keys import Keys
 from bot.screening import ScreeningService
 
@@ -24,6 +25,7 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     keys: Keys
     admission: Admission
+    inbox: Inbox
 
     def user_key(self, telegram_user_id: int) -> str:
         """Return the pseudonymous key stored in place of a Telegram user id."""

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from bot.db.models import User
-from bot.privacy import ChatSealer, open_legacy_chat_id, user_key
+from bot.privacy import ChatSealer, UpdateSealer, open_legacy_chat_id, user_key
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +34,12 @@ class KeySetupError(Exception):
 
 @dataclass(frozen=True)
 class Keys:
-    """The user-key secret and the chat-id sealer built from the settings."""
+    """The user-key secret and the sealers built from the settings."""
 
     user_key_secret: bytes
     sealer: ChatSealer
+    # Updates waiting in the inbox (see bot.inbox), from the same secrets.
+    update_sealer: UpdateSealer
 
     def user_key(self, telegram_user_id: int) -> str:
         """Return the pseudonymous key stored in place of a Telegram user id."""
@@ -58,7 +60,8 @@ async def load_keys(settings: Settings, sessions: async_sessionmaker[AsyncSessio
     # Values sealed before CHAT_SEAL_KEYS was set were sealed with a key derived from the
     # user-key secret: it comes last, so they still open (and are re-sealed at start-up).
     seal_secrets = [key.get_secret_value().encode() for key in settings.chat_seal_keys]
-    return Keys(secret, ChatSealer([*seal_secrets, secret]))
+    secrets = [*seal_secrets, secret]
+    return Keys(secret, ChatSealer(secrets), UpdateSealer(secrets))
 
 
 async def _user_key_secret(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> bytes:

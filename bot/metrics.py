@@ -62,6 +62,18 @@ SCHEDULER_BACKLOG = Gauge(
     ["state"],
     registry=REGISTRY,
 )
+INBOX_EVENTS = Counter(
+    "bot_inbox_updates",
+    "Updates through the inbox beyond the plain path, by event (seen_before, claimed, "
+    "given_back, not_kept, gave_up_attempts, gave_up_unreadable)",
+    ["event"],
+    registry=REGISTRY,
+)
+INBOX_WAITING = Gauge(
+    "bot_inbox_waiting",
+    "Updates kept and not yet handled, by every replica together",
+    registry=REGISTRY,
+)
 
 # python-telegram-bot's exception classes, most specific first, by name: this module is
 # imported by the screening service, which stays free of Telegram.
@@ -98,6 +110,15 @@ def not_admitted(reason: str) -> None:
     """Count one picture refused unscreened as busy: ``busy_queue_full`` (everyone's queue
     is full) or ``busy_rate`` (over its sender's rate)."""
     REFUSALS.labels(reason=f"busy_{reason}").inc()
+
+
+def inbox_event(event: str) -> None:
+    """Count one inbox event (see :data:`INBOX_EVENTS`)."""
+    INBOX_EVENTS.labels(event=event).inc()
+
+
+def set_inbox_waiting(count: int) -> None:
+    INBOX_WAITING.set(count)
 
 
 def observe_stage(stage: str, seconds: float) -> None:

@@ -48,15 +48,17 @@ class _SealKey:
     cipher: AESGCM
 
 
-class ChatSealer:
-    """Seal and open chat ids; the first secret seals, every secret opens."""
+class Sealer:
+    """AES-256-GCM for small values kept in the database; the first secret seals, every
+    secret opens. ``purpose`` gives each kind of value its own keys, so a value of one
+    kind never opens as another."""
 
-    def __init__(self, secrets: Sequence[bytes]) -> None:
+    def __init__(self, secrets: Sequence[bytes], purpose: bytes) -> None:
         if not secrets:
             raise ValueError("at least one sealing secret is needed")
         keys = []
         for secret in secrets:
-            key = _derive(secret, b"skin-bot chat-ref v1")
+            key = _derive(secret, purpose)
             key_id = hashlib.sha256(b"key id:" + key).hexdigest()[:8]
             keys.append(_SealKey(key_id, AESGCM(key)))
         self._keys = {key.key_id: key for key in reversed(keys)}
@@ -66,16 +68,16 @@ class ChatSealer:
     def current_key_id(self) -> str:
         return self._current.key_id
 
-    def seal(self, chat_id: int, user_key: str) -> str:
-        """Encrypt ``chat_id`` for the row of ``user_key`` (a different text every time)."""
+    def seal(self, plain: bytes, associated: bytes) -> str:
+        """Encrypt ``plain``, bound to ``associated`` (a different text every time)."""
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._current.cipher.encrypt(nonce, _CHAT_ID.pack(chat_id), _aad(user_key))
+        sealed = self._current.cipher.encrypt(nonce, plain, associated)
         payload = base64.urlsafe_b64encode(nonce + sealed).decode()
         return f"{_VERSION}.{self._current.key_id}.{payload}"
 
-    def open(self, sealed: str, user_key: str) -> int | None:
-        """Return the chat id, or None if it was sealed for another row or with an unknown
-        key, or was altered."""
+    def open(self, sealed: str, associated: bytes) -> bytes | None:
+        """Return the plaintext, or None if it was sealed with other associated data or an
+        unknown key, or was altered."""
         version, _, rest = sealed.partition(".")
         key_id, _, payload = rest.partition(".")
         key = self._keys.get(key_id)
@@ -83,16 +85,60 @@ class ChatSealer:
             return None
         try:
             raw = base64.urlsafe_b64decode(payload.encode())
-            plain = key.cipher.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _aad(user_key))
+            return key.cipher.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], associated)
         except (ValueError, binascii.Error, InvalidTag):
             return None
-        if len(plain) != _CHAT_ID.size:
+
+    def is_current(self, sealed: str) -> bool:
+        """True if ``sealed`` is in this format and under the current key."""
+        return sealed.startswith(f"{_VERSION}.{self._current.key_id}.")
+
+
+class ChatSealer:
+    """Seal and open chat ids, each bound to its user's row."""
+
+    def __init__(self, secrets: Sequence[bytes]) -> None:
+        self._sealer = Sealer(secrets, b"skin-bot chat-ref v1")
+
+    @property
+    def current_key_id(self) -> str:
+        return self._sealer.current_key_id
+
+    def seal(self, chat_id: int, user_key: str) -> str:
+        """Encrypt ``chat_id`` for the row of ``user_key`` (a different text every time)."""
+        return self._sealer.seal(_CHAT_ID.pack(chat_id), _aad(user_key))
+
+    def open(self, sealed: str, user_key: str) -> int | None:
+        """Return the chat id, or None if it was sealed for another row or with an unknown
+        key, or was altered."""
+        plain = self._sealer.open(sealed, _aad(user_key))
+        if plain is None or len(plain) != _CHAT_ID.size:
             return None
         return int(_CHAT_ID.unpack(plain)[0])
 
     def is_current(self, sealed: str) -> bool:
         """True if ``sealed`` is in this format and under the current key."""
-        return sealed.startswith(f"{_VERSION}.{self._current.key_id}.")
+        return self._sealer.is_current(sealed)
+
+
+class UpdateSealer:
+    """Seal and open whole Telegram updates while they wait in the inbox (they hold raw
+    ids and what the user typed), each bound to its update id."""
+
+    def __init__(self, secrets: Sequence[bytes]) -> None:
+        self._sealer = Sealer(secrets, b"skin-bot inbox v1")
+
+    def seal(self, update: bytes, update_id: int) -> str:
+        return self._sealer.seal(update, _update_aad(update_id))
+
+    def open(self, sealed: str, update_id: int) -> bytes | None:
+        """Return the update's bytes, or None if it does not open (another update's value,
+        an unknown key, or altered)."""
+        return self._sealer.open(sealed, _update_aad(update_id))
+
+
+def _update_aad(update_id: int) -> bytes:
+    return b"inbox:" + str(update_id).encode()
 
 
 def _aad(user_key: str) -> bytes:

@@ -126,6 +126,8 @@ class PhotoRequest:
     caption: str | None = None
     size_bytes: int | None = None
     chat_ref: str | None = None
+    # The Telegram update carrying it: handled again after a crash, it gets no second row.
+    update_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,19 @@ class Forgotten:
     """/forget committed while the photo was in flight: the result was thrown away."""
 
     language: str
+
+
+@dataclass(frozen=True)
+class AlreadyAnswered:
+    """This update was screened and answered before (it is being handled again after a
+    crash): nothing more to store or send."""
+
+    language: str
+
+
+class ShuttingDownError(Exception):
+    """Shutdown began before this photo was downloaded: nothing was stored, and the update
+    is left for the next process (see bot.inbox)."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +197,7 @@ class Consulted:
     consultation_id: int | None = None  # the stored row, to mark delivered
 
 
-PhotoReply = NeedsConsent | NeedsPatientCode | Forgotten | Busy | Consulted
+PhotoReply = NeedsConsent | NeedsPatientCode | Forgotten | Busy | AlreadyAnswered | Consulted
 
 
 @dataclass(frozen=True)
@@ -190,6 +205,7 @@ class _Sender:
     language: str
     consented: bool
     worker: bool
+    answered_before: bool = False  # this very update was answered by an earlier process
 
 
 class ScreeningService:
@@ -218,10 +234,16 @@ class ScreeningService:
         # Bounds the photos held in memory (downloaded, waiting for a worker); later
         # users queue here, in arrival order, instead of failing.
         self._slots = asyncio.Semaphore(max_pending)
+        self._draining = False
 
     @property
     def metadata(self) -> ModelMetadata:
         return self._screener.metadata
+
+    def drain(self) -> None:
+        """Shutdown began: photos already downloading or screening finish; those still
+        waiting for a slot raise :class:`ShuttingDownError` instead of starting."""
+        self._draining = True
 
     async def consult(self, request: PhotoRequest, download: Download) -> PhotoReply:
         """Check consent, download and screen one picture, store it, return what to reply.
@@ -231,6 +253,8 @@ class ScreeningService:
         committed meanwhile wins and nothing is stored.
         """
         sender = await self._load_sender(request)
+        if sender.answered_before:
+            return AlreadyAnswered(sender.language)
         if not sender.consented:
             return NeedsConsent(sender.language)
         subject = _subject(request.caption, worker=sender.worker)
@@ -262,6 +286,8 @@ class ScreeningService:
         """Wait for a slot, download, screen in a worker thread, store (counted in the
         screening queue depth from admission to the stored row)."""
         async with self._slots:
+            if self._draining:
+                raise ShuttingDownError
             try:
                 data = bytes(await download())
                 loop = asyncio.get_running_loop()
@@ -310,10 +336,16 @@ class ScreeningService:
     async def _load_sender(self, request: PhotoRequest) -> _Sender:
         async with self._sessions() as session:
             user = await UserRepository(session).get(request.user_key)
+            earlier = (
+                None
+                if request.update_id is None
+                else await ConsultationRepository(session).by_update(request.update_id)
+            )
         return _Sender(
             language=(user.language if user else None) or language_for(request.telegram_language),
             consented=user is not None and user.consented_at is not None,
             worker=bool(user and user.is_worker),
+            answered_before=earlier is not None and earlier.delivered_at is not None,
         )
 
     async def _store(
@@ -339,6 +371,15 @@ class ScreeningService:
             if user is None or user.consented_at is None:
                 return Forgotten(sender.language)
             consultations = ConsultationRepository(session)
+            if request.update_id is not None:
+                earlier = await consultations.by_update(request.update_id)
+                if earlier is not None and earlier.delivered_at is not None:
+                    return AlreadyAnswered(sender.language)
+                if earlier is not None:
+                    # Logged by a process that stopped before answering: this attempt,
+                    # which will be answered, takes its place.
+                    await consultations.remove(earlier)
+                row.update_id = request.update_id
             # Reads first, writes last: SQLite holds its one write lock from the first
             # write to the commit, and every other photo's write waits for it meanwhile.
             previous: Consultation | None = None

@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Dialect,
     Float,
@@ -109,6 +110,9 @@ class Consultation(Base):
     result_message_id: Mapped[int | None] = mapped_column(Integer)
     # When Telegram accepted the reply; None: not (yet) delivered, after every retry.
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The Telegram update it answers: an update handled again after a crash (see
+    # bot.inbox) finds its row here instead of logging a second consultation.
+    update_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
 
     def __repr__(self) -> str:
         return f"Consultation(id={self.id!r}, status={self.status!r}, reason={self.reason!r})"
@@ -186,3 +190,29 @@ class OutboxMessage(Base):
     parked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The kind of the last failure (an exception class name or "no_chat"), never its text.
     last_error: Mapped[str | None] = mapped_column(String(64))
+
+
+class InboxUpdate(Base):
+    """A Telegram update, kept from before Telegram is told it arrived until it is handled.
+
+    Written before the next getUpdates confirms it (or before a webhook answers 200), so a
+    process killed at any point loses no update: one whose lease has run out, or that was
+    given back at shutdown, is handled again by whichever process claims it. The update is
+    sealed (it holds raw ids and what the user typed) and dropped once handled; the id
+    stays a while, so Telegram sending it again is recognised.
+    """
+
+    __tablename__ = "inbox"
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    # bot.privacy.UpdateSealer's text; None once handled.
+    payload: Mapped[str | None] = mapped_column(Text)
+    # Which process handles it, until when; None: free for any process to claim.
+    owner: Mapped[str | None] = mapped_column(String(32))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # Claims so far: an update that keeps killing its process is given up, not retried forever.
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # Why it was given up without being handled ("attempts", "unreadable"); None: handled.
+    gave_up: Mapped[str | None] = mapped_column(String(16))

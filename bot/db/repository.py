@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import delete, exists, func, or_, select, true, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import (
@@ -16,6 +17,7 @@ from bot.db.models import (
     Consultation,
     ConsultationStatus,
     FollowUp,
+    InboxUpdate,
     OutboxMessage,
     ReferralContact,
     User,
@@ -71,6 +73,25 @@ class ConsultationRepository:
         await self._session.execute(
             update(Consultation).where(Consultation.id == consultation_id).values(**values)
         )
+
+    async def by_update(self, update_id: int) -> Consultation | None:
+        """Return the consultation that answers one Telegram update, if any."""
+        return await self._session.scalar(
+            select(Consultation).where(Consultation.update_id == update_id)
+        )
+
+    async def remove(self, consultation: Consultation) -> None:
+        """Delete one consultation with its follow-up and any outbox row for it."""
+        follow_ups = select(FollowUp.id).where(FollowUp.consultation_id == consultation.id)
+        # Explicitly: SQLite does not enforce ON DELETE CASCADE by default.
+        await self._session.execute(
+            delete(OutboxMessage).where(OutboxMessage.follow_up_id.in_(follow_ups))
+        )
+        await self._session.execute(
+            delete(FollowUp).where(FollowUp.consultation_id == consultation.id)
+        )
+        await self._session.delete(consultation)
+        await self._session.flush()
 
     async def for_user(self, user_key: str, limit: int = 50) -> Sequence[Consultation]:
         """Return a user's consultations, newest first."""
@@ -365,6 +386,111 @@ class OutboxRepository:
         ).all()
         reasons = Counter({str(reason or "?"): int(count) for reason, count in parked})
         return int(pending or 0), _by_count(reasons)
+
+
+class InboxRepository:
+    """Updates from their arrival until they are handled (see ``bot.inbox``)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def accept(
+        self, update_id: int, payload: str, owner: str, now: datetime, lease_until: datetime
+    ) -> bool:
+        """Keep a new update, held by ``owner``; False if this update id is known already
+        (Telegram sent it again, or another replica got it): nothing is written then."""
+        dialect = self._session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (
+            insert(InboxUpdate)
+            .values(
+                update_id=update_id,
+                received_at=now,
+                payload=payload,
+                owner=owner,
+                lease_until=lease_until,
+                attempts=1,
+            )
+            .on_conflict_do_nothing(index_elements=[InboxUpdate.update_id])
+            .returning(InboxUpdate.update_id)
+        )
+        return (await self._session.scalar(statement)) is not None
+
+    async def finish(self, update_id: int, now: datetime, gave_up: str | None = None) -> None:
+        """Mark an update handled (or given up): its sealed text goes, its id stays."""
+        await self._session.execute(
+            update(InboxUpdate)
+            .where(InboxUpdate.update_id == update_id, InboxUpdate.done_at.is_(None))
+            .values(done_at=now, payload=None, owner=None, lease_until=None, gave_up=gave_up)
+        )
+
+    async def release(self, owner: str, update_ids: Sequence[int] | None = None) -> int:
+        """Give back ``owner``'s unhandled updates (those of ``update_ids``, or all) so that
+        any process may claim them at once; return how many."""
+        query = update(InboxUpdate).where(InboxUpdate.owner == owner, InboxUpdate.done_at.is_(None))
+        if update_ids is not None:
+            query = query.where(InboxUpdate.update_id.in_(update_ids))
+        result = await self._session.execute(query.values(owner=None, lease_until=None))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def renew(self, owner: str, update_ids: Sequence[int], lease_until: datetime) -> None:
+        """Extend ``owner``'s leases on the updates it is still handling."""
+        await self._session.execute(
+            update(InboxUpdate)
+            .where(
+                InboxUpdate.owner == owner,
+                InboxUpdate.done_at.is_(None),
+                InboxUpdate.update_id.in_(update_ids),
+            )
+            .values(lease_until=lease_until)
+        )
+
+    async def claim_free(
+        self, owner: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[InboxUpdate]:
+        """Claim up to ``limit`` unhandled updates nobody holds (given back, or whose
+        holder's lease ran out), oldest first, counting the attempt.
+
+        A conditional UPDATE like the outbox's claim: an update another process claimed
+        in between no longer matches, on SQLite and PostgreSQL alike.
+        """
+        free = (
+            InboxUpdate.done_at.is_(None),
+            or_(InboxUpdate.lease_until.is_(None), InboxUpdate.lease_until <= now),
+        )
+        candidates = (
+            await self._session.scalars(
+                select(InboxUpdate.update_id)
+                .where(*free)
+                .order_by(InboxUpdate.update_id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        if not candidates:
+            return []
+        claimed = await self._session.scalars(
+            update(InboxUpdate)
+            .where(InboxUpdate.update_id.in_(candidates), *free)
+            .values(owner=owner, lease_until=lease_until, attempts=InboxUpdate.attempts + 1)
+            .returning(InboxUpdate)
+            .execution_options(synchronize_session=False)
+        )
+        return sorted(claimed.all(), key=lambda row: row.update_id)
+
+    async def waiting(self) -> int:
+        """How many updates wait to be handled (held or free)."""
+        count = await self._session.scalar(
+            select(func.count()).where(InboxUpdate.done_at.is_(None))
+        )
+        return int(count or 0)
+
+    async def purge_done_before(self, cutoff: datetime) -> int:
+        """Forget handled updates from before ``cutoff``; return how many."""
+        result = await self._session.execute(
+            delete(InboxUpdate).where(InboxUpdate.done_at < cutoff)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 class ReferralRepository:

@@ -21,8 +21,10 @@ from bot.db.repository import ConsultationRepository
 from bot.handlers.common import Handler, person, reply_long, user_key
 from bot.handlers.consent import consent_keyboard
 from bot.handlers.delivery import with_retries
+from bot.inbox import defer_current_update
 from bot.replies import for_language
 from bot.screening import (
+    AlreadyAnswered,
     Assessed,
     Busy,
     Consulted,
@@ -33,6 +35,7 @@ from bot.screening import (
     PhotoReply,
     PhotoRequest,
     RejectReason,
+    ShuttingDownError,
     Tracked,
 )
 from bot.tracking import change_between, normalise_label
@@ -118,6 +121,7 @@ async def reject(
         kind=kind,
         telegram_language=update.effective_user.language_code if update.effective_user else None,
         size_bytes=getattr(media, "file_size", None),
+        update_id=update.update_id,
     )
     reply = await context.bot_data.runtime.screening.reject(request, reason)
     await answer(message, context, reply)
@@ -140,6 +144,7 @@ async def _screen(
         size_bytes=attachment.file_size,
         # Sealed now, kept only if the result asks for a follow-up.
         chat_ref=runtime.seal_chat(message.chat_id, key),
+        update_id=update.update_id,
     )
 
     async def download() -> bytearray:
@@ -150,7 +155,12 @@ async def _screen(
         # In memory: photos never touch disk.
         return await with_retries(file.download_as_bytearray, "download")
 
-    reply = await runtime.screening.consult(request, download)
+    try:
+        reply = await runtime.screening.consult(request, download)
+    except ShuttingDownError:
+        # Not looked at yet: the next process answers it (bot.inbox), so no reply now.
+        defer_current_update()
+        return
     await answer(message, context, reply)
 
 
@@ -170,6 +180,8 @@ async def answer(message: Message, context: BotContext, reply: PhotoReply) -> No
             await message.reply_text(replies.text(f"busy.{reason.value}"))
         case Busy():
             pass  # told less than a minute ago: another notice would only add to the flood
+        case AlreadyAnswered():
+            pass  # answered by the process that handled this update before a crash
         case Consulted():
             await _deliver(message, context, reply)
 

@@ -43,6 +43,7 @@ async def test_migrations_build_the_schema_the_models_describe(engine: AsyncEngi
             "follow_ups",
             "referral_contacts",
             "outbox",
+            "inbox",
             "alembic_version",
         }
         assert await connection.run_sync(_schema_drift) == []

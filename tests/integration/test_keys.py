@@ -17,7 +17,7 @@ from bot.db.models import User
 from bot.db.repository import UserRepository
 from bot.db.session import create_engine, create_session_factory
 from bot.keys import KEY_FILE_NAME, Keys, KeySetupError, load_keys, reseal_chat_refs
-from bot.privacy import ChatSealer, user_key
+from bot.privacy import ChatSealer, UpdateSealer, user_key
 from tests.legacy_seal import seal_chat_id_v0
 
 T1 = "123456789:FIRST-token-abcdefghijklmnopqrstuvwxyz"
@@ -49,7 +49,8 @@ async def test_values_sealed_before_the_migration_open_after_it(engine: AsyncEng
             user = await UserRepository(session).get_or_add(key)
             user.chat_ref, user.reminder = chat_ref, "monthly"
 
-    keys = Keys(SECRET, ChatSealer([NEW_SEAL_KEY.encode(), SECRET]))
+    secrets = [NEW_SEAL_KEY.encode(), SECRET]
+    keys = Keys(SECRET, ChatSealer(secrets), UpdateSealer(secrets))
     report = await reseal_chat_refs(sessions, keys)
     assert (report.resealed, report.dropped, report.unreadable) == (2, 1, 1)
 

@@ -1,0 +1,268 @@
+"""No update lost to a crash or a restart: each is kept before Telegram is told it arrived.
+
+Telegram forgets an update once the next getUpdates names a later offset (or once a webhook
+answered 200), and python-telegram-bot asks for the next batch before it has handled the
+last one. So the application's update queue is an :class:`InboxQueue`: putting an update
+first writes it, sealed, to the ``inbox`` table, held by this process under a lease; an
+update already there (Telegram sending it again after a crash, or to another replica) is
+not taken twice. The :class:`InboxProcessor` marks it handled once its handlers ran.
+
+What a stopped process held comes back: at shutdown it gives back what it did not start
+(any process may claim that at once); after a kill -9 its leases run out. A repeating job
+(:func:`tend`) renews this process's leases and claims the free updates. Handling an update
+twice is then possible (killed after handling, before marking), so the photo path finds the
+consultation of an update by its id (``bot.screening``): one row per update, whatever
+happens. An update that keeps killing its process is given up after MAX_ATTEMPTS claims.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Awaitable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from telegram import Bot, Update
+from telegram.error import NetworkError
+from telegram.ext import BaseUpdateProcessor
+
+from bot import metrics
+from bot.db.models import utc_now
+from bot.db.repository import InboxRepository
+from bot.privacy import UpdateSealer
+
+logger = logging.getLogger(__name__)
+
+# Claims of one update before it is given up: each claim after the first follows a process
+# that stopped while holding it, and a third in a row is no coincidence.
+MAX_ATTEMPTS = 3
+# Handled updates are remembered this long, longer than Telegram keeps one (24 hours),
+# so an update sent again is recognised rather than handled twice.
+KEEP_HANDLED = timedelta(hours=48)
+# Updates claimed per run of the job: the queue takes them all, the screening queue then
+# admits what fits (the rest get "busy" and are done with).
+CLAIM_BATCH = 100
+
+
+class Inbox:
+    """The ``inbox`` table, seen from one process (``owner``)."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        sealer: UpdateSealer,
+        *,
+        lease: timedelta,
+    ) -> None:
+        self._sessions = sessions
+        self._sealer = sealer
+        self._lease = lease
+        # This process, for as long as it runs: leases name it.
+        self.owner = uuid.uuid4().hex
+        # The updates this process has accepted or claimed and not yet finished.
+        self._held: set[int] = set()
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    async def accept(self, update: Update) -> bool:
+        """Keep ``update`` (held by this process); False if it was kept before."""
+        payload = self._sealer.seal(json.dumps(update.to_dict()).encode(), update.update_id)
+        now = utc_now()
+        async with self._sessions.begin() as session:
+            new = await InboxRepository(session).accept(
+                update.update_id, payload, self.owner, now, now + self._lease
+            )
+        if new:
+            self._held.add(update.update_id)
+        else:
+            metrics.inbox_event("seen_before")
+        return new
+
+    async def finish(self, update_id: int, gave_up: str | None = None) -> None:
+        """Mark an update handled (or given up, with why)."""
+        self._held.discard(update_id)
+        try:
+            async with self._sessions.begin() as session:
+                await InboxRepository(session).finish(update_id, utc_now(), gave_up)
+        except SQLAlchemyError as error:
+            # Not fatal: its lease runs out and it is handled again, which the photo path
+            # recognises (one consultation per update).
+            logger.warning("Update not marked handled (%s)", type(error).__name__)
+
+    async def release(self, update_id: int | None = None) -> int:
+        """Give back one held update (or all of them) for any process to claim at once."""
+        ids = None if update_id is None else [update_id]
+        async with self._sessions.begin() as session:
+            count = await InboxRepository(session).release(self.owner, ids)
+        if update_id is None:
+            self._held.clear()
+        else:
+            self._held.discard(update_id)
+        return count
+
+    async def renew(self) -> None:
+        """Extend the leases of the updates this process still holds."""
+        if not self._held:
+            return
+        async with self._sessions.begin() as session:
+            await InboxRepository(session).renew(
+                self.owner, sorted(self._held), utc_now() + self._lease
+            )
+
+    async def claim(self, bot: Bot) -> list[Update]:
+        """Claim the free updates and return those to handle, oldest first; those that
+        cannot be read, or were tried MAX_ATTEMPTS times, are given up here."""
+        now = utc_now()
+        async with self._sessions.begin() as session:
+            rows = await InboxRepository(session).claim_free(
+                self.owner, now, now + self._lease, CLAIM_BATCH
+            )
+            claimed = [(row.update_id, row.payload, row.attempts) for row in rows]
+        updates = []
+        for update_id, payload, attempts in claimed:
+            self._held.add(update_id)
+            update = self._open(update_id, payload, bot)
+            if update is None:
+                logger.warning("Update %d given up: it cannot be opened", update_id)
+                await self._give_up(update_id, "unreadable")
+            elif attempts > MAX_ATTEMPTS:
+                logger.warning("Update %d given up after %d attempts", update_id, attempts - 1)
+                await self._give_up(update_id, "attempts")
+            else:
+                metrics.inbox_event("claimed")
+                updates.append(update)
+        return updates
+
+    async def purge(self) -> int:
+        """Forget handled updates older than KEEP_HANDLED; return how many."""
+        async with self._sessions.begin() as session:
+            return await InboxRepository(session).purge_done_before(utc_now() - KEEP_HANDLED)
+
+    async def waiting(self) -> int:
+        async with self._sessions() as session:
+            return await InboxRepository(session).waiting()
+
+    async def _give_up(self, update_id: int, why: str) -> None:
+        metrics.inbox_event(f"gave_up_{why}")
+        await self.finish(update_id, gave_up=why)
+
+    def _open(self, update_id: int, payload: str | None, bot: Bot) -> Update | None:
+        plain = None if payload is None else self._sealer.open(payload, update_id)
+        if plain is None:
+            return None
+        try:
+            return Update.de_json(json.loads(plain), bot)
+        except (ValueError, TypeError, KeyError):
+            return None
+
+
+class InboxQueue(asyncio.Queue[object]):
+    """The application's update queue: an update is kept in the inbox before it is taken.
+
+    Until :attr:`inbox` is set (start-up), updates pass straight through; none arrive then.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inbox: Inbox | None = None
+
+    async def put(self, item: object) -> None:
+        if isinstance(item, Update) and self.inbox is not None:
+            try:
+                new = await self.inbox.accept(item)
+            except SQLAlchemyError as error:
+                # Not kept, so not taken either. As a NetworkError, polling waits and asks
+                # Telegram again with the same offset; a webhook answers an error and
+                # Telegram sends it again later.
+                metrics.inbox_event("not_kept")
+                raise NetworkError(
+                    f"the update could not be kept ({type(error).__name__})"
+                ) from error
+            if not new:
+                return  # handled, or being handled, already
+        await super().put(item)
+
+    async def put_claimed(self, update: Update) -> None:
+        """Queue an update claimed from the inbox (kept already)."""
+        await super().put(update)
+
+
+@dataclass
+class _Handling:
+    deferred: bool = False
+
+
+_handling: ContextVar[_Handling | None] = ContextVar("inbox_handling", default=None)
+
+
+def defer_current_update() -> None:
+    """Leave the update being handled unfinished: it is given back at shutdown and handled
+    again by the next process (called when shutdown began before its photo was looked at)."""
+    handling = _handling.get()
+    if handling is not None:
+        handling.deferred = True
+
+
+class InboxProcessor(BaseUpdateProcessor):
+    """Runs updates concurrently, as PTB's default does, and then settles them in the
+    inbox: handled, or given back. Once :attr:`draining` (shutdown began), updates not yet
+    started are given back without being handled."""
+
+    def __init__(self, max_concurrent_updates: int) -> None:
+        super().__init__(max_concurrent_updates)
+        self.inbox: Inbox | None = None
+        self.draining = False
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        inbox = self.inbox
+        if inbox is None or not isinstance(update, Update):
+            await coroutine
+            return
+        if self.draining:
+            if asyncio.iscoroutine(coroutine):
+                coroutine.close()  # never started: nothing to undo
+            await inbox.release(update.update_id)
+            metrics.inbox_event("given_back")
+            return
+        handling = _Handling()
+        token = _handling.set(handling)
+        try:
+            await coroutine
+        finally:
+            _handling.reset(token)
+        if handling.deferred:
+            await inbox.release(update.update_id)
+            metrics.inbox_event("given_back")
+        else:
+            await inbox.finish(update.update_id)
+
+    async def initialize(self) -> None:
+        """Nothing to set up: the inbox is attached once the database is open."""
+
+    async def shutdown(self) -> None:
+        """Nothing to close: the inbox belongs to the runtime."""
+
+
+async def tend(inbox: Inbox, queue: InboxQueue, bot: Bot, *, purge: bool) -> int:
+    """One run of the inbox job: renew this process's leases, queue the free updates
+    (given back by a stopped process, or held by one that died), and now and then forget
+    old handled ones. Return how many updates were queued."""
+    await inbox.renew()
+    updates = await inbox.claim(bot)
+    for update in updates:
+        await queue.put_claimed(update)
+    if updates:
+        logger.info("%d updates taken over from the inbox", len(updates))
+    if purge:
+        await inbox.purge()
+    metrics.set_inbox_waiting(await inbox.waiting())
+    return len(updates)
