@@ -185,7 +185,7 @@ def _schedule_inbox(
 
     assert application.job_queue is not None
     interval = application.bot_data.runtime.settings.inbox_lease_s / 3
-    application.job_queue.run_repeating(run, interval=interval, first=0, name=INBOX_JOB_NAME)
+    application.job_queue.run_repeating(run, interval=interval, first=0.1, name=INBOX_JOB_NAME)
 
 
 async def _give_back(inbox: Inbox, queue: InboxQueue, processor: InboxProcessor) -> None:

@@ -95,6 +95,15 @@ async def fake_api(backend: str) -> AsyncIterator[FakeTelegramApi]:
     await api.stop()
 
 
+@pytest_asyncio.fixture
+async def fresh_api() -> AsyncIterator[FakeTelegramApi]:
+    """A fake Telegram of its own, in this test's event loop."""
+    api = FakeTelegramApi()
+    await api.start()
+    yield api
+    await api.stop()
+
+
 @pytest.fixture(scope="module")
 def backend() -> str:
     """The database the module's bot logs to: SQLite unless the module asks for both."""

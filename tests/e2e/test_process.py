@@ -5,19 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
-import socket
 import sqlite3
 import stat
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from aiohttp import ClientSession
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
@@ -31,50 +26,18 @@ from bot.keys import KEY_FILE_NAME
 from tests.conftest import REPO_ROOT
 from tests.e2e import images
 from tests.e2e.conftest import fresh_postgres_database
+from tests.e2e.processes import (
+    BOT_ENV_NAMES,
+    bot_env,
+    bot_process,
+    free_port,
+    http_get,
+    stop,
+    wait_until_ready,
+)
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi
 
 USER_ID = 918_273_645  # distinctive, to look for in the logs
-BOT_ENV_NAMES = tuple(name.upper() for name in Settings.model_fields)
-
-
-@pytest_asyncio.fixture
-async def fresh_api() -> AsyncIterator[FakeTelegramApi]:
-    """A fake Telegram of its own, in this test's event loop."""
-    api = FakeTelegramApi()
-    await api.start()
-    yield api
-    await api.stop()
-
-
-def bot_env(**values: str) -> dict[str, str]:
-    """Return this environment without any bot settings, plus ``values``."""
-    env = {k: v for k, v in os.environ.items() if k not in BOT_ENV_NAMES}
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    # Any free port for /healthz and friends, unless a test picks one.
-    return {**env, "HEALTH_PORT": "0", **values}
-
-
-@contextlib.asynccontextmanager
-async def bot_process(
-    env: dict[str, str], cwd: Path, log_path: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``python -m bot`` writing to ``log_path``; killed on the way out if still running."""
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", cwd=cwd, env=env, stdout=log, stderr=log
-        )
-        try:
-            yield process
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-
-
-async def stop(process: asyncio.subprocess.Process) -> int:
-    """SIGTERM, as a container stop sends; return the exit status."""
-    process.send_signal(signal.SIGTERM)
-    return await asyncio.wait_for(process.wait(), 120)
 
 
 async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
@@ -83,7 +46,7 @@ async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
     """A fresh machine, DEBUG logs: it answers, stops on SIGTERM, logs no token and no id."""
     database = tmp_path / "fresh" / "bot.db"
     log_path = tmp_path / "bot.log"
-    health = _free_port()
+    health = free_port()
     env = bot_env(
         TELEGRAM_BOT_TOKEN=TOKEN,
         TELEGRAM_API_URL=fresh_api.url,
@@ -122,27 +85,12 @@ async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
     assert str(USER_ID) not in output
 
 
-async def http_get(port: int, path: str) -> tuple[int, str]:
-    """GET ``path`` from the bot's health port."""
-    async with (
-        ClientSession() as session,
-        session.get(f"http://127.0.0.1:{port}{path}") as response,
-    ):
-        return response.status, await response.text()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
     fresh_api: FakeTelegramApi, tmp_path: Path
 ) -> None:
     """Behind a webhook: it registers URL and secret, answers what Telegram posts, and
     refuses a post without the secret, so a guessed URL cannot inject updates."""
-    port, secret, health = _free_port(), "hook-Secret_42", _free_port()
+    port, secret, health = free_port(), "hook-Secret_42", free_port()
     url = f"http://127.0.0.1:{port}/telegram-updates"
     log_path = tmp_path / "bot.log"
     env = bot_env(
@@ -360,7 +308,7 @@ async def test_two_replicas_starting_together_on_an_empty_postgresql_migrate_onc
         fresh_postgres_database(postgres_url) as database_url,
         _holding_the_migration_lock(database_url) as waiting,
     ):
-        ports = [_free_port(), _free_port()]
+        ports = [free_port(), free_port()]
         envs = [
             bot_env(
                 TELEGRAM_BOT_TOKEN=TOKEN,
@@ -386,17 +334,6 @@ async def test_two_replicas_starting_together_on_an_empty_postgresql_migrate_onc
     assert returncodes == [0, 0], logs
     assert versions == [ScriptDirectory.from_config(alembic_config()).get_current_head()]
     assert all("Traceback" not in log for log in logs), logs
-
-
-async def wait_until_ready(port: int, process: asyncio.subprocess.Process) -> None:
-    """Ask /readyz until it says ready (the process must stay up meanwhile)."""
-    async with asyncio.timeout(180):
-        while True:
-            assert process.returncode is None, "the bot exited during start-up"
-            with contextlib.suppress(OSError):
-                if (await http_get(port, "/readyz"))[0] == 200:
-                    return
-            await asyncio.sleep(0.5)  # polling an HTTP endpoint: there is no event to wait on
 
 
 async def _alembic_versions(database_url: str) -> list[str]:

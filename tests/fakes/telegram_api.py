@@ -215,17 +215,28 @@ class FakeTelegramApi:
 
         In their private chat (whose id is the user's), or in the supergroup ``group_id``.
         """
-        message_id = next(self._ids)
+        update = self.message_update(user_id, language_code, group_id=group_id, **content)
+        self._updates.append(update)
+        self._notify()
+        return int(update["message"]["message_id"])
+
+    def message_update(
+        self,
+        user_id: int,
+        language_code: str = "en",
+        *,
+        group_id: int | None = None,
+        **content: Any,
+    ) -> JsonDict:
+        """An update with a message from ``user_id``, as Telegram would send it, not queued."""
         message = {
-            "message_id": message_id,
+            "message_id": next(self._ids),
             "date": int(time.time()),
             "chat": _chat(user_id if group_id is None else group_id),
             "from": self._user(user_id, language_code),
             **content,
         }
-        self._updates.append({"update_id": next(self._ids), "message": message})
-        self._notify()
-        return message_id
+        return {"update_id": next(self._ids), "message": message}
 
     def push_text(
         self,
@@ -276,6 +287,11 @@ class FakeTelegramApi:
         """Keep the download of ``file_id`` open until the returned event is set."""
         self._held[file_id] = asyncio.Event()
         return self._held[file_id]
+
+    @property
+    def unconfirmed(self) -> int:
+        """Updates queued here that the bot has not confirmed yet (getUpdates offset)."""
+        return len(self._updates)
 
     def replies_to(self, chat_id: int) -> list[SentMessage]:
         return [m for m in self.sent if m.chat_id == chat_id]

@@ -1,0 +1,172 @@
+"""Updates left in the inbox by a process that stopped are handled by the running bot, once.
+
+What a dead replica leaves is written here as it would have written it (bot.inbox.Inbox
+under another owner, its lease run out); the running bot's inbox job takes it over. The job
+is run by the test, as the scheduler tests run theirs, rather than waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from telegram import Update
+
+from bot.db.models import Consultation, InboxUpdate
+from bot.inbox import Inbox, InboxQueue, tend
+from tests.e2e import images
+from tests.e2e.chat import phone_photo
+from tests.e2e.conftest import RunningBot
+from tests.fakes.telegram_api import FakeTelegramApi
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+def backend(each_backend: str) -> str:
+    """Kept, claimed and settled alike on SQLite and PostgreSQL."""
+    return each_backend
+
+
+def photo_update(api: FakeTelegramApi, user_id: int, jpeg: bytes) -> dict[str, Any]:
+    thumb, tw, th = images.resized_jpeg(jpeg, 90)
+    width, height = images.size_of(jpeg)
+    sizes = [
+        api.photo_size(api.add_file(thumb), tw, th),
+        api.photo_size(api.add_file(jpeg), width, height),
+    ]
+    return api.message_update(user_id, photo=sizes)
+
+
+async def left_by_a_dead_process(bot: RunningBot, data: dict[str, Any]) -> Update:
+    """Keep ``data`` in the inbox as a process that was then killed would have: held by
+    another owner, whose lease has run out."""
+    runtime = bot.application.bot_data.runtime
+    dead = Inbox(runtime.sessions, runtime.keys.update_sealer, lease=timedelta(0))
+    update_ = Update.de_json(data, bot.application.bot)
+    assert await dead.accept(update_)
+    return update_
+
+
+async def take_over(bot: RunningBot) -> int:
+    """One run of the running bot's inbox job."""
+    application = bot.application
+    queue = application.update_queue
+    assert isinstance(queue, InboxQueue)
+    return await tend(application.bot_data.runtime.inbox, queue, application.bot, purge=False)
+
+
+async def inbox_row(bot: RunningBot, update_id: int) -> InboxUpdate:
+    async with bot.application.bot_data.runtime.sessions() as session:
+        row = await session.get(InboxUpdate, update_id)
+    assert row is not None
+    return row
+
+
+def results(api: FakeTelegramApi, user_id: int) -> list[str]:
+    return [m.text or "" for m in api.replies_to(user_id) if m.method == "sendMessage"]
+
+
+async def settled(bot: RunningBot, update_id: int) -> None:
+    """Wait until the running bot has marked the update handled (just after its reply)."""
+    async with asyncio.timeout(60):
+        while True:
+            if (await inbox_row(bot, update_id)).done_at is not None:
+                return
+            await asyncio.sleep(0.1)  # a database row: there is no event to wait on
+
+
+async def test_a_photo_a_dead_process_held_is_answered_once_and_its_text_dropped(
+    running_bot: RunningBot,
+    fake_api: FakeTelegramApi,
+    user_id: int,
+    lesion_jpegs: dict[str, bytes],
+) -> None:
+    data = photo_update(fake_api, user_id, phone_photo(lesion_jpegs))
+    held = await left_by_a_dead_process(running_bot, data)
+    # Sealed: neither the user's id nor the file's id is readable in the table.
+    kept = await inbox_row(running_bot, held.update_id)
+    assert kept.payload is not None and str(user_id) not in kept.payload
+    assert data["message"]["photo"][1]["file_id"] not in kept.payload
+
+    assert await take_over(running_bot) == 1
+    await fake_api.wait_for_text(user_id)
+    await settled(running_bot, held.update_id)
+
+    assert len(results(fake_api, user_id)) == 1
+    [row] = await running_bot.consultations(user_id)
+    assert row.update_id == held.update_id and row.delivered_at is not None
+    done = await inbox_row(running_bot, held.update_id)
+    assert done.payload is None and done.owner is None and done.gave_up is None
+    assert done.attempts == 2  # the dead process's and this one's
+    assert await take_over(running_bot) == 0  # handled: nobody takes it again
+
+
+async def test_an_update_answered_before_a_crash_is_not_answered_or_logged_again(
+    running_bot: RunningBot,
+    fake_api: FakeTelegramApi,
+    user_id: int,
+    lesion_jpegs: dict[str, bytes],
+) -> None:
+    """Killed after the reply went out, before the update was marked handled: handled again,
+    it finds its delivered consultation and sends nothing."""
+    data = photo_update(fake_api, user_id, phone_photo(lesion_jpegs))
+    held = await left_by_a_dead_process(running_bot, data)
+    await take_over(running_bot)
+    await fake_api.wait_for_text(user_id)
+    await settled(running_bot, held.update_id)
+    # As if the process had died before marking it handled: kept and free again.
+    await left_by_a_dead_process_again(running_bot, data)
+
+    assert await take_over(running_bot) == 1
+    await settled(running_bot, held.update_id)
+
+    assert len(results(fake_api, user_id)) == 1
+    assert len(await running_bot.consultations(user_id)) == 1
+
+
+async def test_a_consultation_logged_but_never_answered_is_replaced_when_handled_again(
+    running_bot: RunningBot,
+    fake_api: FakeTelegramApi,
+    user_id: int,
+    lesion_jpegs: dict[str, bytes],
+) -> None:
+    """Killed between storing the row and the reply: the photo is screened again, answered,
+    and its new row takes the old one's place (one row per update)."""
+    data = photo_update(fake_api, user_id, phone_photo(lesion_jpegs))
+    held = await left_by_a_dead_process(running_bot, data)
+    await take_over(running_bot)
+    await fake_api.wait_for_text(user_id)
+    await settled(running_bot, held.update_id)
+    [first] = await running_bot.consultations(user_id)
+    async with running_bot.application.bot_data.runtime.sessions.begin() as session:
+        await session.execute(
+            update(Consultation).where(Consultation.id == first.id).values(delivered_at=None)
+        )
+    await left_by_a_dead_process_again(running_bot, data)
+
+    assert await take_over(running_bot) == 1
+    await fake_api.wait_for_text(user_id, count=2)
+    await settled(running_bot, held.update_id)
+
+    [row] = await running_bot.consultations(user_id)
+    assert row.created_at > first.created_at and row.update_id == held.update_id
+    assert row.delivered_at is not None
+
+
+async def left_by_a_dead_process_again(bot: RunningBot, data: dict[str, Any]) -> None:
+    """Make a handled update unhandled again, as if its process died before marking it."""
+    runtime = bot.application.bot_data.runtime
+    update_id = int(data["update_id"])
+    payload = runtime.keys.update_sealer.seal(
+        Update.de_json(data, bot.application.bot).to_json().encode(), update_id
+    )
+    async with runtime.sessions.begin() as session:
+        await session.execute(
+            update(InboxUpdate)
+            .where(InboxUpdate.update_id == update_id)
+            .values(done_at=None, payload=payload, owner="dead", lease_until=None)
+        )

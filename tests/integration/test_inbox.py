@@ -1,0 +1,166 @@
+"""The inbox's rules on a real database (SQLite and PostgreSQL): an update is kept once,
+sealed; held under a lease; claimed by another process only once free; given up after
+MAX_ATTEMPTS claims or when it cannot be opened; remembered after it is handled."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from telegram import Bot, Update
+from telegram.error import NetworkError
+
+from bot.db.migrate import upgrade_to_head
+from bot.db.models import InboxUpdate, utc_now
+from bot.db.session import create_session_factory
+from bot.inbox import KEEP_HANDLED, MAX_ATTEMPTS, Inbox, InboxQueue
+from bot.privacy import UpdateSealer
+
+SEALER = UpdateSealer([b"inbox-test-secret"])
+HOUR = timedelta(hours=1)
+USER_ID = 818_273_645
+
+
+@pytest.fixture
+async def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    await upgrade_to_head(engine)
+    return create_session_factory(engine)
+
+
+@pytest.fixture
+def bot() -> Bot:
+    return Bot("123:not-used-no-request-is-made")
+
+
+def text_update(update_id: int, bot: Bot, text_: str = "left shoulder mole") -> Update:
+    data = {
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id,
+            "date": 1_700_000_000,
+            "chat": {"id": USER_ID, "type": "private"},
+            "from": {"id": USER_ID, "is_bot": False, "first_name": "T"},
+            "text": text_,
+        },
+    }
+    update_ = Update.de_json(data, bot)
+    assert update_ is not None
+    return update_
+
+
+async def row(sessions: async_sessionmaker[AsyncSession], update_id: int) -> InboxUpdate:
+    async with sessions() as session:
+        found = await session.get(InboxUpdate, update_id)
+    assert found is not None
+    return found
+
+
+async def test_an_update_is_kept_once_and_sealed(
+    sessions: async_sessionmaker[AsyncSession], bot: Bot
+) -> None:
+    first, second = (Inbox(sessions, SEALER, lease=HOUR) for _ in range(2))
+    update_ = text_update(1, bot)
+    assert await first.accept(update_)
+    # Telegram sent it again (to this replica or another): not taken a second time.
+    assert not await second.accept(update_)
+    assert not await first.accept(update_)
+    kept = await row(sessions, 1)
+    assert kept.owner == first.owner and kept.payload is not None
+    assert str(USER_ID) not in kept.payload and "shoulder" not in kept.payload
+
+
+async def test_a_held_update_is_claimed_by_another_process_only_once_its_lease_ran_out(
+    sessions: async_sessionmaker[AsyncSession], bot: Bot
+) -> None:
+    alive = Inbox(sessions, SEALER, lease=HOUR)
+    dead = Inbox(sessions, SEALER, lease=timedelta(0))  # killed: its lease runs out at once
+    other = Inbox(sessions, SEALER, lease=HOUR)
+    assert await alive.accept(text_update(1, bot))
+    assert await dead.accept(text_update(2, bot, "what the user typed"))
+
+    claimed = await other.claim(bot)
+
+    assert [u.update_id for u in claimed] == [2]
+    assert claimed[0].message is not None and claimed[0].message.text == "what the user typed"
+    assert (await row(sessions, 2)).owner == other.owner
+    assert await other.claim(bot) == []  # held now, by a live lease
+    # The dead owner's renewal cannot take it back.
+    await dead.renew()
+    assert (await row(sessions, 2)).owner == other.owner
+
+
+async def test_updates_given_back_at_shutdown_are_claimed_at_once_oldest_first(
+    sessions: async_sessionmaker[AsyncSession], bot: Bot
+) -> None:
+    stopping = Inbox(sessions, SEALER, lease=HOUR)
+    next_process = Inbox(sessions, SEALER, lease=HOUR)
+    for update_id in (7, 5, 6):
+        assert await stopping.accept(text_update(update_id, bot))
+    await stopping.finish(6)
+    assert await stopping.release() == 2
+    assert stopping.held == 0
+
+    assert [u.update_id for u in await next_process.claim(bot)] == [5, 7]
+
+
+async def test_an_update_that_keeps_killing_its_process_is_given_up(
+    sessions: async_sessionmaker[AsyncSession], bot: Bot
+) -> None:
+    assert await Inbox(sessions, SEALER, lease=timedelta(0)).accept(text_update(1, bot))
+    for _ in range(MAX_ATTEMPTS - 1):  # each claimer dies too
+        assert len(await Inbox(sessions, SEALER, lease=timedelta(0)).claim(bot)) == 1
+
+    assert await Inbox(sessions, SEALER, lease=HOUR).claim(bot) == []
+    given_up = await row(sessions, 1)
+    assert given_up.gave_up == "attempts" and given_up.done_at is not None
+    assert given_up.payload is None
+
+
+async def test_an_update_that_cannot_be_opened_is_given_up(
+    sessions: async_sessionmaker[AsyncSession], bot: Bot
+) -> None:
+    """Sealed under a key this process no longer has (say, rotated out)."""
+    old = Inbox(sessions, UpdateSealer([b"a key since removed"]), lease=timedelta(0))
+    assert await old.accept(text_update(1, bot))
+
+    assert await Inbox(sessions, SEALER, lease=HOUR).claim(bot) == []
+    assert (await row(sessions, 1)).gave_up == "unreadable"
+
+
+async def test_handled_updates_are_remembered_then_purged(
+    sessions: async_sessionmaker[AsyncSession], bot: Bot
+) -> None:
+    inbox = Inbox(sessions, SEALER, lease=HOUR)
+    for update_id in (1, 2):
+        assert await inbox.accept(text_update(update_id, bot))
+        await inbox.finish(update_id)
+    async with sessions.begin() as session:
+        await session.execute(
+            update(InboxUpdate)
+            .where(InboxUpdate.update_id == 1)
+            .values(done_at=utc_now() - KEEP_HANDLED - HOUR)
+        )
+
+    assert await inbox.purge() == 1
+    assert not await inbox.accept(text_update(2, bot))  # recent: still recognised
+    assert await inbox.waiting() == 0
+
+
+async def test_the_queue_takes_an_update_once_and_refuses_it_when_it_cannot_be_kept(
+    sessions: async_sessionmaker[AsyncSession], engine: AsyncEngine, bot: Bot
+) -> None:
+    queue = InboxQueue()
+    queue.inbox = Inbox(sessions, SEALER, lease=HOUR)
+    await queue.put(text_update(1, bot))
+    await queue.put(text_update(1, bot))
+    await queue.put("not an update: passed through")
+    assert queue.qsize() == 2
+
+    async with engine.begin() as connection:
+        await connection.execute(text("DROP TABLE inbox"))
+    # Not kept, so not taken: a NetworkError makes polling ask Telegram again.
+    with pytest.raises(NetworkError):
+        await queue.put(text_update(2, bot))
+    assert queue.qsize() == 2
