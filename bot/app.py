@@ -55,7 +55,13 @@ INBOX_PURGE_INTERVAL_S = 3600.0
 
 
 class CountingRateLimiter(AIORateLimiter):
-    """Telegram's flood control as before, and every failed Bot API call counted by kind."""
+    """Telegram's flood control for messages, and every failed Bot API call counted by kind.
+
+    Chat actions ("typing...") are not messages and pass outside the bot-wide limit of
+    30 a second: counted in it they were half of every photo's calls, and capped the bot
+    at 7.5 answers a second (measured: 7.7-8.1 photos/s at 100 and 200 users at once,
+    with the CPUs mostly idle).
+    """
 
     async def process_request(
         self,
@@ -74,6 +80,8 @@ class CountingRateLimiter(AIORateLimiter):
                 metrics.telegram_error(error)
                 raise
 
+        if endpoint == "sendChatAction":
+            return await counted(*args, **kwargs)
         return await super().process_request(counted, args, kwargs, endpoint, data, rate_limit_args)
 
 

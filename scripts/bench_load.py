@@ -2,6 +2,10 @@
 API over HTTP on 127.0.0.1, to ``python -m bot`` running as its own process.
 
     python scripts/bench_load.py [--levels 1 10 100 200] [--worker-threads 2] [--kill 50]
+    python scripts/bench_load.py --spread 60      # each level's photos over a minute
+
+With --spread S, a level's N photos arrive evenly over S seconds instead of at once (users
+who are all active in the same minute, rather than a burst in the same instant).
 
 The bot runs with its default settings (a fresh SQLite file; WORKER_THREADS and the like can
 be overridden with flags). For each level: throughput, reply time p50/p95/p99 (photo sent to
@@ -161,6 +165,7 @@ async def run_level(
     users: range,
     photos: list[tuple[dict[str, object], dict[str, object]]],
     timeout_s: float,
+    spread_s: float = 0.0,
 ) -> Level:
     await seed_consent(database_url, users)
     reset_peak_rss(pid)
@@ -172,6 +177,8 @@ async def run_level(
     sent_at: dict[int, float] = {}
     started = time.monotonic()
     for n, user in enumerate(users):
+        if spread_s:
+            await asyncio.sleep(max(0.0, started + n * spread_s / len(users) - time.monotonic()))
         small, full = photos[n % len(photos)]
         sent_at[user] = time.monotonic()
         api.push_message(user, "en", photo=[small, full])
@@ -328,7 +335,14 @@ async def main(args: argparse.Namespace) -> None:
                 first_user += n
                 before = model.median_ms()
                 level = await run_level(
-                    api, process.pid, health_port, database_url, users, photos, args.timeout
+                    api,
+                    process.pid,
+                    health_port,
+                    database_url,
+                    users,
+                    photos,
+                    args.timeout,
+                    args.spread,
                 )
                 levels.append(replace(level, model_ms=(before + model.median_ms()) / 2))
             stages = {
@@ -358,8 +372,9 @@ async def main(args: argparse.Namespace) -> None:
             f"{kill.lost} consultations lost, {kill.duplicated} users with duplicates"
         )
     print()
+    users_heading = f"users (photos over {args.spread:g} s)" if args.spread else "users at once"
     print(
-        "| users at once | throughput (photos/s) | reply p50 | p95 | p99 | errors "
+        f"| {users_heading} | throughput (photos/s) | reply p50 | p95 | p99 | errors "
         "| bot peak RSS | screening per photo | raw model time | ratio |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -381,6 +396,9 @@ if __name__ == "__main__":
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per level")
     parser.add_argument(
         "--kill", type=int, default=0, help="then kill -9 the bot with this many photos in flight"
+    )
+    parser.add_argument(
+        "--spread", type=float, default=0.0, help="seconds over which a level's photos arrive"
     )
     parser.add_argument("--keep-log", type=Path, help="copy the bot's log (WARNING and up) here")
     asyncio.run(main(parser.parse_args()))

@@ -14,7 +14,10 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
-from telegram.error import BadRequest, NetworkError, RetryAfter
+from telegram import Bot
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
+
+from bot.context import BotContext
 
 logger = logging.getLogger(__name__)
 
@@ -49,3 +52,20 @@ async def with_retries(call: Callable[[], Awaitable[T]], what: str) -> T:
 
 def _seconds(retry_after: int | timedelta) -> float:
     return retry_after.total_seconds() if isinstance(retry_after, timedelta) else float(retry_after)
+
+
+def show_action(context: BotContext, chat_id: int, action: str) -> None:
+    """Show "typing..." (or another action) in the chat, in the background.
+
+    Only a sign that something is happening: never waited for, never retried, a failure
+    only logged, so it costs the photo's answer neither time nor an error. A task of the
+    application's, so a stop waits for it rather than cutting it off.
+    """
+    context.application.create_task(_send_action(context.bot, chat_id, action))
+
+
+async def _send_action(bot: Bot, chat_id: int, action: str) -> None:
+    try:
+        await bot.send_chat_action(chat_id, action)
+    except TelegramError as error:
+        logger.debug("Chat action not shown (%s)", type(error).__name__)

@@ -20,7 +20,7 @@ from bot.db.models import Consultation, ConsultationStatus
 from bot.db.repository import ConsultationRepository
 from bot.handlers.common import Handler, person, reply_long, user_key
 from bot.handlers.consent import consent_keyboard
-from bot.handlers.delivery import with_retries
+from bot.handlers.delivery import show_action, with_retries
 from bot.inbox import defer_current_update
 from bot.replies import for_language
 from bot.screening import (
@@ -148,9 +148,8 @@ async def _screen(
     )
 
     async def download() -> bytearray:
-        # Sent once, not renewed: with many users queued, renewals would spend the bot's
-        # global rate limit (~30 messages/s) on indicators instead of answers.
-        await context.bot.send_chat_action(message.chat_id, ChatAction.TYPING)
+        # Sent once, not renewed: "typing..." lasts 5 s or until the answer arrives.
+        show_action(context, message.chat_id, ChatAction.TYPING)
         file = await with_retries(attachment.get_file, "getFile")
         # In memory: photos never touch disk.
         return await with_retries(file.download_as_bytearray, "download")
@@ -198,7 +197,7 @@ async def _deliver(message: Message, context: BotContext, reply: Consulted) -> N
     if isinstance(outcome, Assessed) and outcome.heatmap_jpeg is not None:
         heatmap = outcome.heatmap_jpeg
         caption = None if reply.worker else replies.heatmap_caption()
-        await context.bot.send_chat_action(message.chat_id, ChatAction.UPLOAD_PHOTO)
+        show_action(context, message.chat_id, ChatAction.UPLOAD_PHOTO)
         try:
             await with_retries(lambda: message.reply_photo(heatmap, caption=caption), "sendPhoto")
         except NetworkError as error:
