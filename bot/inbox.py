@@ -75,7 +75,8 @@ class Inbox:
 
     async def accept(self, update: Update) -> bool:
         """Keep ``update`` (held by this process); False if it was kept before."""
-        payload = self._sealer.seal(json.dumps(update.to_dict()).encode(), update.update_id)
+        plain = json.dumps(_without_names(update.to_dict())).encode()
+        payload = self._sealer.seal(plain, update.update_id)
         now = utc_now()
         async with self._sessions.begin() as session:
             new = await InboxRepository(session).accept(
@@ -163,6 +164,23 @@ class Inbox:
             return Update.de_json(json.loads(plain), bot)
         except (ValueError, TypeError, KeyError):
             return None
+
+
+# Telegram's User and Chat carry the person's names, which the bot never uses: not kept.
+_NAME_FIELDS = frozenset({"first_name", "last_name", "username", "title"})
+
+
+def _without_names(value: Any) -> Any:
+    """The update as a dict, with every name replaced (``first_name`` is required, so it
+    stays, empty) and nothing else changed."""
+    if isinstance(value, list):
+        return [_without_names(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _without_names(v) for k, v in value.items() if k not in _NAME_FIELDS}
+    if "first_name" in value:
+        out["first_name"] = ""
+    return out
 
 
 class InboxQueue(asyncio.Queue[object]):

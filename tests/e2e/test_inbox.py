@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import update
 from telegram import Update
 
+from bot import metrics
 from bot.db.models import Consultation, InboxUpdate
 from bot.inbox import Inbox, InboxQueue, tend
 from tests.e2e import images
@@ -66,6 +67,11 @@ async def inbox_row(bot: RunningBot, update_id: int) -> InboxUpdate:
     return row
 
 
+def claimed_count() -> float:
+    value = metrics.REGISTRY.get_sample_value("bot_inbox_updates_total", {"event": "claimed"})
+    return value or 0.0
+
+
 def results(api: FakeTelegramApi, user_id: int) -> list[str]:
     return [m.text or "" for m in api.replies_to(user_id) if m.method == "sendMessage"]
 
@@ -91,6 +97,7 @@ async def test_a_photo_a_dead_process_held_is_answered_once_and_its_text_dropped
     kept = await inbox_row(running_bot, held.update_id)
     assert kept.payload is not None and str(user_id) not in kept.payload
     assert data["message"]["photo"][1]["file_id"] not in kept.payload
+    claimed_before = claimed_count()
 
     assert await take_over(running_bot) == 1
     await fake_api.wait_for_text(user_id)
@@ -102,6 +109,7 @@ async def test_a_photo_a_dead_process_held_is_answered_once_and_its_text_dropped
     done = await inbox_row(running_bot, held.update_id)
     assert done.payload is None and done.owner is None and done.gave_up is None
     assert done.attempts == 2  # the dead process's and this one's
+    assert claimed_count() == claimed_before + 1  # seen in /metrics
     assert await take_over(running_bot) == 0  # handled: nobody takes it again
 
 

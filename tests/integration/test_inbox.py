@@ -41,7 +41,13 @@ def text_update(update_id: int, bot: Bot, text_: str = "left shoulder mole") -> 
             "message_id": update_id,
             "date": 1_700_000_000,
             "chat": {"id": USER_ID, "type": "private"},
-            "from": {"id": USER_ID, "is_bot": False, "first_name": "T"},
+            "from": {
+                "id": USER_ID,
+                "is_bot": False,
+                "first_name": "Aigerim",
+                "last_name": "Nurlanovna",
+                "username": "aigerim_n",
+            },
             "text": text_,
         },
     }
@@ -83,7 +89,11 @@ async def test_a_held_update_is_claimed_by_another_process_only_once_its_lease_r
     claimed = await other.claim(bot)
 
     assert [u.update_id for u in claimed] == [2]
-    assert claimed[0].message is not None and claimed[0].message.text == "what the user typed"
+    message = claimed[0].message
+    assert message is not None and message.text == "what the user typed"
+    # Kept without the person's names, which the bot never uses.
+    assert message.from_user is not None and message.from_user.id == USER_ID
+    assert (message.from_user.first_name, message.from_user.username) == ("", None)
     assert (await row(sessions, 2)).owner == other.owner
     assert await other.claim(bot) == []  # held now, by a live lease
     # The dead owner's renewal cannot take it back.
