@@ -198,12 +198,7 @@ def _schedule_inbox(
 
 async def _give_back(inbox: Inbox, queue: InboxQueue, processor: InboxProcessor) -> None:
     queue.inbox = processor.inbox = None
-    try:
-        count = await inbox.release()
-    except Exception as error:  # their leases run out instead
-        logger.warning("Unhandled updates not given back (%s)", type(error).__name__)
-        return
-    if count:
+    if count := await inbox.release():
         logger.info("%d updates given back for the next process", count)
 
 

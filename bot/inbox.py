@@ -100,15 +100,19 @@ class Inbox:
             logger.warning("Update not marked handled (%s)", type(error).__name__)
 
     async def release(self, update_id: int | None = None) -> int:
-        """Give back one held update (or all of them) for any process to claim at once."""
+        """Give back one held update (or all of them) for any process to claim at once;
+        return how many. If the database fails, their leases run out instead."""
         ids = None if update_id is None else [update_id]
-        async with self._sessions.begin() as session:
-            count = await InboxRepository(session).release(self.owner, ids)
         if update_id is None:
             self._held.clear()
         else:
             self._held.discard(update_id)
-        return count
+        try:
+            async with self._sessions.begin() as session:
+                return await InboxRepository(session).release(self.owner, ids)
+        except SQLAlchemyError as error:
+            logger.warning("Updates not given back (%s)", type(error).__name__)
+            return 0
 
     async def renew(self) -> None:
         """Extend the leases of the updates this process still holds."""

@@ -211,7 +211,8 @@ class InboxUpdate(Base):
     # Which process handles it, until when; None: free for any process to claim.
     owner: Mapped[str | None] = mapped_column(String(32))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
-    # Claims so far: an update that keeps killing its process is given up, not retried forever.
+    # Holds not given back cleanly (accepted or claimed, then the process died): an update
+    # that keeps killing its process is given up, not retried forever.
     attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     # Why it was given up without being handled ("attempts", "unreadable"); None: handled.

@@ -426,11 +426,14 @@ class InboxRepository:
 
     async def release(self, owner: str, update_ids: Sequence[int] | None = None) -> int:
         """Give back ``owner``'s unhandled updates (those of ``update_ids``, or all) so that
-        any process may claim them at once; return how many."""
+        any process may claim them at once; return how many. A hold given back cleanly
+        does not count as an attempt."""
         query = update(InboxUpdate).where(InboxUpdate.owner == owner, InboxUpdate.done_at.is_(None))
         if update_ids is not None:
             query = query.where(InboxUpdate.update_id.in_(update_ids))
-        result = await self._session.execute(query.values(owner=None, lease_until=None))
+        result = await self._session.execute(
+            query.values(owner=None, lease_until=None, attempts=InboxUpdate.attempts - 1)
+        )
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def renew(self, owner: str, update_ids: Sequence[int], lease_until: datetime) -> None:

@@ -113,6 +113,8 @@ async def test_updates_given_back_at_shutdown_are_claimed_at_once_oldest_first(
     assert stopping.held == 0
 
     assert [u.update_id for u in await next_process.claim(bot)] == [5, 7]
+    # Handed over cleanly, so not an attempt that failed: as if it arrived here.
+    assert (await row(sessions, 5)).attempts == 1
 
 
 async def test_an_update_that_keeps_killing_its_process_is_given_up(
