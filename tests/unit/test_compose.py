@@ -28,6 +28,7 @@ SERVICE_KEYS = {
     "depends_on",
     "healthcheck",
     "restart",
+    "stop_grace_period",
     "ports",
     "volumes",
 }
@@ -117,3 +118,13 @@ def test_the_proxy_shares_updates_between_both_replicas(compose: dict[str, Any])
     assert sorted(upstreams) == sorted(f"{name}:8443" for name in bots)
     for name, service in bots.items():
         assert service["environment"]["WEBHOOK_PORT"] == "8443", name
+
+
+def test_a_stopping_replica_has_time_to_finish_the_photos_it_is_screening(
+    compose: dict[str, Any],
+) -> None:
+    """Docker's default 10 s could cut off a slow photo (up to SCREENING_TIME_BUDGET_S)."""
+    budget = Settings.model_fields["screening_time_budget_s"].default
+    for name, service in bot_services(compose).items():
+        grace = str(service["stop_grace_period"])
+        assert grace.endswith("s") and float(grace[:-1]) > budget, name
