@@ -176,3 +176,6 @@ async def test_the_queue_takes_an_update_once_and_refuses_it_when_it_cannot_be_k
     with pytest.raises(NetworkError):
         await queue.put(text_update(2, bot))
     assert queue.qsize() == 2
+    # Settling fails quietly too: the update's lease runs out and it is handled again.
+    await queue.inbox.finish(1)
+    assert await queue.inbox.release() == 0
