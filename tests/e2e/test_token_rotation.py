@@ -4,12 +4,10 @@ a secret of their own, set in USER_KEY_SECRET or generated once beside the datab
 from __future__ import annotations
 
 import stat
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from bot.db.models import utc_now
 from bot.keys import KEY_FILE_NAME
@@ -24,44 +22,38 @@ NEW_TOKEN = "987654321:ROTATED-fake-token-abcdefghijklmno"
 USER = 4_242_001
 
 
-@pytest_asyncio.fixture
-async def api() -> AsyncIterator[FakeTelegramApi]:
-    fake = FakeTelegramApi()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
 @pytest.mark.parametrize("secret", ["a-secret-the-deployment-keeps", None])
 async def test_a_new_token_keeps_consent_history_and_reminders(
-    api: FakeTelegramApi, tmp_path: Path, lesion_jpegs: dict[str, bytes], secret: str | None
+    fresh_api: FakeTelegramApi, tmp_path: Path, lesion_jpegs: dict[str, bytes], secret: str | None
 ) -> None:
     """Token T1, then T2 (the database and USER_KEY_SECRET, or its generated file, kept)."""
     database = tmp_path / "data" / "bot.db"
-    async with start_bot(make_settings(api.url, database, user_key_secret=secret)):
-        api.push_text(USER, "/start")
-        start = await last_text(api, USER, 1)
-        await press(api, USER, start, "consent:agree")
-        send_photo(api, USER, phone_photo(lesion_jpegs), caption="left arm")
-        assert "not a diagnosis" in ((await last_text(api, USER, 3)).text or "")
-        api.push_text(USER, "/remind monthly")
-        assert (await last_text(api, USER, 4)).text == EN.text("remind.on")
+    async with start_bot(make_settings(fresh_api.url, database, user_key_secret=secret)):
+        fresh_api.push_text(USER, "/start")
+        start = await last_text(fresh_api, USER, 1)
+        await press(fresh_api, USER, start, "consent:agree")
+        send_photo(fresh_api, USER, phone_photo(lesion_jpegs), caption="left arm")
+        assert "not a diagnosis" in ((await last_text(fresh_api, USER, 3)).text or "")
+        fresh_api.push_text(USER, "/remind monthly")
+        assert (await last_text(fresh_api, USER, 4)).text == EN.text("remind.on")
 
-    api.token = NEW_TOKEN  # the old token is revoked: Telegram refuses it from now on
-    rotated = make_settings(api.url, database, user_key_secret=secret, telegram_bot_token=NEW_TOKEN)
+    fresh_api.token = NEW_TOKEN  # the old token is revoked: Telegram refuses it from now on
+    rotated = make_settings(
+        fresh_api.url, database, user_key_secret=secret, telegram_bot_token=NEW_TOKEN
+    )
     async with start_bot(rotated) as bot:
-        api.push_text(USER, "/history")
-        history = await last_text(api, USER, 5)
+        fresh_api.push_text(USER, "/history")
+        history = await last_text(fresh_api, USER, 5)
         assert (history.text or "").startswith(EN.text("history.title"))
         assert "left arm" in (history.text or "")
-        send_photo(api, USER, phone_photo(lesion_jpegs, seed=1))
-        result = await last_text(api, USER, 6)
+        send_photo(fresh_api, USER, phone_photo(lesion_jpegs, seed=1))
+        result = await last_text(fresh_api, USER, 6)
         assert "not a diagnosis" in (result.text or "")  # no new consent asked for
         runtime = bot.application.bot_data.runtime
         await send_due(bot.application.bot, runtime, utc_now() + timedelta(days=31))
-        await last_text(api, USER, 7)
+        await last_text(fresh_api, USER, 7)
         # Sent oldest first: a follow-up (due after 21 days) may come before the reminder.
-        later = [m.text for m in api.replies_to(USER) if m.method == "sendMessage"][6:]
+        later = [m.text for m in fresh_api.replies_to(USER) if m.method == "sendMessage"][6:]
         assert EN.text("remind.message") in later
 
     key_file = database.parent / KEY_FILE_NAME
