@@ -8,15 +8,17 @@ after answering, before marking it handled) still has exactly one consultation r
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import pytest_asyncio
+import pytest
 from sqlalchemy import func, select
 
+from bot.config import Settings
 from bot.db.models import Consultation, InboxUpdate, utc_now
 from bot.db.repository import UserRepository
 from bot.db.session import create_engine, create_session_factory
@@ -32,21 +34,20 @@ EXITS_WITHIN_S = 10.0
 Photo = list[dict[str, object]]
 
 
-@pytest_asyncio.fixture
-async def photos(fresh_api: FakeTelegramApi, lesion_jpegs: dict[str, bytes]) -> list[Photo]:
-    """A few phone-like photos (thumbnail and full size), registered with the fake."""
-    out = []
-    for n, jpeg in enumerate(lesion_jpegs.values()):
-        photo = images.phone_like_photo(jpeg, seed=n)
-        thumb, tw, th = images.resized_jpeg(photo, 90)
-        width, height = images.size_of(photo)
-        out.append(
-            [
-                fresh_api.photo_size(fresh_api.add_file(thumb), tw, th),
-                fresh_api.photo_size(fresh_api.add_file(photo), width, height),
-            ]
-        )
-    return out
+@pytest.fixture
+def photos(lesion_jpegs: dict[str, bytes]) -> list[bytes]:
+    """A few phone-like photos."""
+    return [images.phone_like_photo(jpeg, seed=n) for n, jpeg in enumerate(lesion_jpegs.values())]
+
+
+def register(api: FakeTelegramApi, photo: bytes) -> Photo:
+    """Make ``photo`` downloadable as a new file; return its sizes as a message carries them."""
+    thumb, tw, th = images.resized_jpeg(photo, 90)
+    width, height = images.size_of(photo)
+    return [
+        api.photo_size(api.add_file(thumb), tw, th),
+        api.photo_size(api.add_file(photo), width, height),
+    ]
 
 
 class Deployment:
@@ -76,6 +77,15 @@ class Deployment:
             if ready:
                 await wait_until_ready(health, p)
             yield p
+
+    async def wait_for_log(self, text: str, within_s: float) -> None:
+        """Wait until the latest process's log says ``text``."""
+        log = self.tmp_path / f"bot{self.starts}.log"
+        async with asyncio.timeout(within_s):
+            while True:
+                if text in log.read_text():
+                    return
+                await asyncio.sleep(0.05)  # a file being written: no event to wait on
 
     def logs(self) -> str:
         return "\n".join(
@@ -133,17 +143,18 @@ def _count(sent: Sequence[SentMessage], users: Sequence[int], method: str) -> Co
 
 
 async def test_kill_9_during_50_uploads_loses_and_duplicates_nothing(
-    fresh_api: FakeTelegramApi, tmp_path: Path, photos: list[Photo]
+    fresh_api: FakeTelegramApi, tmp_path: Path, photos: list[bytes]
 ) -> None:
     """Test 2 of issue 14: kill -9 with 50 photos in flight, restart on the same database:
     answers again within 10 s, every photo answered, exactly one row per user."""
     users = list(range(3_000_000, 3_000_050))
     # A short lease, so the photos the dead process held are taken over within seconds.
     deployment = Deployment(fresh_api, tmp_path, INBOX_LEASE_S="5")
+    sent_photos = [register(fresh_api, photo) for photo in photos]
     async with deployment.process() as first:
         await deployment.agree(users)
         for n, user in enumerate(users):
-            fresh_api.push_message(user, photo=photos[n % len(photos)])
+            fresh_api.push_message(user, photo=sent_photos[n % len(sent_photos)])
         # Mid-flight: some answered, the rest fetched and queued or being screened.
         await fresh_api.wait_for(lambda: len(results(fresh_api, users)) >= 5, 180)
         first.kill()
@@ -174,21 +185,32 @@ async def test_kill_9_during_50_uploads_loses_and_duplicates_nothing(
 
 
 async def test_sigterm_with_40_photos_queued_exits_quickly_and_answers_each_once(
-    fresh_api: FakeTelegramApi, tmp_path: Path, photos: list[Photo]
+    fresh_api: FakeTelegramApi, tmp_path: Path, photos: list[bytes]
 ) -> None:
-    """Test 3 of issue 14: SIGTERM with 40 photos queued exits 0 within 10 s; photos being
-    screened are answered first, the rest are handed over and answered by the next start:
-    each user exactly one reply and one row."""
+    """Test 3 of issue 14: SIGTERM with 40 photos queued exits 0 within 10 s. The photos
+    being downloaded (one per slot) are answered first; the rest are handed over and
+    answered by the next start: each user exactly one reply and one row.
+
+    Downloads are held open until the stop has begun, so exactly the slots' photos are in
+    flight at the signal, however fast or slow the machine.
+    """
     users = list(range(4_000_000, 4_000_040))
+    slots = Settings.model_fields["max_pending_screenings"].default
     deployment = Deployment(fresh_api, tmp_path)  # the default lease: a stop does not wait on it
+    sent_photos = [register(fresh_api, photos[n % len(photos)]) for n in range(len(users))]
+    held = [fresh_api.hold_download(str(photo[-1]["file_id"])) for photo in sent_photos]
     async with deployment.process() as first:
         await deployment.agree(users)
-        for n, user in enumerate(users):
-            fresh_api.push_message(user, photo=photos[n % len(photos)])
-        await fresh_api.wait_for(lambda: fresh_api.unconfirmed == 0, 60)
-        await fresh_api.wait_for(lambda: len(fresh_api.download_requests) >= 1, 60)
+        for user, photo in zip(users, sent_photos, strict=True):
+            fresh_api.push_message(user, photo=photo)
+        # Every slot holds a photo being downloaded; the other photos wait for a slot.
+        await fresh_api.wait_for(lambda: len(fresh_api.download_requests) == slots, 60)
         stopping = time.monotonic()
-        returncode = await stop(first)
+        first.send_signal(signal.SIGTERM)
+        await deployment.wait_for_log("Stopping:", EXITS_WITHIN_S)
+        for event in held:
+            event.set()
+        returncode = await asyncio.wait_for(first.wait(), 60)
         stopped_after = time.monotonic() - stopping
     answered_by_first = len(results(fresh_api, users))
 
@@ -201,7 +223,8 @@ async def test_sigterm_with_40_photos_queued_exits_quickly_and_answers_each_once
     assert returncode == 0, logs[-3000:]
     assert stopped_after <= EXITS_WITHIN_S, f"stopped after {stopped_after:.1f} s"
     assert "Traceback" not in logs, logs[-3000:]
-    assert answered_by_first < len(users), "all answered before the stop: nothing handed over"
+    # The photos in flight were finished and answered; none of those waiting was started.
+    assert answered_by_first == slots
     assert results(fresh_api, users) == dict.fromkeys(users, 1)
     assert max(heatmaps(fresh_api, users).values()) == 1
     assert await deployment.rows_per_user(users) == dict.fromkeys(users, 1)
