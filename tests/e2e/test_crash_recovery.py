@@ -24,6 +24,7 @@ from bot.db.repository import UserRepository
 from bot.db.session import create_engine, create_session_factory
 from bot.privacy import user_key
 from tests.e2e import images
+from tests.e2e.conftest import fresh_postgres_database
 from tests.e2e.processes import bot_env, bot_process, free_port, stop, wait_until_ready
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi, SentMessage
 
@@ -53,16 +54,20 @@ def register(api: FakeTelegramApi, photo: bytes) -> Photo:
 class Deployment:
     """One SQLite database and the bot processes started on it, one after another."""
 
-    def __init__(self, api: FakeTelegramApi, tmp_path: Path, **env: str) -> None:
+    def __init__(
+        self, api: FakeTelegramApi, tmp_path: Path, database_url: str | None = None, **env: str
+    ) -> None:
         self.api = api
         self.tmp_path = tmp_path
-        self.database_url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+        self.database_url = database_url or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
         self.env = env
         self.log = tmp_path / "bot.log"
         self.starts = 0
 
     @asynccontextmanager
-    async def process(self, *, ready: bool = True) -> AsyncIterator[asyncio.subprocess.Process]:
+    async def process(
+        self, *, ready: bool = True, **env: str
+    ) -> AsyncIterator[asyncio.subprocess.Process]:
         self.starts += 1
         health = free_port()
         env = bot_env(
@@ -72,6 +77,7 @@ class Deployment:
             USER_KEY_SECRET=SECRET,
             HEALTH_PORT=str(health),
             **self.env,
+            **env,
         )
         async with bot_process(env, self.tmp_path, self.tmp_path / f"bot{self.starts}.log") as p:
             if ready:
@@ -228,3 +234,53 @@ async def test_sigterm_with_40_photos_queued_exits_quickly_and_answers_each_once
     assert results(fresh_api, users) == dict.fromkeys(users, 1)
     assert max(heatmaps(fresh_api, users).values()) == 1
     assert await deployment.rows_per_user(users) == dict.fromkeys(users, 1)
+
+
+async def test_a_replica_killed_under_load_has_its_photos_answered_by_the_other(
+    fresh_api: FakeTelegramApi, tmp_path: Path, photos: list[bytes], postgres_url: str | None
+) -> None:
+    """Two webhook replicas on PostgreSQL; the one Telegram posts to is killed with photos
+    in flight: the other takes over every update it held, once its lease has run out, and
+    answers each photo with exactly one consultation row."""
+    if postgres_url is None:
+        pytest.skip("no PostgreSQL server binaries here; set TEST_POSTGRES_URL")
+    users = list(range(5_000_000, 5_000_030))
+    ports = [free_port(), free_port()]
+    urls = [f"http://127.0.0.1:{port}/telegram-updates" for port in ports]
+    sent_photos = [register(fresh_api, photo) for photo in photos]
+    async with fresh_postgres_database(postgres_url) as database_url:
+        # No load balancer here: both register the first replica's URL, so it gets every
+        # update until it dies; then the fake posts to the survivor, as a balancer would.
+        deployment = Deployment(
+            fresh_api,
+            tmp_path,
+            database_url,
+            INBOX_LEASE_S="5",
+            WEBHOOK_URL=urls[0],
+            WEBHOOK_SECRET="replica-Secret_1",
+        )
+        async with (
+            deployment.process(WEBHOOK_PORT=str(ports[1])) as survivor,
+            deployment.process(WEBHOOK_PORT=str(ports[0])) as victim,
+        ):
+            await deployment.agree(users)
+            for n, user in enumerate(users):
+                fresh_api.push_message(user, photo=sent_photos[n % len(sent_photos)])
+            await fresh_api.wait_for(lambda: len(results(fresh_api, users)) >= 3, 180)
+            victim.kill()
+            await victim.wait()
+            answered_before = set(results(fresh_api, users))
+            await fresh_api.move_webhook(urls[1])
+            await fresh_api.wait_for(lambda: len(results(fresh_api, users)) == len(users), 180)
+            await asyncio.sleep(1.0)  # the last answer's row is marked delivered just after it
+            assert await stop(survivor) == 0
+        rows = await deployment.rows_per_user(users)
+
+    logs = deployment.logs()
+    assert "Traceback" not in logs, logs[-3000:]
+    assert len(answered_before) < len(users), "all answered before the kill: nothing tested"
+    assert "updates taken over from the inbox" in logs
+    assert {user for user, n in rows.items() if n != 1} == set(), rows
+    sent = results(fresh_api, users)
+    assert set(sent) == set(users)
+    assert {user for user, n in sent.items() if n > 1} <= answered_before, sent

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import ClientSession, web
+from aiohttp import BodyPartReader, ClientError, ClientSession, web
 
 TOKEN = "123456789:TEST-fake-token-abcdefghijklmnopqrstu"
 BOT_USER = {
@@ -288,6 +288,14 @@ class FakeTelegramApi:
         self._held[file_id] = asyncio.Event()
         return self._held[file_id]
 
+    async def move_webhook(self, url: str) -> None:
+        """Post updates to ``url`` from now on, with the same secret: what a load balancer
+        does when the replica behind the registered URL dies."""
+        assert self.webhook is not None, "no webhook is set"
+        await self._stop_delivery()
+        self.webhook = (url, self.webhook[1])
+        self._delivery = asyncio.create_task(self._deliver(*self.webhook))
+
     @property
     def unconfirmed(self) -> int:
         """Updates queued here that the bot has not confirmed yet (getUpdates offset)."""
@@ -341,7 +349,7 @@ class FakeTelegramApi:
             return _error(401, "Unauthorized")
         method = request.match_info["method"]
         self.calls.append(method)
-        params: dict[str, Any] = dict(await request.post()) if request.can_read_body else {}
+        params = await _form(request)
         params.update(request.query)
         if (failed := await self._fault(method, request)) is not None:
             return failed
@@ -424,8 +432,8 @@ class FakeTelegramApi:
                 try:
                     async with session.post(url, json=self._updates[0], headers=headers) as r:
                         delivered = r.status == 200
-                except OSError:
-                    delivered = False  # the bot's server is not up yet
+                except (OSError, ClientError):
+                    delivered = False  # the bot's server is not up yet, or went away
                 if delivered:
                     self._updates.pop(0)
                 else:
@@ -461,7 +469,7 @@ class FakeTelegramApi:
             return refused
         chat_id, message_id = int(params["chat_id"]), next(self._ids)
         upload = params["photo"]
-        photo = upload.file.read() if isinstance(upload, web.FileField) else None
+        photo = upload.data if isinstance(upload, Upload) else None
         caption = params.get("caption")
         self.sent.append(SentMessage("sendPhoto", chat_id, caption, photo, message_id))
         self._notify()
@@ -472,9 +480,9 @@ class FakeTelegramApi:
     async def _send_document(self, params: dict[str, Any]) -> web.Response:
         chat_id, message_id = int(params["chat_id"]), next(self._ids)
         upload = params["document"]
-        if not isinstance(upload, web.FileField):
+        if not isinstance(upload, Upload):
             return _error(400, "Bad Request: expected an uploaded document")
-        data, filename = upload.file.read(), upload.filename
+        data, filename = upload.data, upload.filename
         caption = params.get("caption")
         self.sent.append(
             SentMessage(
@@ -557,6 +565,35 @@ class FakeTelegramApi:
             "from": BOT_USER,
             **{key: value for key, value in content.items() if value is not None},
         }
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file the bot uploaded (a heatmap, a report)."""
+
+    data: bytes
+    filename: str | None
+
+
+async def _form(request: web.Request) -> dict[str, Any]:
+    """The request's form fields, uploads as :class:`Upload`, read into memory.
+
+    Not ``request.post()``: it spools uploads to temporary files, which a client that dies
+    mid-upload (a bot killed with -9 in a test) leaves unclosed, a ResourceWarning at
+    garbage collection that fails the whole test session.
+    """
+    if not request.can_read_body:
+        return {}
+    if not request.content_type.startswith("multipart/"):
+        return dict(await request.post())  # URL-encoded: no files, nothing spooled
+    fields: dict[str, Any] = {}
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or part.name is None:
+            continue
+        data = bytes(await part.read())
+        fields[part.name] = Upload(data, part.filename) if part.filename else data.decode()
+    return fields
 
 
 def utf16_length(text: str) -> int:
