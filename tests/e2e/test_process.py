@@ -140,41 +140,42 @@ async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
     assert "Traceback" not in output
 
 
-def test_webhook_without_a_secret_is_a_clear_error(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture
+def no_bot_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No bot setting in the environment, and no .env: the working folder is ``tmp_path``."""
     for name in BOT_ENV_NAMES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
-    monkeypatch.setenv("WEBHOOK_URL", "https://bot.example.org/telegram")
+    return monkeypatch
+
+
+def test_webhook_without_a_secret_is_a_clear_error(
+    no_bot_settings: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    no_bot_settings.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    no_bot_settings.setenv("WEBHOOK_URL", "https://bot.example.org/telegram")
     assert main([]) == EXIT_BAD_SETTINGS
     assert "WEBHOOK_SECRET is required when WEBHOOK_URL is set" in capsys.readouterr().err
 
 
 def test_a_database_server_without_user_key_secret_is_a_clear_error(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    no_bot_settings: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """PostgreSQL and no USER_KEY_SECRET: refused before anything starts (no place to keep
     a generated one), the variable named, the token not printed."""
-    for name in BOT_ENV_NAMES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
-    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://bot@127.0.0.1:1/bot")
+    no_bot_settings.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    no_bot_settings.setenv("DATABASE_URL", "postgresql+asyncpg://bot@127.0.0.1:1/bot")
     assert main([]) == EXIT_BAD_SETTINGS
     error = capsys.readouterr().err
     assert "USER_KEY_SECRET is required when DATABASE_URL is not SQLite" in error
     assert TOKEN not in error
 
 
+@pytest.mark.usefixtures("no_bot_settings")
 def test_missing_token_is_a_clear_error(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Without TELEGRAM_BOT_TOKEN the bot names the variable and exits non-zero."""
-    for name in BOT_ENV_NAMES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)  # no .env here
     assert main([]) == EXIT_BAD_SETTINGS
     error = capsys.readouterr().err
     assert "TELEGRAM_BOT_TOKEN is required but not set" in error
@@ -378,14 +379,11 @@ async def _holding_the_migration_lock(database_url: str) -> AsyncIterator[_LockH
 
 @pytest.mark.usefixtures("restore_logging")
 async def test_migrate_command_brings_an_empty_database_to_head_without_a_token(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    no_bot_settings: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """``python -m bot migrate``, the deploy step before replicas start: only DATABASE_URL."""
-    for name in BOT_ENV_NAMES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
     database = tmp_path / "data" / "bot.db"
-    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{database}")
+    no_bot_settings.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{database}")
     assert await asyncio.to_thread(main, ["migrate"]) == 0
     assert await _alembic_versions(f"sqlite+aiosqlite:///{database}") == [
         ScriptDirectory.from_config(alembic_config()).get_current_head()
