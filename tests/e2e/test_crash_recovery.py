@@ -109,6 +109,12 @@ class Deployment:
         finally:
             await engine.dispose()
 
+    async def send_photos(self, users: Sequence[int], photos: Sequence[Photo]) -> None:
+        """The users agree, then each sends one photo (taken from ``photos`` in turn)."""
+        await self.agree(users)
+        for n, user in enumerate(users):
+            self.api.push_message(user, photo=photos[n % len(photos)])
+
     async def rows_per_user(self, users: Sequence[int]) -> dict[int, int]:
         """Consultation rows of each user."""
         by_key = {key(user): user for user in users}
@@ -143,6 +149,17 @@ def heatmaps(api: FakeTelegramApi, users: Sequence[int]) -> Counter[int]:
     return _count(api.sent, users, "sendPhoto")
 
 
+def assert_one_row_each_and_no_answer_lost(
+    rows: dict[int, int], sent: Counter[int], answered_before: set[int]
+) -> None:
+    """After a kill -9: one consultation row per user, and every user answered. A second
+    answer only where the killed process sent the first and died before marking it
+    delivered: Telegram cannot tell us it already has it."""
+    assert {user for user, n in rows.items() if n != 1} == set(), rows
+    assert set(sent) == set(rows)
+    assert {user for user, n in sent.items() if n > 1} <= answered_before, sent
+
+
 def _count(sent: Sequence[SentMessage], users: Sequence[int], method: str) -> Counter[int]:
     wanted = set(users)
     return Counter(m.chat_id for m in sent if m.method == method and m.chat_id in wanted)
@@ -158,9 +175,7 @@ async def test_kill_9_during_50_uploads_loses_and_duplicates_nothing(
     deployment = Deployment(fresh_api, tmp_path, INBOX_LEASE_S="5")
     sent_photos = [register(fresh_api, photo) for photo in photos]
     async with deployment.process() as first:
-        await deployment.agree(users)
-        for n, user in enumerate(users):
-            fresh_api.push_message(user, photo=sent_photos[n % len(sent_photos)])
+        await deployment.send_photos(users, sent_photos)
         # Mid-flight: some answered, the rest fetched and queued or being screened.
         await fresh_api.wait_for(lambda: len(results(fresh_api, users)) >= 5, 180)
         first.kill()
@@ -181,13 +196,9 @@ async def test_kill_9_during_50_uploads_loses_and_duplicates_nothing(
     logs = deployment.logs()
     assert "Traceback" not in logs, logs[-3000:]
     assert back_after <= ANSWERS_AGAIN_WITHIN_S, f"answered again after {back_after:.1f} s"
-    rows = await deployment.rows_per_user(users)
-    assert {user for user, n in rows.items() if n != 1} == set(), rows
-    # Answered at least once each. A second answer only where the killed process sent the
-    # first and died before marking it delivered: Telegram cannot tell us it already has it.
-    sent = results(fresh_api, users)
-    assert set(sent) == set(users)
-    assert {user for user, n in sent.items() if n > 1} <= answered_before, sent
+    assert_one_row_each_and_no_answer_lost(
+        await deployment.rows_per_user(users), results(fresh_api, users), answered_before
+    )
 
 
 async def test_sigterm_with_40_photos_queued_exits_quickly_and_answers_each_once(
@@ -206,9 +217,7 @@ async def test_sigterm_with_40_photos_queued_exits_quickly_and_answers_each_once
     sent_photos = [register(fresh_api, photos[n % len(photos)]) for n in range(len(users))]
     held = [fresh_api.hold_download(str(photo[-1]["file_id"])) for photo in sent_photos]
     async with deployment.process() as first:
-        await deployment.agree(users)
-        for user, photo in zip(users, sent_photos, strict=True):
-            fresh_api.push_message(user, photo=photo)
+        await deployment.send_photos(users, sent_photos)
         # Every slot holds a photo being downloaded; the other photos wait for a slot.
         await fresh_api.wait_for(lambda: len(fresh_api.download_requests) == slots, 60)
         stopping = time.monotonic()
@@ -263,9 +272,7 @@ async def test_a_replica_killed_under_load_has_its_photos_answered_by_the_other(
             deployment.process(WEBHOOK_PORT=str(ports[1])) as survivor,
             deployment.process(WEBHOOK_PORT=str(ports[0])) as victim,
         ):
-            await deployment.agree(users)
-            for n, user in enumerate(users):
-                fresh_api.push_message(user, photo=sent_photos[n % len(sent_photos)])
+            await deployment.send_photos(users, sent_photos)
             await fresh_api.wait_for(lambda: len(results(fresh_api, users)) >= 3, 180)
             victim.kill()
             await victim.wait()
@@ -280,7 +287,4 @@ async def test_a_replica_killed_under_load_has_its_photos_answered_by_the_other(
     assert "Traceback" not in logs, logs[-3000:]
     assert len(answered_before) < len(users), "all answered before the kill: nothing tested"
     assert "updates taken over from the inbox" in logs
-    assert {user for user, n in rows.items() if n != 1} == set(), rows
-    sent = results(fresh_api, users)
-    assert set(sent) == set(users)
-    assert {user for user, n in sent.items() if n > 1} <= answered_before, sent
+    assert_one_row_each_and_no_answer_lost(rows, results(fresh_api, users), answered_before)
