@@ -16,6 +16,8 @@ from bot.screening import UnsupportedMedia
 from inference.types import DecodeFailure, QualityIssue, Risk
 
 BOT_DIR = Path(__file__).resolve().parents[2] / "bot"
+# The offline CLI reads the same catalogues (inference/texts.py).
+INFERENCE_DIR = BOT_DIR.parent / "inference"
 ENGLISH = read_catalogue("en")
 
 
@@ -46,7 +48,7 @@ def test_every_template_formats(language: str) -> None:
 def test_every_key_the_code_uses_exists() -> None:
     """Keys written in the code and the key families built from enums are all in English."""
     used: set[str] = set()
-    for path in BOT_DIR.rglob("*.py"):
+    for path in [*BOT_DIR.rglob("*.py"), *INFERENCE_DIR.rglob("*.py")]:
         used |= set(
             re.findall(r"""(?:text|_t)\(\s*["']([a-z_]+\.[a-z_.]+|[a-z_]+)["']""", path.read_text())
         )
