@@ -16,6 +16,7 @@ from bot.replies import for_language
 from bot.reports import ADMIN_COLUMNS, WORKER_COLUMNS
 from bot.screening import Assessed, Consulted, Subject
 from inference.types import Risk
+from tests.e2e import images
 from tests.e2e.chat import last_text, phone_photo, send_photo
 from tests.e2e.conftest import ADMIN_ID, RunningBot
 from tests.fakes.telegram_api import FakeTelegramApi, SentMessage
@@ -76,9 +77,12 @@ async def test_admin_stats_give_counts_and_a_chart(
     user_id: int,
     lesion_jpegs: dict[str, bytes],
 ) -> None:
-    """/stats 7: users, per day, risks, reasons, languages, timings, model, follow-ups + PNG."""
+    """/stats 7: users, per day, risks, reasons in words, photos not admitted, languages,
+    timings, model, follow-ups + PNG."""
     send_photo(fake_api, user_id, phone_photo(lesion_jpegs))
     await last_text(fake_api, user_id, 1)
+    send_photo(fake_api, user_id, images.flat_photo())  # a wall: no skin spot in it
+    await last_text(fake_api, user_id, 2)
     before = len(fake_api.replies_to(ADMIN_ID))
     fake_api.push_text(ADMIN_ID, "/stats 7")
     await fake_api.wait_for(
@@ -94,6 +98,8 @@ async def test_admin_stats_give_counts_and_a_chart(
         f"Checks per day:\n  {EN.date(utc_now())}: ",
         "Risk levels:",
         "Refused or unassessable, by reason:",
+        f"  {EN.reason('not_a_lesion')}: ",
+        "Photos not admitted because the bot was busy",
         "Languages:\n",
         "  en: ",
         "Processing time: p50 ",
@@ -102,6 +108,7 @@ async def test_admin_stats_give_counts_and_a_chart(
     ):
         assert expected in text_, expected
     assert str(user_id) not in text_
+    assert "not_a_lesion" not in text_  # words, not internal codes
     assert chart.method == "sendPhoto"
     assert chart.text == EN.text("stats.chart_caption", days=7)
     assert chart.photo is not None

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from bot.admission import BusyReason
+from bot.db.repository import OUTCOMES
 from bot.handlers.reminders import DIAGNOSES, SAW_DOCTOR
 from bot.i18n import LANGUAGES, catalogue_path, language_for, read_catalogue
+from bot.profile import MENUS
 from bot.replies import COMMANDS, for_language
 from bot.screening import UnsupportedMedia
 from inference.types import DecodeFailure, QualityIssue, Risk
@@ -64,6 +66,22 @@ def test_every_key_the_code_uses_exists() -> None:
     used |= {f"followup.button.{answer}" for answer in SAW_DOCTOR}
     used |= {f"diagnosis.{dx}" for dx in DIAGNOSES}
     used |= {f"busy.{reason.value}" for reason in BusyReason}
+    # /stats names every refusal reason, outcome and follow-up answer in words.
+    used |= {
+        f"reason.{code}"
+        for code in (
+            *QualityIssue,
+            *DecodeFailure,
+            *UnsupportedMedia,
+            *(f"busy_{reason.value}" for reason in BusyReason),
+            "unassessable",
+            "failed",
+        )
+    }
+    used |= {f"stats.outcome.{outcome}" for outcome in (*OUTCOMES, "not_admitted")}
+    used |= {f"stats.followup.{answer}" for answer in (*SAW_DOCTOR, "pending", "unanswered")}
+    used |= {"bot.description", "bot.short_description"}
+    used |= {f"command.{name}" for menu in MENUS.values() for name in menu}
     assert {"consent.agreed", "track.compare", "stats.chart_caption"} <= used  # scan works
     assert used - set(ENGLISH) == set()
 
