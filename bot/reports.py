@@ -11,7 +11,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from babel.dates import format_date
@@ -142,7 +142,8 @@ def draw_stats_chart(chart: StatsChart) -> Figure:
     per_day.set_xlim(-0.5, len(positions) - 0.5)
     per_day.yaxis.set_major_locator(MaxNLocator(integer=True))
     per_day.set_title(chart.title)
-    per_day.legend(loc="upper left", fontsize="small", ncols=4)
+    # Beside the bars, never over them.
+    per_day.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     for axes, title, items in (
         (reasons, chart.reasons_title, chart.reasons[:MAX_BARS]),
         (follow_ups, chart.follow_ups_title, chart.follow_ups[:MAX_BARS]),
@@ -183,8 +184,10 @@ def _cell(row: Consultation, column: str) -> str:
     value = getattr(row, column)
     if value is None:
         return ""
-    if column == "created_at":
-        return str(value.isoformat())
+    if isinstance(value, datetime):
+        # Every timestamp in one format (ISO 8601, UTC offset), created_at and delivered_at
+        # alike, so a spreadsheet or script reads both the same way.
+        return value.isoformat()
     if column == "quality_issues":
         return ";".join(value)
     text = str(value)

@@ -3,8 +3,10 @@ referral contacts, roles); everyone else is refused politely and sees nothing.""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+from datetime import datetime, timedelta
 
 import pytest
 from PIL import Image
@@ -137,6 +139,11 @@ async def test_admin_export_is_a_csv_with_pseudonymous_keys_only(
     """/export 7: a CSV document; the user appears by key, never by id or by what they typed."""
     send_photo(fake_api, user_id, phone_photo(lesion_jpegs), caption="secret name of my mole")
     await last_text(fake_api, user_id, 1)
+    # Marked delivered once the reply is sent (bot.handlers.delivery).
+    for _ in range(100):
+        if (await running_bot.consultations(user_id))[0].delivered_at is not None:
+            break
+        await asyncio.sleep(0.05)
     before = len(fake_api.replies_to(ADMIN_ID))
     fake_api.push_text(ADMIN_ID, "/export 7")
     await fake_api.wait_for(
@@ -149,6 +156,12 @@ async def test_admin_export_is_a_csv_with_pseudonymous_keys_only(
     assert rows and tuple(rows[0]) == ADMIN_COLUMNS
     mine = [row for row in rows if row["user_key"] == running_bot.key(user_id)]
     assert len(mine) == 1 and mine[0]["status"] in ("assessed", "unassessable")
+    # Both timestamps in the same ISO 8601 form, with their UTC offset.
+    created = datetime.fromisoformat(mine[0]["created_at"])
+    delivered = datetime.fromisoformat(mine[0]["delivered_at"])
+    assert created.utcoffset() == delivered.utcoffset() == timedelta(0)
+    assert created <= delivered
+    assert mine[0]["delivered_at"][10] == mine[0]["created_at"][10] == "T"
     raw = (document.document or b"").decode("utf-8-sig")
     assert str(user_id) not in raw
     assert "secret name" not in raw
