@@ -17,7 +17,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,11 +77,6 @@ def collect(paths: Iterable[Path]) -> Inputs:
     return inputs
 
 
-def iter_images(paths: Iterable[Path]) -> Iterator[Path]:
-    """The image files the paths hold (missing paths left out)."""
-    yield from collect(paths).images
-
-
 def to_record(path: Path, outcome: Outcome, model: str) -> dict[str, Any]:
     record: dict[str, Any] = {"image": str(path), "model": model}
     if isinstance(outcome, OSError):
@@ -120,7 +115,8 @@ def to_record(path: Path, outcome: Outcome, model: str) -> dict[str, Any]:
 def describe(
     record: dict[str, Any], outcome: Outcome, texts: Texts, class_names: dict[str, str]
 ) -> str:
-    """The plain output for one image: its path, then the bot's reply in ``texts``' language."""
+    """The plain output for one image: its path, then the bot's reply in ``texts``' language
+    (as the bot, no probabilities: those are in the --json output)."""
     if isinstance(outcome, OSError):
         lines = [texts.text("cli.unreadable")]
     elif isinstance(outcome, DecodeRejected):
@@ -141,7 +137,6 @@ def describe(
             texts.text(f"risk.{risk}"),
             texts.text("result.lesion_type", name=name),
             texts.text(f"advice.{risk}"),
-            f"p(malignant) = {record['malignant_probability']:.2f}",
             texts.text("disclaimer"),
         ]
     return "\n".join([f"{record['image']}", *(f"  {line}" for line in lines), ""])
