@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.profile import MENUS
+from bot.handlers import admin, worker
+from bot.profile import ADMIN_COMMANDS, MENUS, WORKER_COMMANDS
 from bot.replies import for_language
 from tests.e2e.chat import last_text
 from tests.e2e.conftest import make_settings, start_bot
@@ -89,3 +90,15 @@ async def test_a_health_worker_gets_their_menu_with_the_role_and_loses_it_with_i
         fresh_api.push_text(ADMIN, "/grantworker 10502")
         granted = await last_text(fresh_api, ADMIN, 5)
         assert granted.text == for_language("en").text("worker.granted")
+
+
+def test_the_menus_name_the_commands_the_handlers_serve(tmp_path: Path) -> None:
+    """A menu entry nobody answers, or a staff command missing from the menu, fails here."""
+    settings = make_settings("http://127.0.0.1:1", tmp_path / "bot.db")
+    for module, commands_ in ((admin, ADMIN_COMMANDS), (worker, WORKER_COMMANDS)):
+        served = {
+            command
+            for handler in module.handlers(settings)
+            for command in getattr(handler, "commands", ())
+        }
+        assert served == set(commands_), module.__name__
