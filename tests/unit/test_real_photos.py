@@ -79,3 +79,20 @@ def test_cli_classifies_a_refused_lesion_photo(
     assert QualityIssue.BLURRY.value in record["quality"]["issues"]  # type: ignore[operator]
     assert isinstance(record["probabilities"], dict)
     assert isinstance(record["malignant_probability"], float)
+
+
+@pytest.mark.parametrize("size", [(64, 48), (48, 64), (40, 33)])
+def test_cli_classifies_a_tiny_image_and_refuses_it_as_low_resolution(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], size: tuple[int, int]
+) -> None:
+    """Every image that decodes gets probabilities, thumbnails included; the gate refuses it."""
+    w, h = size
+    rgb = cv2.resize(cv2.imread(str(PAD_PHOTOS[0])), (w, h), interpolation=cv2.INTER_AREA)
+    path = tmp_path / "thumb.png"
+    assert cv2.imwrite(str(path), rgb)
+    (record,) = _cli_records(capsys, path)
+    assert record["risk"] == "unassessable"
+    assert QualityIssue.LOW_RESOLUTION.value in record["quality"]["issues"]  # type: ignore[operator]
+    probabilities = record["probabilities"]
+    assert isinstance(probabilities, dict) and len(probabilities) == 7
+    assert abs(sum(probabilities.values()) - 1.0) < 1e-3
