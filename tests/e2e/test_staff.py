@@ -19,7 +19,7 @@ from bot.reports import ADMIN_COLUMNS, WORKER_COLUMNS
 from bot.screening import Assessed, Consulted, Subject
 from inference.types import Risk
 from tests.e2e import images
-from tests.e2e.chat import last_text, phone_photo, send_photo
+from tests.e2e.chat import last_text, phone_photo, photo_known, send_photo
 from tests.e2e.conftest import ADMIN_ID, RunningBot
 from tests.fakes.telegram_api import FakeTelegramApi, SentMessage
 
@@ -189,13 +189,18 @@ async def test_admin_sets_referral_contacts_shown_on_high_risk_results(
     assert "Где можно" not in ru.consulted(Consulted("ru", high, Subject(), False))
 
 
+@pytest.mark.parametrize("risk", ["high", "low"])
 async def test_worker_flow_with_patient_codes(
     fake_api: FakeTelegramApi,
     running_bot: RunningBot,
     user_id: int,
     lesion_jpegs: dict[str, bytes],
+    risk: str,
 ) -> None:
-    """Granted by an admin; photos need #codes; short replies; /patients, /patient, /myexport."""
+    """Granted by an admin; photos need #codes; short replies; /patients, /patient, /myexport.
+
+    Run with a patient's photo known to come out high and with one known low: a high result
+    would ask a user for a follow-up, a worker is never asked (about their patients)."""
     worker = user_id
     admin_before = len(fake_api.replies_to(ADMIN_ID))
     fake_api.push_text(ADMIN_ID, f"/grantworker {worker}")
@@ -216,19 +221,19 @@ async def test_worker_flow_with_patient_codes(
     assert file_id not in fake_api.downloads
     assert await running_bot.consultations(worker) == []
 
-    send_photo(fake_api, worker, phone_photo(lesion_jpegs), caption="#p123 left arm")
+    send_photo(fake_api, worker, photo_known(risk), caption="#p123 left arm")
     result = await last_text(fake_api, worker, 2)
     [row] = await running_bot.consultations(worker)
     assert (row.patient_code, row.lesion_label) == ("P123", "left arm")
+    assert (row.status, row.risk) == ("assessed", risk)
     reply = result.text or ""
     assert reply.startswith("Patient P123: ")
     assert len(reply) < 400  # short, for slow connections
-    if row.status == "assessed":
-        assert "Screening aid, not a diagnosis." in reply
-        [heatmap] = sent(fake_api, worker, "sendPhoto")
-        assert heatmap.text is None and heatmap.photo is not None
-        with Image.open(io.BytesIO(heatmap.photo)) as picture:
-            assert max(picture.size) <= 480
+    assert "Screening aid, not a diagnosis." in reply
+    [heatmap] = sent(fake_api, worker, "sendPhoto")
+    assert heatmap.text is None and heatmap.photo is not None
+    with Image.open(io.BytesIO(heatmap.photo)) as picture:
+        assert max(picture.size) <= 480
     # Workers are not asked for follow-ups about their patients (whatever the risk).
     async with running_bot.application.bot_data.runtime.sessions() as session:
         follow_ups = await session.scalars(
