@@ -6,7 +6,6 @@ import logging
 
 from telegram import CallbackQuery, Update
 from telegram.ext import (
-    ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
     MessageHandler,
@@ -25,6 +24,7 @@ from bot.handlers.common import (
     consent_keyboard,
     keyboard,
     person,
+    refuse,
     replies_for,
 )
 from bot.i18n import LANGUAGE_NAMES, LANGUAGES
@@ -40,21 +40,22 @@ async def gate(update: Update, context: BotContext) -> None:
 
     Fails closed: if consent cannot be checked (say, the database is down), the update
     stops here with an apology. An exception would let PTB run the next handler group,
-    which screens the photo.
+    which screens the photo; so the update stops even when the refusal cannot be sent.
     """
     try:
         sender = await person(update, context)
     except Exception:  # any failure to check means "not agreed": see the docstring
         logger.exception("Consent could not be checked; the update was dropped")
         if update.message is not None:
-            await update.message.reply_text(replies_for(update).text("consent.unchecked"))
-        raise ApplicationHandlerStop from None
+            await refuse(update.message.reply_text(replies_for(update).text("consent.unchecked")))
+        await refuse()
     if sender.consented or update.message is None:
         return
-    await update.message.reply_text(
-        sender.replies.consent_required(), reply_markup=consent_keyboard(sender.replies)
+    await refuse(
+        update.message.reply_text(
+            sender.replies.consent_required(), reply_markup=consent_keyboard(sender.replies)
+        )
     )
-    raise ApplicationHandlerStop
 
 
 async def on_privacy(update: Update, context: BotContext) -> None:

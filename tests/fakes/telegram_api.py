@@ -3,7 +3,7 @@
 It speaks just enough of the Bot API for the bot: getMe, getUpdates (long polling),
 sendMessage, sendPhoto and sendDocument (multipart; the bytes are kept), editMessageText,
 editMessageReplyMarkup, answerCallbackQuery, sendChatAction, getFile and the file download
-route, setWebhook and deleteWebhook, setMyCommands (per language), and "ok" for other
+route, setWebhook and deleteWebhook, setMyCommands (per language), leaveChat, and "ok" for other
 harmless calls. Faults (an error status, 429 with retry_after, a slow answer, a dropped
 connection) are queued per method with ``inject`` and used by that method's next calls, in
 order. While a webhook is set, updates are POSTed to it with its secret token, as
@@ -134,6 +134,7 @@ class FakeTelegramApi:
     commands_by_language: dict[str, list[JsonDict]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)  # Bot API method names, in call order
     answered_callbacks: list[str] = field(default_factory=list)
+    left_chats: list[int] = field(default_factory=list)  # leaveChat, in call order
 
     def __post_init__(self) -> None:
         self._updates: list[JsonDict] = []
@@ -392,6 +393,7 @@ class FakeTelegramApi:
             "setwebhook": self._set_webhook,
             "deletewebhook": self._delete_webhook,
             "setmycommands": self._set_my_commands,
+            "leavechat": self._leave_chat,
         }
 
     async def _true(self, params: dict[str, Any]) -> web.Response:
@@ -446,7 +448,10 @@ class FakeTelegramApi:
         limit = int(params.get("limit", 100))
         timeout = min(float(params.get("timeout", 0)), MAX_POLL_S)
         # As Telegram does: asking from an offset confirms every earlier update.
-        self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        unconfirmed = [u for u in self._updates if u["update_id"] >= offset]
+        if len(unconfirmed) != len(self._updates):
+            self._updates = unconfirmed
+            self._notify()  # someone may wait for the bot to have taken them (unconfirmed)
         if not self._updates and timeout > 0:
             with contextlib.suppress(TimeoutError):
                 await self.wait_for(lambda: bool(self._updates), timeout)
@@ -525,6 +530,11 @@ class FakeTelegramApi:
 
     async def _send_chat_action(self, params: dict[str, Any]) -> web.Response:
         self.chat_actions.append((int(params["chat_id"]), str(params["action"])))
+        return _ok(True)
+
+    async def _leave_chat(self, params: dict[str, Any]) -> web.Response:
+        self.left_chats.append(int(params["chat_id"]))
+        self._notify()
         return _ok(True)
 
     async def _set_my_commands(self, params: dict[str, Any]) -> web.Response:
