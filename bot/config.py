@@ -38,10 +38,11 @@ class Settings(DatabaseSettings):
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     # Header check before anything is decoded; keep it under Pillow's own limit (~89 MP).
     max_image_pixels: int = Field(default=50_000_000, gt=0)
-    # The memory budget of one photo's decoded image (MB): Pillow holds 4 bytes a pixel
-    # (2 for 16-bit grey), JPEGs are decoded already reduced, and everything after decoding
-    # works on at most 2560 px a side. 200 MiB admits a 50 MP PNG; larger ones are refused
-    # from their header. Each worker thread holds one photo, so memory for photos is at most
+    # The memory budget of one photo's decoding (MB): the image Pillow holds (4 bytes a
+    # pixel, 2 for 16-bit grey; JPEGs decoded already reduced) plus the decoder's own
+    # buffers (a progressive JPEG's coefficients, libwebp's canvases: inference.decode).
+    # Everything after decoding works on at most 2560 px a side. 200 MiB admits a 50 MP
+    # PNG and a 12 MP WebP; larger ones are refused from their headers ("too complex"). Each worker thread holds one photo, so memory for photos is at most
     # WORKER_THREADS x (MAX_DECODE_MB + 64 MiB of working arrays, inference.pipeline).
     max_decode_mb: int = Field(default=200, gt=0)
     # A photo still being decoded or screened after this long is refused ("send a smaller

@@ -28,6 +28,7 @@ from inference.types import DecodeFailure, LesionBox, QualityIssue, Risk
 from tests.e2e import images
 from tests.e2e.conftest import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, RunningBot
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi, SentMessage
+from tests.hostile_images import scan_repeat_jpeg
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -364,6 +365,12 @@ BAD_INPUTS = {
         _document(lambda _: images.huge_png(_HUGE_SIDE, _HUGE_SIDE), "image/png"),
         "document",
         DecodeFailure.TOO_MANY_PIXELS,
+        downloaded=True,
+    ),
+    "progressive jpeg of 200 repeated scans": BadInput(
+        _document(lambda _: scan_repeat_jpeg(width=2000, height=1500), "image/jpeg"),
+        "document",
+        DecodeFailure.TOO_COMPLEX,
         downloaded=True,
     ),
     "tiny": BadInput(
