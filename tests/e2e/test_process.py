@@ -40,6 +40,10 @@ from tests.fakes.telegram_api import TOKEN, FakeTelegramApi
 USER_ID = 918_273_645  # distinctive, to look for in the logs
 
 
+# 32 random bytes (64 hex digits), as USER_KEY_SECRET must hold.
+REPLICA_SECRET = "8c3f1a6d9e2b5c7f0a4d8e1b6c9f2a5d7e0b3c6f9a2d5e8b1c4f7a0d3e6b9c2f"
+
+
 async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
     fresh_api: FakeTelegramApi, tmp_path: Path, lesion_jpegs: dict[str, bytes]
 ) -> None:
@@ -90,7 +94,7 @@ async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
 ) -> None:
     """Behind a webhook: it registers URL and secret, answers what Telegram posts, and
     refuses a post without the secret, so a guessed URL cannot inject updates."""
-    port, secret, health = free_port(), "hook-Secret_42", free_port()
+    port, secret, health = free_port(), "hook-Secret_42-Jd8Wq2Lz5Xv7Nb3Mk9Pr4Tc", free_port()
     url = f"http://127.0.0.1:{port}/telegram-updates"
     log_path = tmp_path / "bot.log"
     env = bot_env(
@@ -316,7 +320,7 @@ async def test_two_replicas_starting_together_on_an_empty_postgresql_migrate_onc
                 TELEGRAM_API_URL=fresh_api.url,
                 DATABASE_URL=database_url,
                 # Required with a database server; shared, as replicas must share it.
-                USER_KEY_SECRET="replica-user-key-secret",
+                USER_KEY_SECRET=REPLICA_SECRET,
                 HEALTH_PORT=str(port),
             )
             for port in ports
