@@ -43,6 +43,7 @@ from bot.inbox import Inbox, InboxProcessor, InboxQueue, tend
 from bot.keys import load_keys, reseal_chat_refs
 from bot.replies import for_language
 from bot.screening import ScreeningService
+from bot.updates import SafeUpdatesRequest
 from inference.pipeline import Screener
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,9 @@ def build_application(settings: Settings, *, handle_signals: bool = False) -> Bo
         .context_types(ContextTypes(bot_data=BotData))
         # Retry after Telegram's flood control rather than lose a reply.
         .rate_limiter(CountingRateLimiter(max_retries=3))
+        # Each update of a getUpdates batch checked on its own: one that PTB cannot parse
+        # is skipped once, not logged and retried for ever (bot.updates).
+        .get_updates_request(SafeUpdatesRequest(connection_pool_size=1))
         .update_queue(queue)
         .concurrent_updates(processor)
         .post_init(post_init)

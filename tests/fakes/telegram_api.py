@@ -221,6 +221,15 @@ class FakeTelegramApi:
         self._notify()
         return int(update["message"]["message_id"])
 
+    def push_update(self, update: JsonDict) -> None:
+        """Queue ``update`` exactly as given (say, one the bot's library cannot parse)."""
+        self._updates.append(update)
+        self._notify()
+
+    def next_id(self) -> int:
+        """A fresh number for an update or message id."""
+        return next(self._ids)
+
     def message_update(
         self,
         user_id: int,
