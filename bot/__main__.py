@@ -27,6 +27,7 @@ from bot.db.migrate import upgrade_to_head
 from bot.db.session import create_engine
 from bot.keys import KeySetupError
 from bot.log import configure_logging
+from bot.webhook import guard_webhook_server
 from inference.pipeline import Screener
 
 logger = logging.getLogger("bot")
@@ -100,6 +101,8 @@ def _run(settings: Settings) -> None:
         application.run_polling(allowed_updates=updates, stop_signals=None)
         return
     assert settings.webhook_secret is not None  # the settings refuse a webhook without one
+    # Before PTB builds its server: the secret checked before a body is read, bodies capped.
+    guard_webhook_server(settings.webhook_secret.get_secret_value())
     logger.info("Webhook mode, listening on %s:%d", settings.webhook_listen, settings.webhook_port)
     application.run_webhook(
         listen=settings.webhook_listen,

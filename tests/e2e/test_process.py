@@ -131,6 +131,8 @@ async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
             for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
                 async with session.post(url, json=forged, headers=headers) as response:
                     assert response.status == 403
+        # Checked before the body is read: the headers of an 80 MB post get their 403 at once.
+        assert await _status_of_headers_only(port, 80 * 2**20) == b"HTTP/1.1 403 Forbidden"
         # Beside the webhook, on a port of their own.
         assert await http_get(health, "/readyz") == (200, "ready\n")
         assert (await http_get(health, "/metrics"))[0] == 200
@@ -142,6 +144,20 @@ async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
     assert fresh_api.replies_to(forger) == []
     assert secret not in output and TOKEN not in output
     assert "Traceback" not in output
+
+
+async def _status_of_headers_only(port: int, length: int) -> bytes:
+    """POST only the headers of a ``length``-byte body, no secret; the answer's status line."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            f"POST /telegram-updates HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n".encode()
+        )
+        async with asyncio.timeout(5):
+            return (await reader.readline()).strip()
+    finally:
+        writer.close()
 
 
 @pytest.fixture
