@@ -26,8 +26,10 @@ from bot.handlers.common import (
     person,
     refuse,
     replies_for,
+    user_key,
 )
 from bot.i18n import LANGUAGE_NAMES, LANGUAGES
+from bot.replies import for_language
 
 __all__ = ["AGREE", "DECLINE", "consent_keyboard", "gate_handlers", "handlers"]
 
@@ -108,12 +110,17 @@ async def on_language_chosen(update: Update, context: BotContext) -> None:
     await query.answer()
     if language not in LANGUAGES:
         return
-    sender = await person(update, context)
     async with context.bot_data.runtime.sessions.begin() as session:
-        user = await UserRepository(session).get_or_add(sender.key)
-        user.language = language
-    chosen = await person(update, context)
-    await query.edit_message_text(chosen.replies.text("language.set"))
+        # Only an existing row, checked where it is written: a /forget that committed
+        # meanwhile (or someone who never agreed) must not get a row back from a button.
+        user = await UserRepository(session).lock(user_key(update, context))
+        if user is not None:
+            user.language = language
+    chosen = for_language(language)
+    if user is None:
+        await query.edit_message_text(chosen.text("language.needs_consent"))
+        return
+    await query.edit_message_text(chosen.text("language.set"))
 
 
 def gate_handlers() -> list[Handler]:
