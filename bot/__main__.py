@@ -18,10 +18,9 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
-from telegram import Update
 from telegram.error import InvalidToken
 
-from bot.app import build_application
+from bot.app import ALLOWED_UPDATES, build_application
 from bot.config import DatabaseSettings, Settings, describe_settings_error
 from bot.db.migrate import upgrade_to_head
 from bot.db.session import create_engine
@@ -93,8 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT: long polling, or a webhook server with WEBHOOK_URL."""
-    # Messages and button presses; edits of old photos are not re-screened.
-    updates = [Update.MESSAGE, Update.CALLBACK_QUERY]
+    updates = ALLOWED_UPDATES
     # SIGTERM/SIGINT are the application's own (a graceful stop), not PTB's.
     application = build_application(settings, handle_signals=True)
     if settings.webhook_url is None:

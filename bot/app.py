@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
+from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes
 
@@ -48,6 +49,9 @@ from inference.pipeline import Screener
 
 logger = logging.getLogger(__name__)
 
+# What the bot asks Telegram for: messages and button presses (edits of old photos are not
+# re-screened), and its own membership, so it leaves a group as soon as it is added.
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
 # /readyz answers within this, even when the database does not.
 READY_TIMEOUT_S = 3.0
 INBOX_JOB_NAME = "inbox"

@@ -2,7 +2,8 @@
 
 Runs before every other handler. In a group, supergroup or channel the bot says once,
 politely, that it works in private chats, leaves the chat, and does nothing else; button
-presses under messages in such chats are ignored. Nothing here touches the database.
+presses under messages in such chats are ignored. Being added to one (a my_chat_member
+update) is enough to leave it. Nothing here touches the database.
 
 The update stops here whatever happens to that line: when it cannot be sent (no right to
 write in the group, a 502) the next handler groups must still never run, or an admin's
@@ -17,7 +18,7 @@ import logging
 from collections import OrderedDict
 
 from telegram import Bot, Update
-from telegram.constants import ChatType
+from telegram.constants import ChatMemberStatus, ChatType
 from telegram.ext import ApplicationHandlerStop, TypeHandler
 
 from bot.context import BotContext
@@ -25,6 +26,8 @@ from bot.handlers.common import Handler, replies_for
 
 logger = logging.getLogger(__name__)
 
+# The bot's own membership after it left or was removed: nothing to say, nothing to leave.
+_GONE = frozenset({ChatMemberStatus.LEFT, ChatMemberStatus.BANNED})
 # Groups already told (and left), so a busy group gets one line, not one per message.
 # Bounded: after this many other groups, an old one could be told a second time.
 REMEMBERED_CHATS = 10_000
@@ -59,12 +62,15 @@ def gate_handlers() -> list[Handler]:
             return
         try:
             chat = update.effective_chat
-            if chat is not None and chat.id not in told:
+            membership = update.my_chat_member
+            gone = membership is not None and membership.new_chat_member.status in _GONE
+            if chat is not None and chat.id not in told and not gone:
                 told[chat.id] = None
                 if len(told) > REMEMBERED_CHATS:
                     told.popitem(last=False)
-                message = update.message or update.channel_post
-                text = replies_for(update).text("private_only") if message is not None else None
+                # Said to a message, or on being added; not under a pressed button.
+                says = update.callback_query is None
+                text = replies_for(update).text("private_only") if says else None
                 context.application.create_task(say_once_and_leave(context.bot, chat.id, text))
         finally:
             raise ApplicationHandlerStop  # whatever happened above: see the module doc

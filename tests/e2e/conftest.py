@@ -20,9 +20,8 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from sqlalchemy.engine import make_url
-from telegram import Update
 
-from bot.app import build_application
+from bot.app import ALLOWED_UPDATES, build_application
 from bot.config import Settings
 from bot.context import BotApplication
 from bot.db.models import Consultation, User, utc_now
@@ -169,9 +168,7 @@ async def start_bot(settings: Settings) -> AsyncIterator[RunningBot]:
     async with initialised_application(settings) as application:
         assert application.updater is not None
         try:
-            await application.updater.start_polling(
-                allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY]
-            )
+            await application.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
             await application.start()
             yield RunningBot(application, settings)
         finally:

@@ -27,7 +27,7 @@ from bot.replies import for_language
 from bot.scheduler import send_due
 from tests.e2e.chat import last_text, phone_photo, press, send_photo
 from tests.e2e.conftest import ADMIN_ID, RunningBot, make_settings, start_bot
-from tests.fakes.telegram_api import FakeTelegramApi, Fault, SentMessage
+from tests.fakes.telegram_api import BOT_USER, FakeTelegramApi, Fault, SentMessage
 from tests.postgres import drop_everything
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -268,6 +268,37 @@ async def test_group_traffic_never_delays_a_private_user(
     assert took < 2.0, f"/help took {took:.1f} s behind the group's traffic"
     await fake_api.wait_for(lambda: group in fake_api.left_chats, within_s=30)
     assert len(fake_api.replies_to(group)) <= 1
+
+
+def _membership(
+    api: FakeTelegramApi, group: int, user_id: int, old: str, new: str
+) -> dict[str, Any]:
+    """A my_chat_member update: the bot's own status in ``group`` changed from old to new."""
+    banned = {"until_date": 0} if new == "kicked" else {}
+    return {
+        "update_id": api.next_id(),
+        "my_chat_member": {
+            "chat": {"id": group, "type": "supergroup", "title": "Test group"},
+            "from": {"id": user_id, "is_bot": False, "first_name": "Test"},
+            "date": int(time.time()),
+            "old_chat_member": {"user": BOT_USER, "status": old},
+            "new_chat_member": {"user": BOT_USER, "status": new, **banned},
+        },
+    }
+
+
+async def test_the_bot_leaves_a_group_as_soon_as_it_is_added(
+    fake_api: FakeTelegramApi, running_bot: RunningBot, new_user_id: int
+) -> None:
+    """Added to a group: one line there, then it leaves, before anyone wrote anything.
+    Removed from another: nothing is sent there and nothing is left."""
+    del running_bot
+    added, removed = next(_group_ids), next(_group_ids)
+    fake_api.push_update(_membership(fake_api, removed, new_user_id, "member", "kicked"))
+    fake_api.push_update(_membership(fake_api, added, new_user_id, "left", "member"))
+    await fake_api.wait_for(lambda: added in fake_api.left_chats, within_s=30)
+    assert [m.text for m in fake_api.replies_to(added)] == [EN.text("private_only")]
+    assert fake_api.replies_to(removed) == [] and removed not in fake_api.left_chats
 
 
 async def test_buttons_pressed_in_a_group_are_ignored(

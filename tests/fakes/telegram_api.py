@@ -457,6 +457,11 @@ class FakeTelegramApi:
         limit = int(params.get("limit", 100))
         timeout = min(float(params.get("timeout", 0)), MAX_POLL_S)
         # As Telegram does: asking from an offset confirms every earlier update.
+        allowed = params.get("allowed_updates")
+        if allowed:
+            # As Telegram does: kinds the bot did not ask for are never sent (dropped).
+            kinds = set(json.loads(allowed)) | {"update_id"}
+            self._updates = [u for u in self._updates if set(u) <= kinds or len(u) == 1]
         unconfirmed = [u for u in self._updates if u["update_id"] >= offset]
         if len(unconfirmed) != len(self._updates):
             self._updates = unconfirmed
