@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 
-def _smooth(width: int, height: int) -> Image.Image:
+def smooth(width: int, height: int) -> Image.Image:
     """A gradient built band by band from a small one (no full-size float arrays)."""
     small = np.zeros((64, 64, 3), np.uint8)
     small[..., 0] = np.linspace(60, 220, 64, dtype=np.uint8)[None, :]
@@ -27,7 +27,7 @@ def scan_repeat_jpeg(repeats: int = 200, width: int = 6000, height: int = 4500) 
     """A progressive JPEG whose last scan follows ``repeats`` more times before EOI: 180 KB
     that took 11 s to decode on main (each repeat is another pass over every block)."""
     buffer = io.BytesIO()
-    _smooth(width, height).save(buffer, "JPEG", quality=30, progressive=True)
+    smooth(width, height).save(buffer, "JPEG", quality=30, progressive=True)
     data = buffer.getvalue()
     # An unstuffed FF DA never occurs inside entropy-coded data: the last one is the last
     # scan's start marker, and the file ends with EOI (FF D9).
@@ -40,14 +40,14 @@ def scan_repeat_jpeg(repeats: int = 200, width: int = 6000, height: int = 4500) 
 def large_webp(width: int = 8000, height: int = 6200) -> bytes:
     """A flat 8000x6200 WebP: about a hundred KB that libwebp decodes into canvases."""
     buffer = io.BytesIO()
-    _smooth(width, height).save(buffer, "WEBP", quality=10, method=0)
+    smooth(width, height).save(buffer, "WEBP", quality=10, method=0)
     return buffer.getvalue()
 
 
 def progressive_444_jpeg(width: int = 8000, height: int = 6200) -> bytes:
     """A progressive JPEG without chroma subsampling: three full-size coefficient planes."""
     buffer = io.BytesIO()
-    _smooth(width, height).save(buffer, "JPEG", quality=75, progressive=True, subsampling=0)
+    smooth(width, height).save(buffer, "JPEG", quality=75, progressive=True, subsampling=0)
     return buffer.getvalue()
 
 

@@ -23,10 +23,10 @@ from inference.decode import MAX_JPEG_SCANS, decode_image, jpeg_layout
 from inference.types import DecodedImage, DecodeFailure, DecodeRejected
 from tests.conftest import REPO_ROOT
 from tests.hostile_images import (
-    _smooth,
     large_webp,
     progressive_444_jpeg,
     scan_repeat_jpeg,
+    smooth,
 )
 
 LIMITS = {
@@ -46,7 +46,7 @@ def _reason(result: DecodedImage | DecodeRejected) -> DecodeFailure | None:
 
 def _jpeg(width: int, height: int, **params: object) -> bytes:
     buffer = io.BytesIO()
-    _smooth(width, height).save(buffer, "JPEG", **params)
+    smooth(width, height).save(buffer, "JPEG", **params)
     return buffer.getvalue()
 
 
@@ -63,9 +63,9 @@ def test_ordinary_progressive_jpegs_still_decode() -> None:
     """libjpeg's own scripts: 10 scans for colour, 6 for grey, 18 for CMYK."""
     colour = _jpeg(800, 600, progressive=True)
     grey = io.BytesIO()
-    _smooth(800, 600).convert("L").save(grey, "JPEG", progressive=True)
+    smooth(800, 600).convert("L").save(grey, "JPEG", progressive=True)
     cmyk = io.BytesIO()
-    _smooth(800, 600).convert("CMYK").save(cmyk, "JPEG", progressive=True)
+    smooth(800, 600).convert("CMYK").save(cmyk, "JPEG", progressive=True)
     for data, scans in ((colour, 10), (grey.getvalue(), 6), (cmyk.getvalue(), 18)):
         layout = jpeg_layout(data)
         assert layout is not None and layout.progressive and layout.scans == scans
@@ -140,7 +140,7 @@ def test_only_formats_that_decode_are_listed_as_accepted() -> None:
     for suffix in IMAGE_SUFFIXES:
         fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG"}.get(suffix, suffix[1:].upper())
         buffer = io.BytesIO()
-        _smooth(96, 96).save(buffer, fmt)
+        smooth(96, 96).save(buffer, fmt)
         assert isinstance(decode_image(buffer.getvalue(), **LIMITS), DecodedImage), suffix
 
 
