@@ -20,8 +20,9 @@ from sqlalchemy.engine import make_url
 
 from bot.__main__ import EXIT_BAD_SETTINGS, EXIT_BAD_TOKEN, main
 from bot.config import Settings
-from bot.db.migrate import MIGRATION_LOCK_KEY, alembic_config
-from bot.db.session import create_engine
+from bot.db.migrate import MIGRATION_LOCK_KEY, alembic_config, upgrade_to_head
+from bot.db.repository import UserRepository
+from bot.db.session import create_engine, create_session_factory
 from bot.keys import KEY_FILE_NAME
 from tests.conftest import REPO_ROOT
 from tests.e2e import images
@@ -87,6 +88,33 @@ async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
     assert TOKEN not in output
     assert TOKEN.split(":")[1] not in output  # nor its secret half, nor URL-encoded
     assert str(USER_ID) not in output
+
+
+async def test_a_lost_key_file_stops_the_bot_with_a_clear_message(
+    fresh_api: FakeTelegramApi, tmp_path: Path
+) -> None:
+    """A database with users, and its user_key_secret file gone: the bot exits with the
+    bad-settings status and says how to recover; it writes no new secret (on main it
+    wrote "user-key:" + the live token, cutting every user off from their data)."""
+    database = tmp_path / "data" / "bot.db"
+    url = f"sqlite+aiosqlite:///{database}"
+    engine = create_engine(url)
+    try:
+        await upgrade_to_head(engine)
+        async with create_session_factory(engine).begin() as session:
+            await UserRepository(session).get_or_add("f" * 64)
+    finally:
+        await engine.dispose()
+    env = bot_env(TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_URL=fresh_api.url, DATABASE_URL=url)
+    log_path = tmp_path / "bot.log"
+    async with bot_process(env, tmp_path, log_path) as process:
+        returncode = await asyncio.wait_for(process.wait(), 180)
+    output = log_path.read_text()
+    assert returncode == EXIT_BAD_SETTINGS, output[-3000:]
+    assert "user_key_secret" in output and "is missing" in output
+    assert "Restore the file" in output
+    assert not (database.parent / KEY_FILE_NAME).exists()
+    assert TOKEN not in output and "Traceback" not in output
 
 
 async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
