@@ -180,9 +180,12 @@ class Settings(DatabaseSettings):
     @field_validator("chat_seal_keys")
     @classmethod
     def _strong_seal_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
-        for key in value:
-            if (why := weak_secret(key.get_secret_value())) is not None:
-                raise ValueError(f"a key {why}")
+        # The first key seals and must be strong; older keys only open what they sealed,
+        # under the rule of their time (32 characters), so a weak key can be rotated out.
+        if value and (why := weak_secret(value[0].get_secret_value())) is not None:
+            raise ValueError(f"the first key {why}")
+        if any(len(key.get_secret_value()) < 32 for key in value[1:]):
+            raise ValueError("each older key must be at least 32 characters")
         return value
 
     @field_validator("user_key_secret")

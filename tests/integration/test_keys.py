@@ -194,6 +194,8 @@ def test_weak_secrets_are_refused(tmp_path: Path, name: str, value: str) -> None
         ("user_key_secret", secrets.token_urlsafe(32)),
         ("user_key_secret", "user-key:" + T1),  # the documented legacy recovery
         ("chat_seal_keys", secrets.token_hex(32)),
+        # Rotating a key of the old rule (32 characters) out: it may still open.
+        ("chat_seal_keys", f"{secrets.token_hex(32)},{'0123456789abcdef' * 2}"),
         ("webhook_secret", secrets.token_urlsafe(32)),
     ],
 )
