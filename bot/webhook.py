@@ -80,6 +80,7 @@ class _SecretFirst(httputil.HTTPMessageDelegate):
         self._refused = False  # answered with an error already
         self._denied = False  # to be answered 403 once its (small) body is drained
         self._held = False
+        self._passed_on = False  # the inner delegate has the headers
 
     def headers_received(
         self,
@@ -87,6 +88,7 @@ class _SecretFirst(httputil.HTTPMessageDelegate):
         headers: httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
         if not isinstance(start_line, httputil.RequestStartLine) or start_line.method != "POST":
+            self._passed_on = True
             return self._inner.headers_received(start_line, headers)
         given = headers.get(SECRET_HEADER, "").encode("utf-8", "replace")
         authentic = hmac.compare_digest(given, self._secret)
@@ -109,7 +111,7 @@ class _SecretFirst(httputil.HTTPMessageDelegate):
         if self._refused or self._denied:
             return None  # drained, not kept
         if not self._held:
-            return self._inner.data_received(chunk)
+            return self._inner.data_received(chunk)  # not a POST: passed on as it comes
         self._size += len(chunk)
         if self._size > self._max_body_bytes:  # Tornado stops a chunked body past it too
             self._chunks.clear()
@@ -133,12 +135,14 @@ class _SecretFirst(httputil.HTTPMessageDelegate):
         if body is None:
             self._refuse(HTTPStatus.BAD_REQUEST)
             return
+        self._passed_on = True
         self._inner.headers_received(self._start_line, self._headers)
         self._inner.data_received(body)
         self._inner.finish()
 
     def on_connection_close(self) -> None:
-        if not (self._refused or self._denied):
+        # A body held here and never passed on: the inner delegate has nothing to close.
+        if self._passed_on:
             self._inner.on_connection_close()
 
     def _refuse(self, status: HTTPStatus) -> None:
