@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
+from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes
 
@@ -42,10 +43,14 @@ from bot.health import HealthServer
 from bot.inbox import Inbox, InboxProcessor, InboxQueue, tend
 from bot.keys import load_keys, reseal_chat_refs
 from bot.screening import ScreeningService
+from bot.updates import SafeUpdatesRequest
 from inference.pipeline import Screener
 
 logger = logging.getLogger(__name__)
 
+# What the bot asks Telegram for: messages and button presses (edits of old photos are not
+# re-screened), and its own membership, so it leaves a group as soon as it is added.
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
 # /readyz answers within this, even when the database does not.
 READY_TIMEOUT_S = 3.0
 INBOX_JOB_NAME = "inbox"
@@ -137,6 +142,9 @@ def build_application(settings: Settings, *, handle_signals: bool = False) -> Bo
         .context_types(ContextTypes(bot_data=BotData))
         # Retry after Telegram's flood control rather than lose a reply.
         .rate_limiter(CountingRateLimiter(max_retries=3))
+        # Each update of a getUpdates batch checked on its own: one that PTB cannot parse
+        # is skipped once, not logged and retried for ever (bot.updates).
+        .get_updates_request(SafeUpdatesRequest(connection_pool_size=1))
         .update_queue(queue)
         .concurrent_updates(processor)
         .post_init(post_init)

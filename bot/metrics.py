@@ -67,7 +67,7 @@ SCHEDULER_BACKLOG = Gauge(
 INBOX_EVENTS = Counter(
     "bot_inbox_updates",
     "Updates through the inbox beyond the plain path, by event (seen_before, claimed, "
-    "given_back, not_kept, gave_up_attempts, gave_up_unreadable)",
+    "given_back, not_kept, gave_up_attempts, gave_up_unreadable, unparsable)",
     ["event"],
     registry=REGISTRY,
 )

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 
 from telegram import Update
-from telegram.ext import ApplicationHandlerStop, MessageHandler
+from telegram.ext import MessageHandler
 
 from bot import metrics
 from bot.admission import BusyReason
 from bot.context import BotContext
-from bot.handlers.common import NEEDS_CONSENT, Handler, replies_for, user_key
+from bot.handlers.common import NEEDS_CONSENT, Handler, refuse, replies_for, user_key
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +29,8 @@ async def stop_a_flood(update: Update, context: BotContext) -> None:
     logger.info("A picture over its sender's rate was refused")
     metrics.not_admitted(BusyReason.RATE)
     if update.message is not None and admission.should_notify(key):
-        await update.message.reply_text(replies_for(update).text(f"busy.{BusyReason.RATE}"))
-    raise ApplicationHandlerStop
+        await refuse(update.message.reply_text(replies_for(update).text(f"busy.{BusyReason.RATE}")))
+    await refuse()
 
 
 def gate_handlers() -> list[Handler]:

@@ -38,15 +38,25 @@ async def on_remind(update: Update, context: BotContext) -> None:
         return
     runtime = context.bot_data.runtime
     async with runtime.sessions.begin() as session:
-        user = await UserRepository(session).get_or_add(sender.key)
-        if choice == MONTHLY:
+        # Checked again where it is written, as a consultation is: a /forget that committed
+        # since ``person`` read the row must not be undone by re-creating it here (with a
+        # reminder on, a sealed chat id and no consent).
+        user = await UserRepository(session).lock(sender.key)
+        if user is None or user.consented_at is None:
+            stored = False
+        elif choice == MONTHLY:
+            stored = True
             user.reminder = MONTHLY
             user.next_reminder_at = utc_now() + _reminder_interval(runtime.settings)
             user.chat_ref = runtime.seal_chat(message.chat_id, sender.key)
         else:
+            stored = True
             user.reminder = user.next_reminder_at = None
             if not await FollowUpRepository(session).pending_for(sender.key):
                 user.chat_ref = None  # nothing left to write first about
+    if not stored:
+        await message.reply_text(sender.replies.text("remind.usage"))
+        return
     await message.reply_text(
         sender.replies.text("remind.on" if choice == MONTHLY else "remind.off")
     )

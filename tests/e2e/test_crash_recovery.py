@@ -28,7 +28,7 @@ from tests.e2e.conftest import fresh_postgres_database
 from tests.e2e.processes import bot_env, bot_process, free_port, stop, wait_until_ready
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi, SentMessage
 
-SECRET = "crash-test-user-key-secret"
+SECRET = "crash-test-" + "9b1e4c7a2f5d8036e1b4a7c9d2f5083e6b1a4d7c0f3e6a9b2d5c8f1e4a7b0c3d6"
 # Issue 14: back within 10 s of a restart after kill -9, and out within 10 s of SIGTERM.
 ANSWERS_AGAIN_WITHIN_S = 10.0
 EXITS_WITHIN_S = 10.0
@@ -266,7 +266,7 @@ async def test_a_replica_killed_under_load_has_its_photos_answered_by_the_other(
             database_url,
             INBOX_LEASE_S="5",
             WEBHOOK_URL=urls[0],
-            WEBHOOK_SECRET="replica-Secret_1",
+            WEBHOOK_SECRET="replica-Secret_1-Kq7Zp3Xw9Lm2Vb8Nc4Rt6Yh",
         )
         async with (
             deployment.process(WEBHOOK_PORT=str(ports[1])) as survivor,

@@ -22,7 +22,7 @@ NEW_TOKEN = "987654321:ROTATED-fake-token-abcdefghijklmno"
 USER = 4_242_001
 
 
-@pytest.mark.parametrize("secret", ["a-secret-the-deployment-keeps", None])
+@pytest.mark.parametrize("secret", ["a-secret-the-deployment-keeps-c4f7a0d3e6b9c2f58c3f1a6d", None])
 async def test_a_new_token_keeps_consent_history_and_reminders(
     fresh_api: FakeTelegramApi, tmp_path: Path, lesion_jpegs: dict[str, bytes], secret: str | None
 ) -> None:
