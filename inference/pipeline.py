@@ -163,8 +163,8 @@ class Screener:
         if with_overlay:
             overlay = overlay_heatmap(rgb, prediction.heatmap, crop_box.as_tuple())
             self._lap("heatmap", lap, None)
-        # Everything measured, for logs and calibration: the gate's evidence first, then
-        # the diagnostics it does not judge (contrast, median luma, glare anywhere).
+        # Everything measured, for logs: the diagnostics the gate does not judge (contrast,
+        # median luma, glare anywhere) and the gate's evidence (NaN where not measured).
         measurements = {
             **found.measurements,
             **quality.as_dict(),

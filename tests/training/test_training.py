@@ -61,12 +61,18 @@ def tiny_dataset(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiny_pad(tmp_path: Path) -> Path:
-    """A PAD-UFES-20-shaped folder: the four real sample photos, as twelve patients."""
+    """A PAD-UFES-20-shaped folder: the real sample photos, as twelve patients."""
     root = tmp_path / "pad"
     (root / "images").mkdir(parents=True)
     sources = sorted((DATA / "pad").glob("PAT_*.jpg"))
     # tests/data/README.md gives each sample's diagnosis; one stands in for ACK as well.
-    codes = {"PAT_145": "BCC", "PAT_233": "MEL", "PAT_1364": "NEV", "PAT_1653": "SEK"}
+    codes = {
+        "PAT_145": "BCC",
+        "PAT_233": "MEL",
+        "PAT_1364": "NEV",
+        "PAT_1653": "SEK",
+        "PAT_625": "SEK",
+    }
     rows = []
     for i in range(12):
         src = sources[i % len(sources)]
