@@ -12,6 +12,7 @@ from datetime import date, datetime
 from babel.dates import format_date
 from babel.numbers import format_percent
 
+from bot.advice import Advice, Note, advise
 from bot.db.models import Consultation
 from bot.db.repository import PatientSummary, StatsSummary
 from bot.i18n import DEFAULT_LANGUAGE, language_for, translations
@@ -24,7 +25,7 @@ from bot.screening import (
     Tracked,
     Unassessable,
 )
-from bot.tracking import Change
+from bot.tracking import Change, Earlier
 from inference.types import QualityIssue, Risk
 
 Translate = Callable[[str], str]
@@ -48,12 +49,23 @@ class Replies:
     def text(self, key: str, **values: object) -> str:
         """Render one message by key, filling its placeholders."""
         template = self._t(key)
-        return template.format(**values) if values else template
+        if not values:
+            return template
+        for name, value in values.items():
+            # A value that ends a sentence itself ("3 дек. 2026 г.") takes the place of
+            # the template's own full stop: never "г..".
+            if isinstance(value, str) and value.endswith("."):
+                template = template.replace(f"{{{name}}}.", f"{{{name}}}")
+        return template.format(**values)
 
     def date(self, moment: date | datetime) -> str:
-        """Format a date the way this language writes it."""
+        """Format a date the way this language writes it: day, month in words, year.
+
+        Not CLDR's "medium" form: in Russian it ends in "г." (a second full stop at the end
+        of a sentence) and in Kazakh it reads "2026 ж. 03 жел.", which nobody writes.
+        """
         day = moment.date() if isinstance(moment, datetime) else moment
-        return format_date(day, "medium", locale=self.language)
+        return format_date(day, "d MMMM y", locale=self.language)
 
     def percent(self, value: float) -> str:
         return format_percent(value, locale=self.language)
@@ -93,13 +105,17 @@ class Replies:
 
     # -- screening results ---------------------------------------------------------------
 
-    def outcome(self, outcome: Outcome) -> str:
-        """Render the text reply for any screening outcome."""
+    def outcome(self, outcome: Outcome, earlier: Earlier | None = None) -> str:
+        """Render the text reply for any screening outcome (``earlier``: a higher result
+        of the same named spot that still stands, see :mod:`bot.advice`)."""
         match outcome:
             case Assessed():
-                return self.assessed(outcome.risk, self.lesion_name(outcome))
+                advice = advise(
+                    outcome.risk, outcome.top_class, earlier=earlier.risk if earlier else None
+                )
+                return self.assessed(advice, self.lesion_name(outcome), earlier)
             case Unassessable():
-                return self.unassessable(outcome.issues)
+                return self.unassessable(outcome.issues, suspicious=outcome.suspicious)
             case Rejected():
                 return self.rejected(outcome.reason)
 
@@ -109,19 +125,47 @@ class Replies:
         name = self._t(key)
         return outcome.lesion_name if name == key else name
 
-    def assessed(self, risk: Risk, lesion_name: str) -> str:
-        if risk is Risk.UNASSESSABLE:
+    def assessed(self, advice: Advice, lesion_name: str, earlier: Earlier | None = None) -> str:
+        """Render an assessed result as the advice policy decided it."""
+        if advice.level is Risk.UNASSESSABLE:
             raise ValueError("an unassessable photo has no risk level to render")
-        return "\n\n".join(
-            [
-                self._t(f"risk.{risk.value}"),
-                self._t("result.lesion_type").format(name=lesion_name),
-                self._t(f"advice.{risk.value}"),
-                self._t("disclaimer"),
-            ]
-        )
+        parts = [self._t(f"risk.{advice.level.value}")]
+        if advice.name_type:
+            parts.append(self.text("result.lesion_type", name=lesion_name))
+        for note in advice.notes:
+            if note is Note.HELD and earlier is not None:
+                parts.append(
+                    self.text(
+                        "advice.note.held",
+                        date=self.date(earlier.at),
+                        label=earlier.label,
+                        level=self._t(f"level.{earlier.risk.value}"),
+                    )
+                )
+            elif note is not Note.HELD:
+                parts.append(self._t(f"advice.note.{note.value}"))
+        parts.append(self._t(f"advice.{advice.action.value}"))
+        if advice.warning_signs:
+            parts.append(self._t("advice.warning_signs"))
+        parts.append(self._t("disclaimer"))
+        return "\n\n".join(parts)
 
-    def unassessable(self, issues: tuple[QualityIssue, ...]) -> str:
+    def unassessable(self, issues: tuple[QualityIssue, ...], *, suspicious: bool = False) -> str:
+        """A refused photo: what to fix first, and what to do if the spot worries you.
+
+        "Not a skin spot" first means the photo shows no spot at all (a screenshot, a
+        page): tips about glare or focus would be beside the point, so it stands alone.
+        When the classifier saw high malignancy, the reply does not say "no spot" at all.
+        """
+        if issues and issues[0] is QualityIssue.NOT_A_LESION:
+            issues = issues[:1]
+        if suspicious:
+            fixable = [i for i in issues if i is not QualityIssue.NOT_A_LESION]
+            tips = [f"• {self._t(f'issue.{issue.value}')}" for issue in fixable]
+            parts = [self._t("unassessable.suspicious")]
+            if tips:
+                parts += ["\n".join(tips), self._t("unassessable.retake")]
+            return "\n\n".join([*parts, self._t("disclaimer")])
         advice = [f"• {self._t(f'issue.{issue.value}')}" for issue in issues]
         return "\n\n".join(
             [
@@ -135,23 +179,29 @@ class Replies:
     def rejected(self, reason: RejectReason) -> str:
         return self._t(f"rejected.{reason.value}")
 
-    def worker_outcome(self, outcome: Outcome, patient_code: str) -> str:
+    def worker_outcome(
+        self, outcome: Outcome, patient_code: str, earlier: Earlier | None = None
+    ) -> str:
         """The short reply a health worker gets: patient, risk, type, one line of advice."""
         match outcome:
             case Assessed():
-                level = self._t(f"level.{outcome.risk.value}")
-                return "\n".join(
-                    [
-                        self.text(
-                            "worker.result",
-                            code=patient_code,
-                            level=level,
-                            name=self.lesion_name(outcome),
-                        ),
-                        self._t(f"advice_short.{outcome.risk.value}"),
-                        self._t("worker.disclaimer"),
-                    ]
+                advice = advise(
+                    outcome.risk, outcome.top_class, earlier=earlier.risk if earlier else None
                 )
+                lines = [
+                    self.text(
+                        "worker.result",
+                        code=patient_code,
+                        level=self._t(f"level.{advice.level.value}"),
+                        name=self.lesion_name(outcome),
+                    ),
+                    self._t(f"advice_short.{advice.action.value}"),
+                ]
+                if advice.warning_signs:
+                    lines.append(self._t("advice_short.warning_signs"))
+                return "\n".join([*lines, self._t("worker.disclaimer")])
+            case Unassessable(suspicious=True):
+                return self.text("worker.unassessable_suspicious", code=patient_code)
             case Unassessable():
                 issue = outcome.issues[0].value if outcome.issues else None
                 tip = self._t(f"issue.{issue}") if issue else self._t("issue.generic")
@@ -163,10 +213,11 @@ class Replies:
         """Render a stored consultation: the result, how a named spot changed, where to go
         if the risk is high, and how to name the spot."""
         code = reply.subject.patient_code
+        earlier = reply.tracked.earlier if reply.tracked is not None else None
         if reply.worker and code is not None:
-            parts = [self.worker_outcome(reply.outcome, code)]
+            parts = [self.worker_outcome(reply.outcome, code, earlier)]
         else:
-            parts = [self.outcome(reply.outcome)]
+            parts = [self.outcome(reply.outcome, earlier)]
         if not isinstance(reply.outcome, Assessed):
             return "\n\n".join(parts)
         if reply.tracked is not None:

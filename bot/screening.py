@@ -23,10 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import metrics
 from bot.admission import Admission, BusyReason
+from bot.advice import advise
 from bot.db.models import Consultation, ConsultationStatus, FollowUp, utc_now
 from bot.db.repository import ConsultationRepository, ReferralRepository, UserRepository
 from bot.i18n import language_for
-from bot.tracking import Change, change_between, normalise_label, parse_caption
+from bot.tracking import Change, Earlier, change_between, normalise_label, parse_caption
 from inference.metadata import ModelMetadata
 from inference.pipeline import Screener
 from inference.types import (
@@ -87,6 +88,8 @@ class Assessed:
 class Unassessable:
     issues: tuple[QualityIssue, ...]  # most important first; may be empty
     consultation_id: int | None = None
+    # The classifier saw high malignancy in the refused photo (see bot.advice).
+    suspicious: bool = False
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,7 @@ class Tracked:
 
     label: str
     change: Change | None
+    earlier: Earlier | None = None  # a higher result of this spot that still stands
 
 
 @dataclass(frozen=True)
@@ -445,11 +449,19 @@ class ScreeningService:
         verdict = screened.verdict
         if isinstance(verdict, DecodeRejected):
             return Rejected(verdict.reason)
-        if verdict.risk is Risk.UNASSESSABLE or verdict.prediction is None:
-            return Unassessable(verdict.quality.issues)
-        top = verdict.prediction.top_class
+        prediction = verdict.prediction
+        if verdict.risk is Risk.UNASSESSABLE or prediction is None:
+            # The classifier judges every photo, refused or not: a refused photo it
+            # judges as high risk gets "see a doctor if it worries you", not "no spot".
+            suspicious = (
+                prediction is not None
+                and prediction.malignant_probability >= self.metadata.thresholds.high
+            )
+            return Unassessable(verdict.quality.issues, suspicious=suspicious)
+        top = prediction.top_class
         return Assessed(
-            risk=verdict.risk,
+            # The level shown, after the advice policy (a cancer named lifts it).
+            risk=advise(verdict.risk, top).level,
             top_class=top,
             lesion_name=self.metadata.class_names.get(top, top),
             heatmap_jpeg=screened.heatmap_jpeg,
@@ -493,7 +505,9 @@ def _consultation(screened: _Screened, outcome: Outcome, size: int) -> Consultat
     row.quality_ok = verdict.quality.ok
     row.quality_issues = [issue.value for issue in verdict.quality.issues]
     row.quality_measurements = _json_floats(verdict.quality.measurements)
-    row.risk = verdict.risk
+    # What the person was told (bot.advice may lift the model's level); the model's own
+    # level follows from malignant_probability and the model's thresholds.
+    row.risk = outcome.risk if isinstance(outcome, Assessed) else verdict.risk
     if verdict.lesion_box is not None:
         row.lesion_box = [int(v) for v in verdict.lesion_box.as_list()]
     if verdict.prediction is not None:

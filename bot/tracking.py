@@ -47,6 +47,16 @@ def parse_patient_code(text: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class Earlier:
+    """An earlier result of a named spot, higher than the latest one, that still stands:
+    the advice follows it (see bot.advice) until a doctor's answer says otherwise."""
+
+    label: str
+    risk: Risk
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Change:
     """How a named spot changed between two assessed photos."""
 
