@@ -25,7 +25,7 @@ from bot.screening import (
     Tracked,
     Unassessable,
 )
-from bot.tracking import Change, Earlier
+from bot.tracking import Change, Direction, Earlier
 from inference.types import QualityIssue, Risk
 
 Translate = Callable[[str], str]
@@ -240,15 +240,22 @@ class Replies:
     # -- lesion tracking -----------------------------------------------------------------
 
     def comparison(self, change: Change) -> str:
-        """Say how a named spot changed since its previous photo, and what to do if worse."""
-        lines = [self.text("track.compare", label=change.label, date=self.date(change.before_at))]
-        lines.append(
+        """Say how a named spot changed since its previous photo: only a change beyond
+        what two photos of one spot differ by chance is reported as one."""
+        heading = self.text("track.compare", label=change.label, date=self.date(change.before_at))
+        direction = change.direction
+        if direction is Direction.SAME:
+            return f"{heading}\n{self._t('track.same')}"
+        if direction is Direction.UNMEASURED:
+            return f"{heading}\n{self._t('track.unmeasured')}"
+        lines = [
+            heading,
             self.text(
                 "track.risk_change",
                 before=self._t(f"level.{change.risk_before.value}"),
                 after=self._t(f"level.{change.risk_after.value}"),
-            )
-        )
+            ),
+        ]
         if change.probability_before is not None and change.probability_after is not None:
             lines.append(
                 self.text(
@@ -257,7 +264,7 @@ class Replies:
                     after=self.percent(change.probability_after),
                 )
             )
-        advice = self._t("track.worse" if change.worse else "track.not_worse")
+        advice = self._t("track.worse" if direction is Direction.WORSE else "track.lower")
         return "\n".join(lines) + "\n\n" + advice
 
     # -- history -------------------------------------------------------------------------

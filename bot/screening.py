@@ -27,7 +27,15 @@ from bot.advice import advise
 from bot.db.models import Consultation, ConsultationStatus, FollowUp, utc_now
 from bot.db.repository import ConsultationRepository, ReferralRepository, UserRepository
 from bot.i18n import language_for
-from bot.tracking import Change, Earlier, change_between, normalise_label, parse_caption
+from bot.tracking import (
+    RECENT,
+    Change,
+    Earlier,
+    change_between,
+    normalise_label,
+    parse_caption,
+    standing_earlier,
+)
 from inference.metadata import ModelMetadata
 from inference.pipeline import Screener
 from inference.types import (
@@ -387,10 +395,14 @@ class ScreeningService:
             # Reads first, writes last: SQLite holds its one write lock from the first
             # write to the commit, and every other photo's write waits for it meanwhile.
             previous: Consultation | None = None
+            standing: Earlier | None = None
             if isinstance(outcome, Assessed):
                 if subject.lesion_label is not None:
                     previous = await consultations.previous_of_lesion(row)
-                if outcome.risk is Risk.HIGH:
+                    # The advice follows the spot's highest recent result (bot.advice).
+                    recent = await consultations.recent_of_lesion(row, utc_now() - RECENT)
+                    standing = standing_earlier(subject.lesion_label, outcome.risk, recent)
+                if Risk.HIGH in (outcome.risk, standing and standing.risk):
                     referral = await ReferralRepository(session).get(sender.language)
             await consultations.add(row)
             if isinstance(outcome, Assessed):
@@ -404,7 +416,8 @@ class ScreeningService:
                     )
                     user.chat_ref = request.chat_ref
                 if subject.lesion_label is not None:
-                    tracked = Tracked(subject.lesion_label, change_between(previous, row))
+                    change = change_between(previous, row, self.metadata.same_spot_delta)
+                    tracked = Tracked(subject.lesion_label, change, standing)
         metrics.consultation_logged(row.status, row.reason)
         logger.info(
             "Consultation %d: %s %s (%s, %s ms)",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import delete, exists, func, or_, select, true, update
+from sqlalchemy import ColumnElement, delete, exists, func, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -144,24 +144,28 @@ class ConsultationRepository:
         (``current`` may not be stored yet: then every stored one is before it)."""
         if current.lesion_label is None:
             return None
-        same_patient = (
-            Consultation.patient_code.is_(None)
-            if current.patient_code is None
-            else Consultation.patient_code == current.patient_code
-        )
         query = (
             select(Consultation)
-            .where(
-                Consultation.user_key == current.user_key,
-                Consultation.lesion_label == current.lesion_label,
-                same_patient,
-                Consultation.status == ConsultationStatus.ASSESSED,
-                true() if current.id is None else Consultation.id < current.id,
-            )
+            .where(*_same_spot_before(current))
             .order_by(Consultation.id.desc())
             .limit(1)
         )
         return await self._session.scalar(query)
+
+    async def recent_of_lesion(
+        self, current: Consultation, since: datetime
+    ) -> list[tuple[Consultation, str | None]]:
+        """Return the assessed photos of the same named spot before ``current`` and since
+        ``since``, oldest first, each with the doctor's answer to its follow-up (if any)."""
+        if current.lesion_label is None:
+            return []
+        query = (
+            select(Consultation, FollowUp.diagnosis)
+            .outerjoin(FollowUp, FollowUp.consultation_id == Consultation.id)
+            .where(*_same_spot_before(current), Consultation.created_at >= since)
+            .order_by(Consultation.id)
+        )
+        return [(row, diagnosis) for row, diagnosis in (await self._session.execute(query)).all()]
 
     async def by_result_message(self, user_key: str, message_id: int) -> Consultation | None:
         """Return the consultation whose result the bot sent as ``message_id``."""
@@ -572,6 +576,22 @@ class StatsRepository:
             outbox_pending=outbox_pending,
             outbox_parked=outbox_parked,
         )
+
+
+def _same_spot_before(current: Consultation) -> list[ColumnElement[bool]]:
+    """Conditions for an assessed photo of ``current``'s named spot stored before it."""
+    same_patient = (
+        Consultation.patient_code.is_(None)
+        if current.patient_code is None
+        else Consultation.patient_code == current.patient_code
+    )
+    return [
+        Consultation.user_key == current.user_key,
+        Consultation.lesion_label == current.lesion_label,
+        same_patient,
+        Consultation.status == ConsultationStatus.ASSESSED,
+        true() if current.id is None else Consultation.id < current.id,
+    ]
 
 
 def _follow_up_outcome(sent: bool, saw_doctor: str | None, diagnosis: str | None) -> str:

@@ -87,7 +87,8 @@ async def on_label_reply(update: Update, context: BotContext) -> None:
     if row is None or label is None:
         await message.reply_text(sender.replies.text("track.no_result"))
         return
-    tracked = Tracked(label, change_between(previous, row))
+    delta = context.bot_data.runtime.screening.metadata.same_spot_delta
+    tracked = Tracked(label, change_between(previous, row, delta))
     parts = [sender.replies.text("track.named", label=label), sender.replies.tracked(tracked)]
     await reply_long(message, "\n\n".join(parts))
 
