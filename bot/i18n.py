@@ -34,14 +34,23 @@ def catalogue_path(language: str) -> Path:
 
 
 def read_catalogue(language: str) -> dict[str, str]:
-    """Return ``{message key: text}`` of one catalogue, skipping fuzzy and empty entries."""
+    """Return ``{message key: text}`` of one catalogue, skipping fuzzy and empty entries
+    (an entry with plural forms: its forms, one per line)."""
     with catalogue_path(language).open("rb") as file:
         catalog = read_po(file, locale=language)
-    return {
-        str(message.id): str(message.string)
-        for message in catalog
-        if message.id and message.string and not message.fuzzy
-    }
+    texts: dict[str, str] = {}
+    for message in catalog:
+        if not message.id or not message.string or message.fuzzy:
+            continue
+        if message.pluralizable:
+            # One form per plural category, keyed by the singular id; a form left empty
+            # leaves the entry out, as an empty singular one is.
+            forms = [str(form) for form in message.string]
+            if all(forms):
+                texts[str(message.id[0])] = "\n".join(forms)
+        else:
+            texts[str(message.id)] = str(message.string)
+    return texts
 
 
 @cache

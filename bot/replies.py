@@ -29,6 +29,7 @@ from bot.tracking import Change, Direction, Earlier
 from inference.types import QualityIssue, Risk
 
 Translate = Callable[[str], str]
+Plural = Callable[[str, str, int], str]
 # Telegram refuses a message longer than this, counted in UTF-16 code units.
 TELEGRAM_TEXT_LIMIT = 4096
 COMMANDS = ("start", "help", "history", "remind", "language", "privacy", "forget")
@@ -42,21 +43,24 @@ def english(key: str) -> str:
 class Replies:
     """Render replies in one language."""
 
-    def __init__(self, translate: Translate = english, language: str = DEFAULT_LANGUAGE) -> None:
+    def __init__(
+        self,
+        translate: Translate = english,
+        language: str = DEFAULT_LANGUAGE,
+        ngettext: Plural | None = None,
+    ) -> None:
         self._t = translate
         self.language = language
+        self._n = ngettext or translations(DEFAULT_LANGUAGE).ngettext
 
     def text(self, key: str, **values: object) -> str:
         """Render one message by key, filling its placeholders."""
-        template = self._t(key)
-        if not values:
-            return template
-        for name, value in values.items():
-            # A value that ends a sentence itself ("3 дек. 2026 г.") takes the place of
-            # the template's own full stop: never "г..".
-            if isinstance(value, str) and value.endswith("."):
-                template = template.replace(f"{{{name}}}.", f"{{{name}}}")
-        return template.format(**values)
+        return _fill(self._t(key), values)
+
+    def plural(self, key: str, n: int, **values: object) -> str:
+        """Render a message whose words agree with the number ``n`` ("1 day", "5 дней"):
+        the catalogue entry has one form per plural category of its language."""
+        return _fill(self._n(key, key, n), values)
 
     def date(self, moment: date | datetime) -> str:
         """Format a date the way this language writes it: day, month in words, year.
@@ -72,9 +76,11 @@ class Replies:
 
     # -- introductions -------------------------------------------------------------------
 
-    def start(self, *, ask_consent: bool = False) -> str:
-        intro = self._t("start").format(photo_tips=self._t("photo_tips"))
-        return f"{intro}\n\n{self.consent()}" if ask_consent else intro
+    def start(self, *, ask_consent: bool = False) -> list[str]:
+        """The introduction as short messages (what I do; what I do not do; photo tips),
+        and the consent question last, where its buttons go, for whoever has not agreed."""
+        messages = [self._t("start"), self._t("start.limits"), self._t("photo_tips")]
+        return [*messages, self.consent()] if ask_consent else messages
 
     def help(self) -> str:
         return self._t("help").format(photo_tips=self._t("photo_tips"))
@@ -93,15 +99,17 @@ class Replies:
         return self._t("heatmap_caption")
 
     def consent(self) -> str:
-        return self._t("consent")
+        """The terms and the question, for whoever has not agreed."""
+        return f"{self._t('consent')}\n\n{self._t('consent.question')}"
 
     def consent_required(self) -> str:
         return f"{self._t('consent.required')}\n\n{self.consent()}"
 
     def privacy(self, consented_at: datetime | None) -> str:
+        """The terms; to someone who agreed, when, and how to withdraw (not the question)."""
         if consented_at is None:
             return self.consent()
-        return f"{self.consent()}\n\n{self.text('consent.given', date=self.date(consented_at))}"
+        return f"{self._t('consent')}\n\n{self.text('consent.given', date=self.date(consented_at))}"
 
     # -- screening results ---------------------------------------------------------------
 
@@ -289,8 +297,12 @@ class Replies:
         if not patients:
             return self._t("worker.patients.empty")
         lines = [
-            self.text(
-                "worker.patients.line", code=p.code, date=self.date(p.last_at), count=p.checks
+            self.plural(
+                "worker.patients.line",
+                p.checks,
+                code=p.code,
+                date=self.date(p.last_at),
+                count=p.checks,
             )
             for p in patients
         ]
@@ -314,7 +326,7 @@ class Replies:
     def stats(self, summary: StatsSummary) -> str:
         """Render the admin summary: counts only, no personal data."""
         sections = [
-            self.text("stats.title", days=summary.days),
+            self.plural("stats.title", summary.days, days=summary.days),
             self.text("stats.users", active=summary.active_users, total=summary.known_users),
             self.text("stats.consultations", count=summary.consultations),
             self._section("stats.per_day", ((self.date(d), n) for d, n in summary.per_day)),
@@ -338,6 +350,17 @@ class Replies:
         return "\n".join([self._t(title_key), *(lines or [self._t("stats.none")])])
 
 
+def _fill(template: str, values: dict[str, object]) -> str:
+    if not values:
+        return template
+    for name, value in values.items():
+        # A value that ends a sentence itself ("3 дек. 2026 г.") takes the place of the
+        # template's own full stop: never "г..".
+        if isinstance(value, str) and value.endswith("."):
+            template = template.replace(f"{{{name}}}.", f"{{{name}}}")
+    return template.format(**values)
+
+
 def _or_dash(value: int | None) -> str:
     return "-" if value is None else str(value)
 
@@ -345,7 +368,8 @@ def _or_dash(value: int | None) -> str:
 def for_language(language: str | None) -> Replies:
     """Return the replies for a language or a Telegram ``language_code`` (English fallback)."""
     resolved = language_for(language)
-    return Replies(translations(resolved).gettext, resolved)
+    catalogue = translations(resolved)
+    return Replies(catalogue.gettext, resolved, catalogue.ngettext)
 
 
 def utf16_length(text: str) -> int:

@@ -15,9 +15,11 @@ async def test_start_explains_what_the_bot_does_and_how_to_take_a_photo(
 ) -> None:
     """/start says it is not a diagnosis, gives photo tips and says to send a file."""
     fake_api.push_text(user_id, "/start")
-    [reply] = await fake_api.wait_for_text(user_id)
-    text = reply.text or ""
-    assert "not a diagnosis" in text
+    replies = await fake_api.wait_for_text(user_id, count=3)
+    # Short messages, not one block of ~1,900 characters; no consent question (agreed).
+    assert all(len(reply.text or "") < 700 for reply in replies)
+    text = "\n".join(reply.text or "" for reply in replies)
+    assert "I do not diagnose" in text and "Do you agree?" not in text
     for tip in ("close", "focus", "daylight", "middle", "flash", "as a file"):
         assert tip in text, tip
 

@@ -7,6 +7,7 @@ import string
 from pathlib import Path
 
 import pytest
+from babel.messages.pofile import read_po
 
 from bot.admission import BusyReason
 from bot.handlers.reminders import DIAGNOSES, SAW_DOCTOR
@@ -48,7 +49,9 @@ def test_every_key_the_code_uses_exists() -> None:
     used: set[str] = set()
     for path in BOT_DIR.rglob("*.py"):
         used |= set(
-            re.findall(r"""(?:text|_t)\(\s*["']([a-z_]+\.[a-z_.]+|[a-z_]+)["']""", path.read_text())
+            re.findall(
+                r"""(?:text|_t|plural)\(\s*["']([a-z_]+\.[a-z_.]+|[a-z_]+)["']""", path.read_text()
+            )
         )
     used |= {f"risk.{r.value}" for r in Risk if r is not Risk.UNASSESSABLE}
     used |= {
@@ -97,3 +100,28 @@ def test_russian_and_kazakh_replies_are_in_their_language() -> None:
     assert "not a diagnosis" in for_language("en").text("disclaimer")
     assert "не диагноз" in for_language("ru").text("disclaimer")
     assert "диагноз емес" in for_language("kk").text("disclaimer")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_plural_entries_have_every_form_of_their_language(language: str) -> None:
+    """An entry with plural forms has exactly as many as the language's Plural-Forms."""
+    with catalogue_path(language).open("rb") as file:
+        catalog = read_po(file, locale=language)
+    plural = [message for message in catalog if message.pluralizable and message.id]
+    assert plural  # the scan works
+    for message in plural:
+        assert len(message.string) == catalog.num_plurals, message.id
+
+
+def test_numbers_take_the_right_word_form() -> None:
+    """ "(всего проверок: 2)" and "за последние дни (30)" are gone: numbers agree."""
+    ru, en = for_language("ru"), for_language("en")
+    days = [ru.plural("stats.title", n, days=n) for n in (1, 3, 5, 21)]
+    assert days == [
+        "За последний 1 день:",
+        "За последние 3 дня:",
+        "За последние 5 дней:",
+        "За последний 21 день:",
+    ]
+    assert en.plural("stats.title", 1, days=1) == "Last 1 day:"
+    assert en.plural("stats.title", 30, days=30) == "Last 30 days:"
