@@ -20,6 +20,10 @@ DEFAULT_LANGUAGE = "en"
 LANGUAGES = ("en", "ru", "kk")
 # Names as speakers of each language write them (never translated).
 LANGUAGE_NAMES = {"en": "English", "ru": "Русский", "kk": "Қазақша"}
+# Where a high-risk result looks for referral contacts when the administrator set none in
+# the reader's language: contacts are mostly names, addresses and phone numbers, readable in
+# another language; Russian is the one most Kazakh speakers also read, English the last resort.
+REFERRAL_FALLBACK = {"kk": ("kk", "ru", "en"), "ru": ("ru", "en", "kk"), "en": ("en", "ru", "kk")}
 
 
 def language_for(code: str | None) -> str:

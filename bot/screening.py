@@ -26,7 +26,7 @@ from bot.admission import Admission, BusyReason
 from bot.advice import advise
 from bot.db.models import Consultation, ConsultationStatus, FollowUp, utc_now
 from bot.db.repository import ConsultationRepository, ReferralRepository, UserRepository
-from bot.i18n import language_for
+from bot.i18n import REFERRAL_FALLBACK, language_for
 from bot.tracking import (
     RECENT,
     Change,
@@ -403,7 +403,8 @@ class ScreeningService:
                     recent = await consultations.recent_of_lesion(row, utc_now() - RECENT)
                     standing = standing_earlier(subject.lesion_label, outcome.risk, recent)
                 if Risk.HIGH in (outcome.risk, standing and standing.risk):
-                    referral = await ReferralRepository(session).get(sender.language)
+                    fallback = REFERRAL_FALLBACK.get(sender.language, (sender.language,))
+                    referral = await ReferralRepository(session).first_of(fallback)
             await consultations.add(row)
             if isinstance(outcome, Assessed):
                 if _wants_follow_up(outcome, sender) and request.chat_ref is not None:

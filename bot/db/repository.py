@@ -508,6 +508,16 @@ class ReferralRepository:
         row = await self._session.get(ReferralContact, language)
         return row.text if row else None
 
+    async def first_of(self, languages: Sequence[str]) -> str | None:
+        """Return the contacts in the first of ``languages`` that has any (one query)."""
+        query = select(ReferralContact).where(ReferralContact.language.in_(languages))
+        found = {row.language: row.text for row in await self._session.scalars(query)}
+        return next((found[language] for language in languages if language in found), None)
+
+    async def languages(self) -> set[str]:
+        """Return the languages that have contacts."""
+        return set(await self._session.scalars(select(ReferralContact.language)))
+
     async def set(self, language: str, text: str) -> None:
         row = await self._session.get(ReferralContact, language)
         if row is None:
