@@ -15,41 +15,78 @@ from bot.config import Settings
 from bot.context import BotContext
 from bot.db.models import utc_now
 from bot.db.repository import FollowUpRepository, UserRepository
-from bot.handlers.common import Handler, keyboard, person
+from bot.handlers.common import Handler, Person, consent_keyboard, keyboard, person
 from bot.replies import Replies
 
 logger = logging.getLogger(__name__)
 
 MONTHLY = "monthly"
+REMIND_CHOICES = (MONTHLY, "off")
+REMIND_PREFIX = "remind:"
 SAW_DOCTOR = ("yes", "not_yet", "no")
 DIAGNOSES = ("benign", "cancer", "other", "unknown")
 FOLLOW_UP_PREFIX, DIAGNOSIS_PREFIX = "fu:", "dx:"
 
 
 async def on_remind(update: Update, context: BotContext) -> None:
-    """``/remind monthly`` turns reminders on (the chat id is kept sealed); ``off`` stops them."""
+    """/remind offers the choice as buttons (no English word to type); ``/remind monthly``
+    and ``/remind off`` still work as typed."""
     message = update.message
     if message is None:
         return
     sender = await person(update, context)
     choice = (context.args or [""])[0].lower()
-    if choice not in (MONTHLY, "off") or not sender.consented:
-        await message.reply_text(sender.replies.text("remind.usage"))
+    if choice not in REMIND_CHOICES or not sender.consented:
+        await message.reply_text(
+            sender.replies.text("remind.ask"), reply_markup=remind_keyboard(sender.replies)
+        )
         return
+    await message.reply_text(await _set_reminder(context, sender, choice, message.chat_id))
+
+
+async def on_remind_chosen(update: Update, context: BotContext) -> None:
+    """A press of one of the /remind buttons."""
+    query = update.callback_query
+    if query is None or query.data is None or query.message is None:
+        return
+    choice = query.data.removeprefix(REMIND_PREFIX)
+    sender = await person(update, context)
+    await query.answer()
+    if choice not in REMIND_CHOICES:
+        return
+    if not sender.consented:
+        # Reminders need the sealed chat number, which only consent allows to keep.
+        await query.edit_message_text(
+            sender.replies.consent_required(), reply_markup=consent_keyboard(sender.replies)
+        )
+        return
+    text = await _set_reminder(context, sender, choice, query.message.chat.id)
+    await query.edit_message_text(text)
+
+
+def remind_keyboard(replies: Replies) -> InlineKeyboardMarkup:
+    return keyboard(
+        [
+            (replies.text(f"remind.button.{choice}"), f"{REMIND_PREFIX}{choice}")
+            for choice in REMIND_CHOICES
+        ]
+    )
+
+
+async def _set_reminder(context: BotContext, sender: Person, choice: str, chat_id: int) -> str:
+    """Turn reminders on (the chat id kept sealed) or off; return the confirmation."""
     runtime = context.bot_data.runtime
     async with runtime.sessions.begin() as session:
         user = await UserRepository(session).get_or_add(sender.key)
         if choice == MONTHLY:
             user.reminder = MONTHLY
             user.next_reminder_at = utc_now() + _reminder_interval(runtime.settings)
-            user.chat_ref = runtime.seal_chat(message.chat_id, sender.key)
+            user.chat_ref = runtime.seal_chat(chat_id, sender.key)
         else:
             user.reminder = user.next_reminder_at = None
             if not await FollowUpRepository(session).pending_for(sender.key):
                 user.chat_ref = None  # nothing left to write first about
-    await message.reply_text(
-        sender.replies.text("remind.on" if choice == MONTHLY else "remind.off")
-    )
+    return sender.replies.text("remind.on" if choice == MONTHLY else "remind.off")
 
 
 async def on_follow_up_answer(update: Update, context: BotContext) -> None:
@@ -128,6 +165,7 @@ def handlers(settings: Settings) -> list[Handler]:
     del settings
     return [
         CommandHandler("remind", on_remind, filters=filters.UpdateType.MESSAGE),
+        CallbackQueryHandler(on_remind_chosen, pattern=f"^{REMIND_PREFIX}"),
         CallbackQueryHandler(
             on_follow_up_answer, pattern=f"^({FOLLOW_UP_PREFIX}|{DIAGNOSIS_PREFIX})"
         ),

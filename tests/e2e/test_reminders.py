@@ -77,15 +77,33 @@ async def test_monthly_reminder_is_stored_sent_when_due_and_stops_when_off(
     assert len([m for m in fake_api.replies_to(user_id) if m.method == "sendMessage"]) == 3
 
 
-async def test_remind_without_a_choice_explains_itself(
+async def test_remind_offers_buttons_rather_than_english_words_to_type(
     fake_api: FakeTelegramApi, running_bot: RunningBot, user_id: int
 ) -> None:
-    """/remind alone (or with nonsense) gives the usage and stores nothing."""
+    """/remind alone (or with nonsense) offers the choice as buttons in the user's language
+    and stores nothing; pressing "once a month" turns reminders on, "no reminders" off."""
+    await running_bot.agree(user_id, language="kk")
+    kk = for_language("kk")
     fake_api.push_text(user_id, "/remind weekly")
-    reply = await last_text(fake_api, user_id, 1)
-    assert reply.text == EN.text("remind.usage")
+    menu = await last_text(fake_api, user_id, 1)
+    assert menu.text == kk.text("remind.ask")
+    assert menu.buttons == [
+        (kk.text("remind.button.monthly"), "remind:monthly"),
+        (kk.text("remind.button.off"), "remind:off"),
+    ]
     user = await running_bot.user(user_id)
     assert user is not None and user.reminder is None
+
+    on = await press(fake_api, user_id, menu, "remind:monthly")
+    assert on.text == kk.text("remind.on")
+    user = await running_bot.user(user_id)
+    assert user is not None and user.reminder == "monthly" and user.chat_ref is not None
+    fake_api.push_text(user_id, "/remind")
+    menu = await last_text(fake_api, user_id, 2)
+    off = await press(fake_api, user_id, menu, "remind:off")
+    assert off.text == kk.text("remind.off")
+    user = await running_bot.user(user_id)
+    assert user is not None and user.reminder is None and user.next_reminder_at is None
 
 
 async def test_photo_schedules_a_follow_up_only_for_medium_or_high_results(
