@@ -318,8 +318,26 @@ class Replies:
     # -- follow-up -----------------------------------------------------------------------
 
     def follow_up(self, checked_at: datetime, label: str | None) -> str:
-        suffix = self.text("followup.label", label=label) if label else ""
-        return self.text("followup.ask", date=self.date(checked_at), label=suffix)
+        """Ask whether the person saw a doctor about one spot: which one, and when."""
+        return self.follow_ups([(checked_at, label)])
+
+    def follow_ups(self, checks: Sequence[tuple[datetime, str | None]]) -> str:
+        """Ask once about every spot whose follow-up is due: each named, with its date."""
+        if len(checks) == 1:
+            [(checked_at, label)] = checks
+            spot = (
+                self.text("followup.spot", label=label)
+                if label
+                else self._t("followup.spot_unnamed")
+            )
+            return self.text("followup.ask", date=self.date(checked_at), spot=spot)
+        lines = [
+            self.text("followup.line_named", label=label, date=self.date(at))
+            if label
+            else self.text("followup.line_unnamed", date=self.date(at))
+            for at, label in checks
+        ]
+        return self.text("followup.ask_many", spots="\n".join(lines))
 
     # -- admin ---------------------------------------------------------------------------
 

@@ -374,6 +374,42 @@ class OutboxRepository:
             if int(getattr(result, "rowcount", 0) or 0) == 1:
                 return await self._session.get(OutboxMessage, message_id, populate_existing=True)
 
+    async def claim_follow_ups_of(
+        self, user_key: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[OutboxMessage]:
+        """Claim up to ``limit`` more due follow-up messages of one person, oldest first,
+        to send with one already claimed (one message per person per run)."""
+        free = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until <= now)
+        waiting = (
+            OutboxMessage.kind == "follow_up",
+            OutboxMessage.user_key == user_key,
+            OutboxMessage.sent_at.is_(None),
+            OutboxMessage.parked_at.is_(None),
+            OutboxMessage.due_at <= now,
+        )
+        query = (
+            select(OutboxMessage.id)
+            .where(*waiting, free)
+            .order_by(OutboxMessage.due_at, OutboxMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        ids = list(await self._session.scalars(query))
+        if not ids:
+            return []
+        # Conditional, as in claim_next: a row another replica claimed meanwhile is not ours.
+        await self._session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids), *waiting, free)
+            .values(claimed_until=lease_until)
+            .execution_options(synchronize_session=False)
+        )
+        claimed = select(OutboxMessage).where(
+            OutboxMessage.id.in_(ids), OutboxMessage.claimed_until == lease_until
+        )
+        rows = await self._session.scalars(claimed.execution_options(populate_existing=True))
+        return list(rows)
+
     async def backlog(self) -> tuple[int, dict[str, int]]:
         """Return how many messages wait to be sent, and the parked ones by reason."""
         pending = await self._session.scalar(
