@@ -6,7 +6,7 @@ msgid = message key); handlers ask :func:`for_language` and never hold text of t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 
 from babel.dates import format_date
@@ -15,6 +15,7 @@ from babel.numbers import format_percent
 from bot.advice import Advice, Note, advise
 from bot.db.models import Consultation
 from bot.db.repository import PatientSummary, StatsSummary
+from bot.doctor_report import ReportLine, Style
 from bot.i18n import DEFAULT_LANGUAGE, language_for, translations
 from bot.screening import (
     Assessed,
@@ -32,7 +33,7 @@ Translate = Callable[[str], str]
 Plural = Callable[[str, str, int], str]
 # Telegram refuses a message longer than this, counted in UTF-16 code units.
 TELEGRAM_TEXT_LIMIT = 4096
-COMMANDS = ("start", "help", "history", "remind", "language", "privacy", "forget")
+COMMANDS = ("start", "help", "history", "report", "remind", "language", "privacy", "forget")
 
 
 def english(key: str) -> str:
@@ -314,6 +315,54 @@ class Replies:
         return "\n".join(
             [self.text("worker.patient.title", code=code), *map(self.history_line, rows)]
         )
+
+    # -- report for the doctor -----------------------------------------------------------
+
+    def report(
+        self,
+        checks: Sequence[Consultation],
+        *,
+        made_at: datetime,
+        type_names: Mapping[str, str],
+        patient_code: str | None = None,
+    ) -> list[ReportLine]:
+        """What the report for the doctor says: each assessed check with its date, spot,
+        result, likely type and advice, then why there is no photo and the disclaimer.
+
+        ``type_names``: the model's own words for a class this catalogue has no name for.
+        """
+        lines = [ReportLine(self._t("report.title"), Style.TITLE)]
+        if patient_code is not None:
+            lines.append(ReportLine(self.text("report.patient", code=patient_code)))
+        lines.append(ReportLine(self.text("report.intro", date=self.date(made_at))))
+        for row in checks:
+            if row.risk not in (Risk.LOW, Risk.MEDIUM, Risk.HIGH) or row.top_class is None:
+                continue  # only assessed checks have a result to show
+            when = self.date(row.created_at)
+            heading = (
+                self.text("report.check_named", date=when, label=row.lesion_label)
+                if row.lesion_label
+                else when
+            )
+            advice = advise(Risk(row.risk), row.top_class)
+            name_key = f"lesion.{row.top_class}"
+            name = self._t(name_key)
+            if name == name_key:
+                name = type_names.get(row.top_class, row.top_class)
+            lines += [
+                ReportLine(heading, Style.HEADING),
+                ReportLine(self._t(f"risk.{advice.level.value}")),
+                ReportLine(self.text("result.lesion_type", name=name)),
+                *(ReportLine(self._t(f"advice.note.{n.value}")) for n in advice.notes),
+                ReportLine(self._t(f"advice.{advice.action.value}")),
+            ]
+            if advice.warning_signs:
+                lines.append(ReportLine(self._t("advice.warning_signs")))
+        lines += [
+            ReportLine(self._t("report.no_photo"), Style.NOTE),
+            ReportLine(self._t("disclaimer"), Style.NOTE),
+        ]
+        return lines
 
     # -- follow-up -----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from bot.db.repository import ConsultationRepository
 from bot.handlers.common import Handler, person, reply_long, user_key
 from bot.handlers.consent import consent_keyboard
 from bot.handlers.delivery import show_action, with_retries
+from bot.handlers.report import report_keyboard
 from bot.inbox import defer_current_update
 from bot.replies import for_language
 from bot.screening import (
@@ -204,8 +205,14 @@ async def _deliver(message: Message, context: BotContext, reply: Consulted) -> N
         except NetworkError as error:
             # The picture only illustrates the result: the text still goes.
             logger.warning("Heatmap not delivered (%s); sending the text", type(error).__name__)
+    # Under an assessed result: the button for a report to show the doctor.
+    markup = (
+        report_keyboard(replies, reply.consultation_id)
+        if isinstance(outcome, Assessed) and reply.consultation_id is not None
+        else None
+    )
     try:
-        sent = await reply_long(message, replies.consulted(reply))
+        sent = await reply_long(message, replies.consulted(reply), markup)
     except NetworkError as error:
         logger.warning(
             "Reply to consultation %s abandoned (%s): left undelivered",
