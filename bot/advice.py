@@ -27,6 +27,9 @@ Decisions, and why:
 * **A refused photo in which the classifier saw high malignancy** is not "no skin spot":
   it says it cannot assess the photo and to see a doctor if the spot is new, changing,
   bleeding or worrying. Refusals say nothing about a spot's type.
+* **A spot the person says has changed, grown or bled** gets that warning added to its
+  advice (the optional questions, bot.answers); the answers do not change the level, as
+  no held-out measurement shows they would help the model.
 * **An earlier, higher result of the same named spot is not cancelled by a lower one**
   (two photos of one spot differ by chance): the advice follows the highest recent
   result until a doctor's answer in the follow-up says otherwise (``bot.tracking``).
@@ -37,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bot.answers import SIGN_NOTES
 from inference.types import Risk
 
 # Skin cancers: melanoma, basal cell carcinoma, squamous cell carcinoma (``scc`` appears
@@ -65,6 +69,8 @@ class Note(StrEnum):
 
     BENIGN_BUT_UNSURE = "benign_but_unsure"
     HELD = "held"  # an earlier, higher result of the same spot still stands
+    SIGN_CHANGED = "sign_changed"  # the person said it has changed or grown
+    SIGN_BLED = "sign_bled"  # the person said it has bled
 
 
 @dataclass(frozen=True)
@@ -87,13 +93,15 @@ def advise(
     *,
     suspicious: bool = False,
     earlier: Risk | None = None,
+    signs: frozenset[str] = frozenset(),
 ) -> Advice:
     """The advice for one result.
 
     ``risk`` is the model's level (UNASSESSABLE when the gate refused the photo);
     ``suspicious`` says the classifier still saw high malignancy in a refused photo;
     ``earlier`` is the highest recent level of the same named spot that no doctor's answer
-    has overruled (None when there is none).
+    has overruled (None when there is none); ``signs`` what the person answered about the
+    spot (bot.answers): a change or bleeding adds its warning, never a different level.
     """
     if risk is Risk.UNASSESSABLE:
         action = Action.CANNOT_ASSESS if suspicious else Action.RETAKE
@@ -110,9 +118,14 @@ def advise(
     if earlier is not None and earlier is not Risk.UNASSESSABLE and rank(earlier) > rank(level):
         notes.append(Note.HELD)
         action = _action(earlier, None)
+    notes += [note for note in (Note.SIGN_CHANGED, Note.SIGN_BLED) if note.value in _notes(signs)]
     return Advice(
         level=level, action=action, notes=tuple(notes), warning_signs=action is not Action.LOW
     )
+
+
+def _notes(signs: frozenset[str]) -> set[str]:
+    return {SIGN_NOTES[sign] for sign in signs if sign in SIGN_NOTES}
 
 
 def _action(level: Risk, top_class: str | None) -> Action:

@@ -13,6 +13,7 @@ from babel.dates import format_date
 from babel.numbers import format_percent
 
 from bot.advice import Advice, Note, advise
+from bot.answers import SIGNS, signs_of
 from bot.db.models import Consultation
 from bot.db.repository import PatientSummary, StatsSummary
 from bot.doctor_report import ReportLine, Style
@@ -344,7 +345,7 @@ class Replies:
                 if row.lesion_label
                 else when
             )
-            advice = advise(Risk(row.risk), row.top_class)
+            advice = advise(Risk(row.risk), row.top_class, signs=signs_of(row.answers))
             name_key = f"lesion.{row.top_class}"
             name = self._t(name_key)
             if name == name_key:
@@ -358,10 +359,25 @@ class Replies:
             ]
             if advice.warning_signs:
                 lines.append(ReportLine(self._t("advice.warning_signs")))
+            lines += [ReportLine(text) for text in self.answers(row.answers)]
         lines += [
             ReportLine(self._t("report.no_photo"), Style.NOTE),
             ReportLine(self._t("disclaimer"), Style.NOTE),
         ]
+        return lines
+
+    def answers(self, answers: Mapping[str, object] | None) -> list[str]:
+        """The answers to the optional questions, one line each (none: nothing)."""
+        lines = []
+        for step in ("site", "age"):
+            code = (answers or {}).get(step)
+            if isinstance(code, str):
+                value = self._t(f"questions.{step}.{code}")
+                lines.append(self.text(f"report.answer.{step}", value=value))
+        signs = [sign for sign in SIGNS if sign in signs_of(answers)]
+        if signs:
+            names = ", ".join(self._t(f"questions.sign.{sign}") for sign in signs)
+            lines.append(self.text("report.answer.signs", value=names))
         return lines
 
     # -- follow-up -----------------------------------------------------------------------

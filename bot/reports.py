@@ -9,6 +9,7 @@ import csv
 import io
 from collections.abc import Iterable
 
+from bot.answers import export_cell
 from bot.db.models import Consultation
 from bot.db.repository import StatsSummary
 
@@ -29,6 +30,7 @@ ADMIN_COLUMNS = (
     "model_version",
     "processing_ms",
     "delivered_at",
+    "answers",  # the optional questions: button codes only, never typed text
 )
 # A worker's own export adds what they typed themselves: the patient code and spot name.
 WORKER_COLUMNS = (*ADMIN_COLUMNS, "patient_code", "lesion_label")
@@ -78,6 +80,8 @@ def _cell(row: Consultation, column: str) -> str:
         return str(value.isoformat())
     if column == "quality_issues":
         return ";".join(value)
+    if column == "answers":
+        return export_cell(value)
     text = str(value)
     # A typed cell starting like a formula would run in a spreadsheet.
     return f"'{text}" if text[:1] in ("=", "+", "-", "@") and column == "lesion_label" else text

@@ -194,6 +194,7 @@ class Tracked:
     label: str
     change: Change | None
     earlier: Earlier | None = None  # a higher result of this spot that still stands
+    answered: bool = False  # the optional questions were answered for an earlier photo
 
 
 @dataclass(frozen=True)
@@ -396,12 +397,14 @@ class ScreeningService:
             # write to the commit, and every other photo's write waits for it meanwhile.
             previous: Consultation | None = None
             standing: Earlier | None = None
+            answered = False
             if isinstance(outcome, Assessed):
                 if subject.lesion_label is not None:
                     previous = await consultations.previous_of_lesion(row)
                     # The advice follows the spot's highest recent result (bot.advice).
                     recent = await consultations.recent_of_lesion(row, utc_now() - RECENT)
                     standing = standing_earlier(subject.lesion_label, outcome.risk, recent)
+                    answered = any(earlier.answers for earlier, _ in recent)
                 if Risk.HIGH in (outcome.risk, standing and standing.risk):
                     fallback = REFERRAL_FALLBACK.get(sender.language, (sender.language,))
                     referral = await ReferralRepository(session).first_of(fallback)
@@ -418,7 +421,7 @@ class ScreeningService:
                     user.chat_ref = request.chat_ref
                 if subject.lesion_label is not None:
                     change = change_between(previous, row, self.metadata.same_spot_delta)
-                    tracked = Tracked(subject.lesion_label, change, standing)
+                    tracked = Tracked(subject.lesion_label, change, standing, answered)
         metrics.consultation_logged(row.status, row.reason)
         logger.info(
             "Consultation %d: %s %s (%s, %s ms)",

@@ -18,10 +18,11 @@ from bot.config import Settings
 from bot.context import BotContext
 from bot.db.models import Consultation, ConsultationStatus
 from bot.db.repository import ConsultationRepository
-from bot.handlers.common import Handler, person, reply_long, user_key
+from bot.handlers.common import Handler, keyboard, person, reply_long, user_key
 from bot.handlers.consent import consent_keyboard
 from bot.handlers.delivery import show_action, with_retries
-from bot.handlers.report import report_keyboard
+from bot.handlers.questions import questions_button
+from bot.handlers.report import report_button
 from bot.inbox import defer_current_update
 from bot.replies import for_language
 from bot.screening import (
@@ -205,12 +206,14 @@ async def _deliver(message: Message, context: BotContext, reply: Consulted) -> N
         except NetworkError as error:
             # The picture only illustrates the result: the text still goes.
             logger.warning("Heatmap not delivered (%s); sending the text", type(error).__name__)
-    # Under an assessed result: the button for a report to show the doctor.
-    markup = (
-        report_keyboard(replies, reply.consultation_id)
-        if isinstance(outcome, Assessed) and reply.consultation_id is not None
-        else None
-    )
+    # Under an assessed result: a report to show the doctor, and the optional questions
+    # (once per spot: not when an earlier photo of it has answers).
+    markup = None
+    if isinstance(outcome, Assessed) and reply.consultation_id is not None:
+        rows = [[report_button(replies, reply.consultation_id)]]
+        if reply.tracked is None or not reply.tracked.answered:
+            rows.append([questions_button(replies, reply.consultation_id)])
+        markup = keyboard(*rows)
     try:
         sent = await reply_long(message, replies.consulted(reply), markup)
     except NetworkError as error:

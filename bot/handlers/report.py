@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from telegram import InlineKeyboardMarkup, Update
+from telegram import Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 
 from bot.config import Settings
@@ -18,7 +18,7 @@ from bot.context import BotContext
 from bot.db.models import Consultation, ConsultationStatus, utc_now
 from bot.db.repository import ConsultationRepository
 from bot.doctor_report import render_png
-from bot.handlers.common import Handler, Person, keyboard, person
+from bot.handlers.common import Handler, Person, person
 from bot.replies import Replies
 from bot.tracking import parse_patient_code
 
@@ -27,9 +27,9 @@ REPORT_PREFIX = "report:"
 MAX_CHECKS = 5
 
 
-def report_keyboard(replies: Replies, consultation_id: int) -> InlineKeyboardMarkup:
+def report_button(replies: Replies, consultation_id: int) -> tuple[str, str]:
     """The button under a result: this result as a report for the doctor."""
-    return keyboard([(replies.text("report.button"), f"{REPORT_PREFIX}{consultation_id}")])
+    return replies.text("report.button"), f"{REPORT_PREFIX}{consultation_id}"
 
 
 async def on_report(update: Update, context: BotContext) -> None:

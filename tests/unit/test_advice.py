@@ -171,3 +171,18 @@ def test_the_screening_service_marks_refused_photos_the_classifier_judged_high_r
     verdict = _verdict(Risk.MEDIUM, "mel", 0.3, ())
     outcome = service._outcome(_Screened(verdict, None, 0))  # type: ignore[arg-type]
     assert isinstance(outcome, Assessed) and outcome.risk is Risk.HIGH
+
+
+def test_answers_keep_to_the_known_codes_and_a_reported_change_adds_its_warning() -> None:
+    from bot.answers import export_cell, signs_of, with_answer
+
+    answers = with_answer(None, "site", "arm")
+    answers = with_answer(answers, "site", "<b>forged</b>")  # unknown: no change
+    answers = with_answer(answers, "sign", "bled")
+    answers = with_answer(answers, "sign", "grown")
+    answers = with_answer(answers, "sign", "bled")  # a second press takes it back
+    assert answers == {"site": "arm", "signs": ["grown"]}
+    assert export_cell(answers) == "site=arm;signs=grown"
+    advice = advise(Risk.LOW, "nv", signs=signs_of(answers))
+    assert Note.SIGN_CHANGED in advice.notes and Note.SIGN_BLED not in advice.notes
+    assert advice.level is Risk.LOW  # a warning added, not a different level
