@@ -10,7 +10,9 @@ import pytest
 from babel.messages.pofile import read_po
 
 from bot.admission import BusyReason
-from bot.handlers.reminders import DIAGNOSES, SAW_DOCTOR
+from bot.advice import BENIGN_CLASSES, CANCER_CLASSES, PRECANCER_CLASSES, Action, Note
+from bot.answers import AGES, SIGNS, SITES
+from bot.handlers.reminders import DIAGNOSES, REMIND_CHOICES, SAW_DOCTOR
 from bot.i18n import LANGUAGES, catalogue_path, language_for, read_catalogue
 from bot.replies import COMMANDS, for_language
 from bot.screening import UnsupportedMedia
@@ -65,6 +67,19 @@ def test_every_key_the_code_uses_exists() -> None:
     used |= {f"followup.button.{answer}" for answer in SAW_DOCTOR}
     used |= {f"diagnosis.{dx}" for dx in DIAGNOSES}
     used |= {f"busy.{reason.value}" for reason in BusyReason}
+    # The advice policy's actions and notes (bot.advice), the optional questions' choices
+    # (bot.answers), the /remind buttons, and the lesion types the policy knows.
+    assessed_actions = [a for a in Action if a not in (Action.RETAKE, Action.CANNOT_ASSESS)]
+    used |= {
+        f"{family}.{a.value}" for family in ("advice", "advice_short") for a in assessed_actions
+    }
+    used |= {f"advice.note.{note.value}" for note in Note}
+    used |= {f"questions.site.{code}" for code in SITES}
+    used |= {f"questions.age.{code}" for code in AGES}
+    used |= {f"questions.sign.{code}" for code in SIGNS}
+    used |= {f"report.answer.{step}" for step in ("site", "age", "signs")}
+    used |= {f"remind.button.{choice}" for choice in REMIND_CHOICES}
+    used |= {f"lesion.{code}" for code in (*CANCER_CLASSES, *PRECANCER_CLASSES, *BENIGN_CLASSES)}
     assert {"consent.agreed", "track.compare", "stats.chart_caption"} <= used  # scan works
     assert used - set(ENGLISH) == set()
 
