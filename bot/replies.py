@@ -56,7 +56,14 @@ class Replies:
         self._n = ngettext or translations(DEFAULT_LANGUAGE).ngettext
 
     def text(self, key: str, **values: object) -> str:
-        """Render one message by key, filling its placeholders."""
+        """Render one message by key, filling its placeholders.
+
+        A message with plural forms takes its form from its one number: ``text("stats.title",
+        days=30)`` is ``plural("stats.title", 30, days=30)``, never the singular by mistake.
+        """
+        numbers = [v for v in values.values() if isinstance(v, int) and not isinstance(v, bool)]
+        if len(numbers) == 1 and self._n(key, key, 1) != key:
+            return self.plural(key, numbers[0], **values)
         return _fill(self._t(key), values)
 
     def plural(self, key: str, n: int, **values: object) -> str:

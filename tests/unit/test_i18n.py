@@ -140,3 +140,6 @@ def test_numbers_take_the_right_word_form() -> None:
     ]
     assert en.plural("stats.title", 1, days=1) == "Last 1 day:"
     assert en.plural("stats.title", 30, days=30) == "Last 30 days:"
+    # Asked for as an ordinary message, a plural one still agrees with its number.
+    assert en.text("stats.title", days=30) == "Last 30 days:"
+    assert ru.text("export.caption", days=2).startswith("Проверки за последние 2 дня")
