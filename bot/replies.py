@@ -306,12 +306,8 @@ class Replies:
         if not patients:
             return self._t("worker.patients.empty")
         lines = [
-            self.plural(
-                "worker.patients.line",
-                p.checks,
-                code=p.code,
-                date=self.date(p.last_at),
-                count=p.checks,
+            self.text(
+                "worker.patients.line", code=p.code, date=self.date(p.last_at), count=p.checks
             )
             for p in patients
         ]
@@ -416,7 +412,7 @@ class Replies:
     def stats(self, summary: StatsSummary) -> str:
         """Render the admin summary: counts only, no personal data."""
         sections = [
-            self.plural("stats.title", summary.days, days=summary.days),
+            self.text("stats.title", days=summary.days),
             self.text("stats.users", active=summary.active_users, total=summary.known_users),
             self.text("stats.consultations", count=summary.consultations),
             self._section("stats.per_day", ((self.date(d), n) for d, n in summary.per_day)),

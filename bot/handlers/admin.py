@@ -60,7 +60,7 @@ async def on_stats(update: Update, context: BotContext) -> None:
         summary = await StatsRepository(session).summary(utc_now(), days)
     await reply_long(message, replies.stats(summary))
     chart = await asyncio.to_thread(stats_chart_png, summary)
-    await message.reply_photo(chart, caption=replies.plural("stats.chart_caption", days, days=days))
+    await message.reply_photo(chart, caption=replies.text("stats.chart_caption", days=days))
 
 
 async def on_export(update: Update, context: BotContext) -> None:
@@ -75,7 +75,7 @@ async def on_export(update: Update, context: BotContext) -> None:
     await message.reply_document(
         data,
         filename=f"consultations-{days}d.csv",
-        caption=replies.plural("export.caption", days, days=days),
+        caption=replies.text("export.caption", days=days),
     )
 
 
