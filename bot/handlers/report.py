@@ -19,6 +19,7 @@ from bot.db.models import Consultation, ConsultationStatus, utc_now
 from bot.db.repository import ConsultationRepository
 from bot.doctor_report import render_png
 from bot.handlers.common import Handler, Person, person
+from bot.handlers.delivery import with_retries
 from bot.replies import Replies
 from bot.tracking import parse_patient_code
 
@@ -100,7 +101,8 @@ async def _send_report(
         patient_code=patient_code,
     )
     png = await asyncio.to_thread(render_png, lines)
-    await context.bot.send_photo(chat_id, png, caption=replies.text("report.caption"))
+    caption = replies.text("report.caption")
+    await with_retries(lambda: context.bot.send_photo(chat_id, png, caption=caption), "sendPhoto")
 
 
 def handlers(settings: Settings) -> list[Handler]:
