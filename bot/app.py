@@ -33,7 +33,9 @@ from bot.handlers import (
     history,
     lesion,
     private,
+    questions,
     reminders,
+    report,
     start,
     unsupported,
     worker,
@@ -157,7 +159,19 @@ def build_application(settings: Settings, *, handle_signals: bool = False) -> Bo
     application.add_handlers(flood.gate_handlers(), group=-2)
     application.add_handlers(consent.gate_handlers(), group=-1)
     # Order matters: the first matching handler wins, and an animation also has a document.
-    modules = (start, consent, history, reminders, admin, worker, unsupported, lesion, fallback)
+    modules = (
+        start,
+        consent,
+        history,
+        reminders,
+        report,
+        questions,
+        admin,
+        worker,
+        unsupported,
+        lesion,
+        fallback,
+    )
     for module in modules:
         application.add_handlers(module.handlers(settings))
     application.add_error_handler(on_error)

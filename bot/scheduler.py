@@ -21,14 +21,14 @@ from telegram.ext import JobQueue
 from bot import metrics
 from bot.config import Settings
 from bot.context import BotContext, Runtime
-from bot.db.models import OutboxMessage, utc_now
+from bot.db.models import Consultation, OutboxMessage, utc_now
 from bot.db.repository import (
     ConsultationRepository,
     FollowUpRepository,
     OutboxRepository,
     UserRepository,
 )
-from bot.handlers.reminders import MONTHLY, follow_up_keyboard
+from bot.handlers.reminders import MAX_IDS, MONTHLY, follow_up_keyboard
 from bot.replies import for_language
 
 logger = logging.getLogger(__name__)
@@ -58,9 +58,14 @@ class RunReport:
     dropped: int = 0  # no longer wanted (reminders turned off meanwhile)
 
 
+# Follow-ups due for one person go out as one message, about this many spots at most: the
+# ids of all of them ride in each button's callback data, which Telegram caps at 64 bytes.
+MAX_FOLLOW_UPS_PER_MESSAGE = MAX_IDS
+
+
 @dataclass(frozen=True)
 class _Outgoing:
-    message_id: int
+    message_ids: tuple[int, ...]  # the outbox rows this one message sends
     chat_id: int
     text: str
     markup: InlineKeyboardMarkup | None
@@ -81,10 +86,12 @@ async def send_due(bot: Bot, runtime: Runtime, now: datetime) -> RunReport:
         except TelegramError as error:
             # Counted in bot_telegram_errors by the rate limiter every call goes through.
             network_failures = network_failures + 1 if isinstance(error, NetworkError) else 0
-            await _mark_failed(runtime, claimed.message_id, error, now, report)
+            for message_id in claimed.message_ids:
+                await _mark_failed(runtime, message_id, error, now, report)
         else:
             network_failures = 0
-            await _mark_sent(runtime, claimed.message_id, now)
+            for message_id in claimed.message_ids:
+                await _mark_sent(runtime, message_id, now)
             report.sent += 1
     if network_failures >= MAX_NETWORK_FAILURES_IN_A_ROW:
         logger.warning("Telegram unreachable; the rest of the outbox waits for the next run")
@@ -151,19 +158,31 @@ async def _claim(runtime: Runtime, now: datetime, report: RunReport) -> _Outgoin
             return message.id
         replies = for_language(user.language)
         if message.kind == REMINDER:
-            return _Outgoing(message.id, chat_id, replies.text("remind.message"), None)
-        follow_up = await FollowUpRepository(session).get(message.follow_up_id or 0)
-        consultation = (
-            await ConsultationRepository(session).get(follow_up.consultation_id)
-            if follow_up is not None
-            else None
+            return _Outgoing((message.id,), chat_id, replies.text("remind.message"), None)
+        outbox = OutboxRepository(session)
+        # Every follow-up of this person that is due goes in this one message.
+        more = await outbox.claim_follow_ups_of(
+            message.user_key, now, now + CLAIM_LEASE, MAX_FOLLOW_UPS_PER_MESSAGE - 1
         )
-        if follow_up is None or consultation is None:
-            await session.delete(message)
-            report.dropped += 1
+        asked: list[tuple[int, int, Consultation]] = []  # outbox row, follow-up, check
+        for row in (message, *(other for other in more if other.id != message.id)):
+            follow_up = await FollowUpRepository(session).get(row.follow_up_id or 0)
+            consultation = (
+                await ConsultationRepository(session).get(follow_up.consultation_id)
+                if follow_up is not None
+                else None
+            )
+            if follow_up is None or consultation is None:
+                await session.delete(row)
+                report.dropped += 1
+                continue
+            asked.append((row.id, follow_up.id, consultation))
+        if not asked:
             return message.id
-        text = replies.follow_up(consultation.created_at, consultation.lesion_label)
-        return _Outgoing(message.id, chat_id, text, follow_up_keyboard(replies, follow_up.id))
+        asked.sort(key=lambda item: item[2].created_at)
+        text = replies.follow_ups([(c.created_at, c.lesion_label) for _, _, c in asked])
+        markup = follow_up_keyboard(replies, [follow_up_id for _, follow_up_id, _ in asked])
+        return _Outgoing(tuple(row_id for row_id, _, _ in asked), chat_id, text, markup)
 
 
 async def _send(bot: Bot, item: _Outgoing, settings: Settings) -> None:

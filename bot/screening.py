@@ -23,10 +23,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import metrics
 from bot.admission import Admission, BusyReason
+from bot.advice import advise
 from bot.db.models import Consultation, ConsultationStatus, FollowUp, utc_now
 from bot.db.repository import ConsultationRepository, ReferralRepository, UserRepository
-from bot.i18n import language_for
-from bot.tracking import Change, change_between, normalise_label, parse_caption
+from bot.i18n import REFERRAL_FALLBACK, language_for
+from bot.tracking import (
+    RECENT,
+    Change,
+    Earlier,
+    change_between,
+    normalise_label,
+    parse_caption,
+    standing_earlier,
+)
 from inference.metadata import ModelMetadata
 from inference.pipeline import Screener
 from inference.types import (
@@ -87,6 +96,8 @@ class Assessed:
 class Unassessable:
     issues: tuple[QualityIssue, ...]  # most important first; may be empty
     consultation_id: int | None = None
+    # The classifier saw high malignancy in the refused photo (see bot.advice).
+    suspicious: bool = False
 
 
 @dataclass(frozen=True)
@@ -182,6 +193,8 @@ class Tracked:
 
     label: str
     change: Change | None
+    earlier: Earlier | None = None  # a higher result of this spot that still stands
+    answered: bool = False  # the optional questions were answered for an earlier photo
 
 
 @dataclass(frozen=True)
@@ -383,11 +396,18 @@ class ScreeningService:
             # Reads first, writes last: SQLite holds its one write lock from the first
             # write to the commit, and every other photo's write waits for it meanwhile.
             previous: Consultation | None = None
+            standing: Earlier | None = None
+            answered = False
             if isinstance(outcome, Assessed):
                 if subject.lesion_label is not None:
                     previous = await consultations.previous_of_lesion(row)
-                if outcome.risk is Risk.HIGH:
-                    referral = await ReferralRepository(session).get(sender.language)
+                    # The advice follows the spot's highest recent result (bot.advice).
+                    recent = await consultations.recent_of_lesion(row, utc_now() - RECENT)
+                    standing = standing_earlier(subject.lesion_label, outcome.risk, recent)
+                    answered = any(earlier.answers for earlier, _ in recent)
+                if Risk.HIGH in (outcome.risk, standing and standing.risk):
+                    fallback = REFERRAL_FALLBACK.get(sender.language, (sender.language,))
+                    referral = await ReferralRepository(session).first_of(fallback)
             await consultations.add(row)
             if isinstance(outcome, Assessed):
                 if _wants_follow_up(outcome, sender) and request.chat_ref is not None:
@@ -400,7 +420,8 @@ class ScreeningService:
                     )
                     user.chat_ref = request.chat_ref
                 if subject.lesion_label is not None:
-                    tracked = Tracked(subject.lesion_label, change_between(previous, row))
+                    change = change_between(previous, row, self.metadata.same_spot_delta)
+                    tracked = Tracked(subject.lesion_label, change, standing, answered)
         metrics.consultation_logged(row.status, row.reason)
         logger.info(
             "Consultation %d: %s %s (%s, %s ms)",
@@ -445,11 +466,19 @@ class ScreeningService:
         verdict = screened.verdict
         if isinstance(verdict, DecodeRejected):
             return Rejected(verdict.reason)
-        if verdict.risk is Risk.UNASSESSABLE or verdict.prediction is None:
-            return Unassessable(verdict.quality.issues)
-        top = verdict.prediction.top_class
+        prediction = verdict.prediction
+        if verdict.risk is Risk.UNASSESSABLE or prediction is None:
+            # The classifier judges every photo, refused or not: a refused photo it
+            # judges as high risk gets "see a doctor if it worries you", not "no spot".
+            suspicious = (
+                prediction is not None
+                and prediction.malignant_probability >= self.metadata.thresholds.high
+            )
+            return Unassessable(verdict.quality.issues, suspicious=suspicious)
+        top = prediction.top_class
         return Assessed(
-            risk=verdict.risk,
+            # The level shown, after the advice policy (a cancer named lifts it).
+            risk=advise(verdict.risk, top).level,
             top_class=top,
             lesion_name=self.metadata.class_names.get(top, top),
             heatmap_jpeg=screened.heatmap_jpeg,
@@ -493,7 +522,9 @@ def _consultation(screened: _Screened, outcome: Outcome, size: int) -> Consultat
     row.quality_ok = verdict.quality.ok
     row.quality_issues = [issue.value for issue in verdict.quality.issues]
     row.quality_measurements = _json_floats(verdict.quality.measurements)
-    row.risk = verdict.risk
+    # What the person was told (bot.advice may lift the model's level); the model's own
+    # level follows from malignant_probability and the model's thresholds.
+    row.risk = outcome.risk if isinstance(outcome, Assessed) else verdict.risk
     if verdict.lesion_box is not None:
         row.lesion_box = [int(v) for v in verdict.lesion_box.as_list()]
     if verdict.prediction is not None:

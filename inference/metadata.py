@@ -109,6 +109,7 @@ class ModelMetadata:
     # handedness, so the mirror is an equally valid view; calibration is fitted with the
     # same setting, so it belongs to the model, not to the deployment.
     flip_average: bool = False
+    same_spot_delta: float | None = None
     training_data: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     # Where the photo gate refuses; models exported before it existed get the defaults.

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import delete, exists, func, or_, select, true, update
+from sqlalchemy import ColumnElement, delete, exists, func, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -151,24 +151,28 @@ class ConsultationRepository:
         (``current`` may not be stored yet: then every stored one is before it)."""
         if current.lesion_label is None:
             return None
-        same_patient = (
-            Consultation.patient_code.is_(None)
-            if current.patient_code is None
-            else Consultation.patient_code == current.patient_code
-        )
         query = (
             select(Consultation)
-            .where(
-                Consultation.user_key == current.user_key,
-                Consultation.lesion_label == current.lesion_label,
-                same_patient,
-                Consultation.status == ConsultationStatus.ASSESSED,
-                true() if current.id is None else Consultation.id < current.id,
-            )
+            .where(*_same_spot_before(current))
             .order_by(Consultation.id.desc())
             .limit(1)
         )
         return await self._session.scalar(query)
+
+    async def recent_of_lesion(
+        self, current: Consultation, since: datetime
+    ) -> list[tuple[Consultation, str | None]]:
+        """Return the assessed photos of the same named spot before ``current`` and since
+        ``since``, oldest first, each with the doctor's answer to its follow-up (if any)."""
+        if current.lesion_label is None:
+            return []
+        query = (
+            select(Consultation, FollowUp.diagnosis)
+            .outerjoin(FollowUp, FollowUp.consultation_id == Consultation.id)
+            .where(*_same_spot_before(current), Consultation.created_at >= since)
+            .order_by(Consultation.id)
+        )
+        return [(row, diagnosis) for row, diagnosis in (await self._session.execute(query)).all()]
 
     async def by_result_message(self, user_key: str, message_id: int) -> Consultation | None:
         """Return the consultation whose result the bot sent as ``message_id``."""
@@ -377,6 +381,42 @@ class OutboxRepository:
             if int(getattr(result, "rowcount", 0) or 0) == 1:
                 return await self._session.get(OutboxMessage, message_id, populate_existing=True)
 
+    async def claim_follow_ups_of(
+        self, user_key: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[OutboxMessage]:
+        """Claim up to ``limit`` more due follow-up messages of one person, oldest first,
+        to send with one already claimed (one message per person per run)."""
+        free = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until <= now)
+        waiting = (
+            OutboxMessage.kind == "follow_up",
+            OutboxMessage.user_key == user_key,
+            OutboxMessage.sent_at.is_(None),
+            OutboxMessage.parked_at.is_(None),
+            OutboxMessage.due_at <= now,
+        )
+        query = (
+            select(OutboxMessage.id)
+            .where(*waiting, free)
+            .order_by(OutboxMessage.due_at, OutboxMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        ids = list(await self._session.scalars(query))
+        if not ids:
+            return []
+        # Conditional, as in claim_next: a row another replica claimed meanwhile is not ours.
+        await self._session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids), *waiting, free)
+            .values(claimed_until=lease_until)
+            .execution_options(synchronize_session=False)
+        )
+        claimed = select(OutboxMessage).where(
+            OutboxMessage.id.in_(ids), OutboxMessage.claimed_until == lease_until
+        )
+        rows = await self._session.scalars(claimed.execution_options(populate_existing=True))
+        return list(rows)
+
     async def backlog(self) -> tuple[int, dict[str, int]]:
         """Return how many messages wait to be sent, and the parked ones by reason."""
         pending = await self._session.scalar(
@@ -511,6 +551,16 @@ class ReferralRepository:
         row = await self._session.get(ReferralContact, language)
         return row.text if row else None
 
+    async def first_of(self, languages: Sequence[str]) -> str | None:
+        """Return the contacts in the first of ``languages`` that has any (one query)."""
+        query = select(ReferralContact).where(ReferralContact.language.in_(languages))
+        found = {row.language: row.text for row in await self._session.scalars(query)}
+        return next((found[language] for language in languages if language in found), None)
+
+    async def languages(self) -> set[str]:
+        """Return the languages that have contacts."""
+        return set(await self._session.scalars(select(ReferralContact.language)))
+
     async def set(self, language: str, text: str) -> None:
         row = await self._session.get(ReferralContact, language)
         if row is None:
@@ -599,6 +649,22 @@ def _refusal_reason(status: str, reason: str | None) -> str | None:
     if status == ConsultationStatus.FAILED:
         return "failed"
     return reason or status
+
+
+def _same_spot_before(current: Consultation) -> list[ColumnElement[bool]]:
+    """Conditions for an assessed photo of ``current``'s named spot stored before it."""
+    same_patient = (
+        Consultation.patient_code.is_(None)
+        if current.patient_code is None
+        else Consultation.patient_code == current.patient_code
+    )
+    return [
+        Consultation.user_key == current.user_key,
+        Consultation.lesion_label == current.lesion_label,
+        same_patient,
+        Consultation.status == ConsultationStatus.ASSESSED,
+        true() if current.id is None else Consultation.id < current.id,
+    ]
 
 
 def _follow_up_outcome(sent: bool, saw_doctor: str | None, diagnosis: str | None) -> str:

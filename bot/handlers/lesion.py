@@ -18,9 +18,11 @@ from bot.config import Settings
 from bot.context import BotContext
 from bot.db.models import Consultation, ConsultationStatus
 from bot.db.repository import ConsultationRepository
-from bot.handlers.common import Handler, person, reply_long, user_key
+from bot.handlers.common import Handler, keyboard, person, reply_long, user_key
 from bot.handlers.consent import consent_keyboard
 from bot.handlers.delivery import show_action, with_retries
+from bot.handlers.questions import questions_button
+from bot.handlers.report import report_button
 from bot.inbox import defer_current_update
 from bot.replies import for_language
 from bot.screening import (
@@ -87,7 +89,8 @@ async def on_label_reply(update: Update, context: BotContext) -> None:
     if row is None or label is None:
         await message.reply_text(sender.replies.text("track.no_result"))
         return
-    tracked = Tracked(label, change_between(previous, row))
+    delta = context.bot_data.runtime.screening.metadata.same_spot_delta
+    tracked = Tracked(label, change_between(previous, row, delta))
     parts = [sender.replies.text("track.named", label=label), sender.replies.tracked(tracked)]
     await reply_long(message, "\n\n".join(parts))
 
@@ -203,8 +206,16 @@ async def _deliver(message: Message, context: BotContext, reply: Consulted) -> N
         except NetworkError as error:
             # The picture only illustrates the result: the text still goes.
             logger.warning("Heatmap not delivered (%s); sending the text", type(error).__name__)
+    # Under an assessed result: a report to show the doctor, and the optional questions
+    # (once per spot: not when an earlier photo of it has answers).
+    markup = None
+    if isinstance(outcome, Assessed) and reply.consultation_id is not None:
+        rows = [[report_button(replies, reply.consultation_id)]]
+        if reply.tracked is None or not reply.tracked.answered:
+            rows.append([questions_button(replies, reply.consultation_id)])
+        markup = keyboard(*rows)
     try:
-        sent = await reply_long(message, replies.consulted(reply))
+        sent = await reply_long(message, replies.consulted(reply), markup)
     except NetworkError as error:
         logger.warning(
             "Reply to consultation %s abandoned (%s): left undelivered",

@@ -306,12 +306,13 @@ async def test_buttons_pressed_in_a_group_are_ignored(
 ) -> None:
     """A consent button forwarded into a group and pressed there does nothing at all."""
     fake_api.push_text(new_user_id, "/start")
-    [start] = await fake_api.wait_for_text(new_user_id)
+    await fake_api.wait_for_text(new_user_id, count=4)  # the consent question is the last
+    start = fake_api.last_with_buttons(new_user_id)
     in_group = SentMessage("sendMessage", GROUP_ID, start.text, None, 1, start.reply_markup)
     answered, in_the_group = len(fake_api.answered_callbacks), len(fake_api.replies_to(GROUP_ID))
     fake_api.push_callback(new_user_id, in_group, "consent:agree")
     fake_api.push_text(new_user_id, "/help")  # handled after the press, in order
-    await fake_api.wait_for_text(new_user_id, count=2)
+    await fake_api.wait_for_text(new_user_id, count=5)
     assert len(fake_api.replies_to(GROUP_ID)) == in_the_group
     assert len(fake_api.answered_callbacks) == answered
     assert await running_bot.user(new_user_id) is None  # no consent stored

@@ -39,6 +39,8 @@ from tests.e2e.processes import (
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi
 
 USER_ID = 918_273_645  # distinctive, to look for in the logs
+# /start to a newcomer: what the bot does, what it does not, photo tips, consent.
+START_MESSAGES = 4
 
 
 # 32 random bytes (64 hex digits), as USER_KEY_SECRET must hold.
@@ -61,13 +63,15 @@ async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
     )
     async with bot_process(env, tmp_path, log_path) as process:
         fresh_api.push_text(USER_ID, "/start")
-        [reply] = await fresh_api.wait_for_text(USER_ID, within_s=180)
+        # /start: a few short messages, the consent question (with its buttons) last.
+        await fresh_api.wait_for_text(USER_ID, count=START_MESSAGES, within_s=180)
+        reply = fresh_api.last_with_buttons(USER_ID)
         assert "not a diagnosis" in (reply.text or "")
         fresh_api.push_callback(USER_ID, reply, "consent:agree")
-        await fresh_api.wait_for_text(USER_ID, count=2, within_s=180)
+        await fresh_api.wait_for_text(USER_ID, count=START_MESSAGES + 1, within_s=180)
         photo = fresh_api.add_file(images.phone_like_photo(lesion_jpegs["ISIC_0024380_nv"]))
         fresh_api.push_message(USER_ID, document={**photo.as_dict(), "mime_type": "image/jpeg"})
-        replies = await fresh_api.wait_for_text(USER_ID, count=3, within_s=180)
+        replies = await fresh_api.wait_for_text(USER_ID, count=START_MESSAGES + 2, within_s=180)
         assert "not a diagnosis" in (replies[-1].text or "")
         # In polling mode too: alive, ready, and the photo counted.
         assert await http_get(health, "/healthz") == (200, "ok\n")
@@ -156,8 +160,8 @@ async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
         # The webhook is registered just before its server starts listening; the fake
         # retries delivery, as Telegram does, until the bot takes the update.
         fresh_api.push_text(USER_ID, "/start")
-        [reply] = await fresh_api.wait_for_text(USER_ID, within_s=180)
-        assert "not a diagnosis" in (reply.text or "")
+        await fresh_api.wait_for_text(USER_ID, count=START_MESSAGES, within_s=180)
+        assert "not a diagnosis" in (fresh_api.last_with_buttons(USER_ID).text or "")
         async with ClientSession() as session:
             for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
                 async with session.post(url, json=forged, headers=headers) as response:
@@ -308,9 +312,10 @@ async def test_error_paths_log_no_token_id_spot_name_or_patient_code(
     )
     async with bot_process(env, tmp_path, log_path) as process:
         fresh_api.push_text(WORKER_ID, "/start")
-        [start] = await fresh_api.wait_for_text(WORKER_ID, within_s=180)
+        await fresh_api.wait_for_text(WORKER_ID, count=START_MESSAGES, within_s=180)
+        start = fresh_api.last_with_buttons(WORKER_ID)
         fresh_api.push_callback(WORKER_ID, start, "consent:agree")
-        await fresh_api.wait_for_text(WORKER_ID, count=2)
+        await fresh_api.wait_for_text(WORKER_ID, count=START_MESSAGES + 1)
         fresh_api.push_text(ADMIN_USER_ID, f"/grantworker {WORKER_ID}")
         await fresh_api.wait_for_text(ADMIN_USER_ID)
         fail_inserts(database)
@@ -320,7 +325,7 @@ async def test_error_paths_log_no_token_id_spot_name_or_patient_code(
             document={**photo.as_dict(), "mime_type": "image/jpeg"},
             caption=f"#{PATIENT_CODE} {SPOT_NAME}",
         )
-        replies = await fresh_api.wait_for_text(WORKER_ID, count=3)
+        replies = await fresh_api.wait_for_text(WORKER_ID, count=START_MESSAGES + 2)
         assert (
             replies[-1].text
             == "Sorry, something went wrong on my side. Please try again in a minute."

@@ -64,7 +64,7 @@ async def test_remind_racing_forget_does_not_bring_the_user_back(
         [reply] = await fake_api.wait_for_text(user_id)
     assert done, "the race was never set up"
     assert await running_bot.user(user_id) is None
-    assert reply.text == EN.text("remind.usage")
+    assert reply.text == EN.consent_required()
 
 
 async def test_a_language_button_pressed_after_forget_does_not_bring_the_user_back(
