@@ -119,6 +119,7 @@ def build_application(settings: Settings, *, handle_signals: bool = False) -> Bo
             raise
         application.bot_data.attach(runtime, resources)
         queue.inbox = processor.inbox = runtime.inbox
+        queue.turns, queue.max_backlog = processor.turns, settings.max_waiting_updates
         # Last in, first out: updates not handled are given back before the database closes.
         resources.push_async_callback(_give_back, runtime.inbox, queue, processor)
         if application.job_queue is not None:
@@ -166,7 +167,7 @@ def _begin_stop(application: BotApplication, processor: InboxProcessor) -> None:
     yet are given back to the inbox for the next process (or another replica), so the stop
     takes about as long as one photo, not the whole queue."""
     logger.info("Stopping: finishing the photos being screened, handing the rest over")
-    processor.draining = True
+    processor.drain()
     if application.bot_data.attached:
         application.bot_data.runtime.screening.drain()
     application.stop_running()
@@ -180,14 +181,22 @@ def _schedule_inbox(
 
     async def run(context: Any) -> None:
         del context
-        if processor.draining or not application.bot_data.attached:
+        if not application.bot_data.attached:
             return
         now = time.monotonic()
         purge = now - last_purge[0] >= INBOX_PURGE_INTERVAL_S
         if purge:
             last_purge[0] = now
         try:
-            await tend(application.bot_data.runtime.inbox, queue, application.bot, purge=purge)
+            # While draining the leases are still renewed (the last photos may take longer
+            # than a lease), but nothing new is claimed: it is left for the next process.
+            await tend(
+                application.bot_data.runtime.inbox,
+                queue,
+                application.bot,
+                purge=purge and not processor.draining,
+                claim=not processor.draining,
+            )
         except Exception as error:  # the next run tries again; the leases allow for it
             logger.warning("Inbox upkeep failed (%s)", type(error).__name__)
 
@@ -226,11 +235,7 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
     resources.push_async_callback(
         asyncio.to_thread, executor.shutdown, wait=True, cancel_futures=True
     )
-    admission = Admission(
-        queue_limit=settings.max_queued_photos,
-        burst=settings.user_photo_burst,
-        per_minute=settings.user_photos_per_minute,
-    )
+    admission = Admission(burst=settings.user_photo_burst, per_hour=settings.user_photos_per_hour)
     screening = ScreeningService(
         screener,
         executor,
@@ -239,7 +244,6 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
         max_pixels=settings.max_image_pixels,
         max_pending=settings.max_pending_screenings,
         follow_up_after=timedelta(days=settings.follow_up_after_days),
-        admission=admission,
     )
     inbox = Inbox(sessions, keys.update_sealer, lease=timedelta(seconds=settings.inbox_lease_s))
     return Runtime(

@@ -20,14 +20,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Hashable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot, Update
 from telegram.error import NetworkError
@@ -37,6 +37,7 @@ from bot import metrics
 from bot.db.models import utc_now
 from bot.db.repository import InboxRepository
 from bot.privacy import UpdateSealer
+from bot.turns import Turns, TurnsClosedError
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ KEEP_HANDLED = timedelta(hours=48)
 # Updates claimed per run of the job: the queue takes them all, the screening queue then
 # admits what fits (the rest get "busy" and are done with).
 CLAIM_BATCH = 100
+# PTB's semaphore, made too wide to bind (see InboxProcessor).
+UNBOUNDED = 1_000_000
 
 
 class Inbox:
@@ -94,7 +97,7 @@ class Inbox:
         try:
             async with self._sessions.begin() as session:
                 await InboxRepository(session).finish(update_id, utc_now(), gave_up)
-        except SQLAlchemyError as error:
+        except Exception as error:
             # Not fatal: its lease runs out and it is handled again, which the photo path
             # recognises (one consultation per update).
             logger.warning("Update not marked handled (%s)", type(error).__name__)
@@ -110,7 +113,7 @@ class Inbox:
         try:
             async with self._sessions.begin() as session:
                 return await InboxRepository(session).release(self.owner, ids)
-        except SQLAlchemyError as error:
+        except Exception as error:
             logger.warning("Updates not given back (%s)", type(error).__name__)
             return 0
 
@@ -123,13 +126,13 @@ class Inbox:
                 self.owner, sorted(self._held), utc_now() + self._lease
             )
 
-    async def claim(self, bot: Bot) -> list[Update]:
+    async def claim(self, bot: Bot, limit: int = CLAIM_BATCH) -> list[Update]:
         """Claim the free updates and return those to handle, oldest first; those that
         cannot be read, or were tried MAX_ATTEMPTS times, are given up here."""
         now = utc_now()
         async with self._sessions.begin() as session:
             rows = await InboxRepository(session).claim_free(
-                self.owner, now, now + self._lease, CLAIM_BATCH
+                self.owner, now, now + self._lease, limit
             )
             claimed = [(row.update_id, row.payload, row.attempts) for row in rows]
         updates = []
@@ -191,24 +194,38 @@ class InboxQueue(asyncio.Queue[object]):
     """The application's update queue: an update is kept in the inbox before it is taken.
 
     Until :attr:`inbox` is set (start-up), updates pass straight through; none arrive then.
+    While the processor's backlog is at :attr:`max_backlog`, a new update waits here before
+    it is kept: polling then asks Telegram for no more (the next getUpdates waits for this
+    one), and a webhook request waits, so Telegram holds the rest rather than this process.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.inbox: Inbox | None = None
+        self.turns: Turns | None = None
+        self.max_backlog = 0
+        # Monotonic time of the first failure to keep an update since the last success
+        # (None: the last one was kept), for /readyz.
+        self.failing_since: float | None = None
 
     async def put(self, item: object) -> None:
         if isinstance(item, Update) and self.inbox is not None:
+            if self.turns is not None and self.max_backlog > 0:
+                await self.turns.wait_for_room(self.max_backlog)
             try:
                 new = await self.inbox.accept(item)
-            except SQLAlchemyError as error:
-                # Not kept, so not taken either. As a NetworkError, polling waits and asks
-                # Telegram again with the same offset; a webhook answers an error and
-                # Telegram sends it again later.
+            except Exception as error:
+                # Not kept, so not taken either (any error: a database restart raises
+                # ConnectionRefusedError, not an SQLAlchemyError). As a NetworkError,
+                # polling waits and asks Telegram again with the same offset; a webhook
+                # answers an error and Telegram sends it again later.
                 metrics.inbox_event("not_kept")
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
                 raise NetworkError(
                     f"the update could not be kept ({type(error).__name__})"
                 ) from error
+            self.failing_since = None
             if not new:
                 return  # handled, or being handled, already
         await super().put(item)
@@ -235,37 +252,56 @@ def defer_current_update() -> None:
 
 
 class InboxProcessor(BaseUpdateProcessor):
-    """Runs updates concurrently, as PTB's default does, and then settles them in the
-    inbox: handled, or given back. Once :attr:`draining` (shutdown began), updates not yet
-    started are given back without being handled."""
+    """Runs updates concurrently, each sender's in turn (:class:`bot.turns.Turns`), and
+    then settles them in the inbox: handled, or given back. Once :attr:`draining` (shutdown
+    began), updates not yet started are given back without being handled."""
 
     def __init__(self, max_concurrent_updates: int) -> None:
-        super().__init__(max_concurrent_updates)
+        # PTB's own semaphore is FIFO over everyone: one sender's 60 photos would hold 60
+        # of its places. It is made wide, and the turns below decide who runs.
+        super().__init__(UNBOUNDED)
+        self.turns = Turns(max_concurrent_updates)
         self.inbox: Inbox | None = None
         self.draining = False
+        # Monotonic time an update last finished (for /readyz: workers alive).
+        self.last_finished = time.monotonic()
+
+    def drain(self) -> None:
+        """Shutdown began: updates still waiting for their turn are given back."""
+        self.draining = True
+        self.turns.close()
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         inbox = self.inbox
         if inbox is None or not isinstance(update, Update):
             await coroutine
             return
-        if self.draining:
+        sender = sender_of(update)
+        try:
+            if self.draining:
+                raise TurnsClosedError
+            await self.turns.enter(sender)
+        except TurnsClosedError:
             if asyncio.iscoroutine(coroutine):
                 coroutine.close()  # never started: nothing to undo
             await inbox.release(update.update_id)
             metrics.inbox_event("given_back")
             return
-        handling = _Handling()
-        token = _handling.set(handling)
         try:
-            await coroutine
+            handling = _Handling()
+            token = _handling.set(handling)
+            try:
+                await coroutine
+            finally:
+                _handling.reset(token)
+            if handling.deferred:
+                await inbox.release(update.update_id)
+                metrics.inbox_event("given_back")
+            else:
+                await inbox.finish(update.update_id)
         finally:
-            _handling.reset(token)
-        if handling.deferred:
-            await inbox.release(update.update_id)
-            metrics.inbox_event("given_back")
-        else:
-            await inbox.finish(update.update_id)
+            self.last_finished = time.monotonic()
+            self.turns.leave(sender)
 
     async def initialize(self) -> None:
         """Nothing to set up: the inbox is attached once the database is open."""
@@ -274,12 +310,26 @@ class InboxProcessor(BaseUpdateProcessor):
         """Nothing to close: the inbox belongs to the runtime."""
 
 
-async def tend(inbox: Inbox, queue: InboxQueue, bot: Bot, *, purge: bool) -> int:
+def sender_of(update: Update) -> Hashable:
+    """Whose queue an update waits in: its sender's (in memory only, never stored or
+    logged); an update without a sender waits in a queue of its own."""
+    user = update.effective_user
+    return user.id if user is not None else ("update", update.update_id)
+
+
+async def tend(
+    inbox: Inbox, queue: InboxQueue, bot: Bot, *, purge: bool, claim: bool = True
+) -> int:
     """One run of the inbox job: renew this process's leases, queue the free updates
-    (given back by a stopped process, or held by one that died), and now and then forget
-    old handled ones. Return how many updates were queued."""
+    (given back by a stopped process, or held by one that died) as far as the backlog
+    leaves room, and now and then forget old handled ones. Return how many were queued."""
     await inbox.renew()
-    updates = await inbox.claim(bot)
+    updates: list[Update] = []
+    room = CLAIM_BATCH
+    if queue.turns is not None and queue.max_backlog > 0:
+        room = min(room, queue.max_backlog - queue.turns.waiting - queue.turns.running)
+    if claim and room > 0:
+        updates = await inbox.claim(bot, room)
     for update in updates:
         await queue.put_claimed(update)
     if updates:

@@ -22,7 +22,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import metrics
-from bot.admission import Admission, BusyReason
 from bot.db.models import Consultation, ConsultationStatus, FollowUp, utc_now
 from bot.db.repository import ConsultationRepository, ReferralRepository, UserRepository
 from bot.i18n import language_for
@@ -165,18 +164,6 @@ class ShuttingDownError(Exception):
 
 
 @dataclass(frozen=True)
-class Busy:
-    """Not admitted (the queue is full, or this sender sent too many): nothing downloaded.
-
-    ``notify`` is false when the sender was told so less than a minute ago.
-    """
-
-    language: str
-    reason: BusyReason
-    notify: bool
-
-
-@dataclass(frozen=True)
 class Tracked:
     """A named spot: how it changed since its previous photo (None: its first photo)."""
 
@@ -197,7 +184,7 @@ class Consulted:
     consultation_id: int | None = None  # the stored row, to mark delivered
 
 
-PhotoReply = NeedsConsent | NeedsPatientCode | Forgotten | Busy | AlreadyAnswered | Consulted
+PhotoReply = NeedsConsent | NeedsPatientCode | Forgotten | AlreadyAnswered | Consulted
 
 
 @dataclass(frozen=True)
@@ -222,7 +209,6 @@ class ScreeningService:
         max_pixels: int,
         max_pending: int,
         follow_up_after: timedelta,
-        admission: Admission,
     ) -> None:
         self._screener = screener
         self._executor = executor
@@ -230,7 +216,6 @@ class ScreeningService:
         self._max_bytes = max_bytes
         self._max_pixels = max_pixels
         self._follow_up_after = follow_up_after
-        self._admission = admission
         # Bounds the photos held in memory (downloaded, waiting for a worker); later
         # users queue here, in arrival order, instead of failing.
         self._slots = asyncio.Semaphore(max_pending)
@@ -266,18 +251,9 @@ class ScreeningService:
             return await self._store(
                 request, sender, subject, Rejected(DecodeFailure.TOO_MANY_BYTES)
             )
-        # The rate per user was checked before anything else (bot.handlers.flood).
-        if not self._admission.enter_queue():
-            logger.info("Photo not admitted: the queue is full (%d)", self._admission.queued)
-            metrics.not_admitted(BusyReason.QUEUE_FULL)
-            notify = self._admission.should_notify(request.user_key)
-            return Busy(sender.language, BusyReason.QUEUE_FULL, notify)
-        try:
-            # One photo per user at a time: a burst from one sender waits its own turn.
-            async with self._admission.turn(request.user_key):
-                return await self._screen_and_store(request, sender, subject, download)
-        finally:
-            self._admission.done()
+        # The abuse limit was checked before anything else (bot.handlers.flood), and each
+        # user's photos come here one at a time, users in turn (bot.turns).
+        return await self._screen_and_store(request, sender, subject, download)
 
     @metrics.tracks_queue_depth
     async def _screen_and_store(

@@ -8,7 +8,7 @@ is run by the test, as the scheduler tests run theirs, rather than waited for.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from sqlalchemy import update
 from telegram import Update
 
 from bot import metrics
+from bot.app import INBOX_JOB_NAME
 from bot.db.models import Consultation, InboxUpdate
 from bot.inbox import Inbox, InboxQueue, tend
 from tests.e2e import images
@@ -45,11 +46,22 @@ def photo_update(api: FakeTelegramApi, user_id: int, jpeg: bytes) -> dict[str, A
 async def left_by_a_dead_process(bot: RunningBot, data: dict[str, Any]) -> Update:
     """Keep ``data`` in the inbox as a process that was then killed would have: held by
     another owner, whose lease has run out."""
+    await inbox_job_idle(bot)
     runtime = bot.application.bot_data.runtime
     dead = Inbox(runtime.sessions, runtime.keys.update_sealer, lease=timedelta(0))
     update_ = Update.de_json(data, bot.application.bot)
     assert await dead.accept(update_)
     return update_
+
+
+async def inbox_job_idle(bot: RunningBot) -> None:
+    """Wait until the bot's own inbox job is not due for a while (its first run comes just
+    after start-up), so that the test's run, not the job's, takes the update over."""
+    assert bot.application.job_queue is not None
+    [job] = bot.application.job_queue.get_jobs_by_name(INBOX_JOB_NAME)
+    async with asyncio.timeout(30):
+        while job.next_t is None or job.next_t - datetime.now(UTC) < timedelta(seconds=3):
+            await asyncio.sleep(0.1)  # the job queue has no event to wait on
 
 
 async def take_over(bot: RunningBot) -> int:
