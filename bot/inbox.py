@@ -35,7 +35,7 @@ from telegram.ext import BaseUpdateProcessor
 
 from bot import metrics
 from bot.db.models import utc_now
-from bot.db.repository import InboxRepository
+from bot.db.repository import InboxRepository, database_now
 from bot.privacy import UpdateSealer
 from bot.turns import Turns, TurnsClosedError
 
@@ -80,8 +80,8 @@ class Inbox:
         """Keep ``update`` (held by this process); False if it was kept before."""
         plain = json.dumps(_without_names(update.to_dict())).encode()
         payload = self._sealer.seal(plain, update.update_id)
-        now = utc_now()
         async with self._sessions.begin() as session:
+            now = await database_now(session)
             new = await InboxRepository(session).accept(
                 update.update_id, payload, self.owner, now, now + self._lease
             )
@@ -96,7 +96,9 @@ class Inbox:
         self._held.discard(update_id)
         try:
             async with self._sessions.begin() as session:
-                await InboxRepository(session).finish(update_id, utc_now(), gave_up)
+                # Only while this process still holds it: if its lease ran out and another
+                # process took it over, that one settles it.
+                await InboxRepository(session).finish(update_id, self.owner, utc_now(), gave_up)
         except Exception as error:
             # Not fatal: its lease runs out and it is handled again, which the photo path
             # recognises (one consultation per update).
@@ -122,15 +124,15 @@ class Inbox:
         if not self._held:
             return
         async with self._sessions.begin() as session:
-            await InboxRepository(session).renew(
-                self.owner, sorted(self._held), utc_now() + self._lease
-            )
+            until = await database_now(session) + self._lease
+            await InboxRepository(session).renew(self.owner, sorted(self._held), until)
 
     async def claim(self, bot: Bot, limit: int = CLAIM_BATCH) -> list[Update]:
         """Claim the free updates and return those to handle, oldest first; those that
         cannot be read, or were tried MAX_ATTEMPTS times, are given up here."""
-        now = utc_now()
         async with self._sessions.begin() as session:
+            # Leases on the database's clock, read at the claim itself.
+            now = await database_now(session)
             rows = await InboxRepository(session).claim_free(
                 self.owner, now, now + self._lease, limit
             )

@@ -24,6 +24,16 @@ from bot.db.models import (
 )
 
 
+async def database_now(session: AsyncSession) -> datetime:
+    """The database server's clock, for leases: replicas whose own clocks disagree still
+    agree on when a lease runs out. SQLite is a file on this machine: its clock is ours."""
+    if session.get_bind().dialect.name == "postgresql":
+        moment = await session.scalar(select(func.clock_timestamp()))
+        assert isinstance(moment, datetime)
+        return moment.astimezone(UTC)
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True)
 class PatientSummary:
     code: str
@@ -337,14 +347,18 @@ class OutboxRepository:
     async def get(self, message_id: int) -> OutboxMessage | None:
         return await self._session.get(OutboxMessage, message_id)
 
-    async def claim_next(self, now: datetime, lease_until: datetime) -> OutboxMessage | None:
-        """Claim the oldest due message nobody holds; return it, or None when none is left.
+    async def claim_next(
+        self, now: datetime, lease_until: datetime, *, clock: datetime | None = None
+    ) -> OutboxMessage | None:
+        """Claim the oldest message due by ``now`` that nobody holds at ``clock`` (the
+        database's time; ``now`` if not given); return it, or None when none is left.
 
         The claim is a conditional UPDATE (claimed only if still unclaimed), which holds
         on SQLite too, where ``SKIP LOCKED`` is ignored; on PostgreSQL the lock lets two
         replicas pass each other instead of waiting.
         """
-        free = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until <= now)
+        held_until = now if clock is None else clock
+        free = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until <= held_until)
         waiting = (
             OutboxMessage.sent_at.is_(None),
             OutboxMessage.parked_at.is_(None),
@@ -416,11 +430,18 @@ class InboxRepository:
         )
         return (await self._session.scalar(statement)) is not None
 
-    async def finish(self, update_id: int, now: datetime, gave_up: str | None = None) -> None:
-        """Mark an update handled (or given up): its sealed text goes, its id stays."""
+    async def finish(
+        self, update_id: int, owner: str, now: datetime, gave_up: str | None = None
+    ) -> None:
+        """Mark ``owner``'s update handled (or given up): its sealed text goes, its id
+        stays. Nothing happens if another process holds it now (fenced by the owner)."""
         await self._session.execute(
             update(InboxUpdate)
-            .where(InboxUpdate.update_id == update_id, InboxUpdate.done_at.is_(None))
+            .where(
+                InboxUpdate.update_id == update_id,
+                InboxUpdate.owner == owner,
+                InboxUpdate.done_at.is_(None),
+            )
             .values(done_at=now, payload=None, owner=None, lease_until=None, gave_up=gave_up)
         )
 
