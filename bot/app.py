@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
+from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes
 
@@ -120,6 +121,8 @@ def build_application(settings: Settings, *, handle_signals: bool = False) -> Bo
         application.bot_data.attach(runtime, resources)
         queue.inbox = processor.inbox = runtime.inbox
         queue.turns, queue.max_backlog = processor.turns, settings.max_waiting_updates
+        processor.queue = queue
+        runtime.inbox.on_given_up = _tell_given_up
         # Last in, first out: updates not handled are given back before the database closes.
         resources.push_async_callback(_give_back, runtime.inbox, queue, processor)
         if application.job_queue is not None:
@@ -205,6 +208,17 @@ def _schedule_inbox(
     application.job_queue.run_repeating(run, interval=interval, first=0.1, name=INBOX_JOB_NAME)
 
 
+async def _tell_given_up(update: Update) -> None:
+    """Tell the sender of a picture given up on (it kept failing) to send it again: every
+    photo gets an answer, this one too."""
+    message = update.message
+    if message is None or not (message.photo or message.document):
+        return
+    user = update.effective_user
+    replies = for_language(user.language_code if user else None)
+    await message.reply_text(replies.text("inbox.gave_up"))
+
+
 async def _give_back(inbox: Inbox, queue: InboxQueue, processor: InboxProcessor) -> None:
     queue.inbox = processor.inbox = None
     if count := await inbox.release():
@@ -244,6 +258,9 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
         max_pixels=settings.max_image_pixels,
         max_pending=settings.max_pending_screenings,
         follow_up_after=timedelta(days=settings.follow_up_after_days),
+        # Past its budget the pipeline refuses a photo itself, between stages; a photo
+        # that has not come back by twice the budget is stuck inside one.
+        hung_after_s=2 * settings.screening_time_budget_s,
     )
     inbox = Inbox(sessions, keys.update_sealer, lease=timedelta(seconds=settings.inbox_lease_s))
     return Runtime(

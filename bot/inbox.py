@@ -22,7 +22,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
@@ -71,6 +71,11 @@ class Inbox:
         self.owner = uuid.uuid4().hex
         # The updates this process has accepted or claimed and not yet finished.
         self._held: set[int] = set()
+        # Held updates whose previous holder died (suspects): tried one at a time, so that
+        # if this process dies too, only the one it was trying is to blame.
+        self._suspects: set[int] = set()
+        # Told about each update given up because it kept failing (its user is told).
+        self.on_given_up: Callable[[Update], Awaitable[None]] | None = None
 
     @property
     def held(self) -> int:
@@ -91,9 +96,13 @@ class Inbox:
             metrics.inbox_event("seen_before")
         return new
 
+    def is_suspect(self, update_id: int) -> bool:
+        return update_id in self._suspects
+
     async def finish(self, update_id: int, gave_up: str | None = None) -> None:
         """Mark an update handled (or given up, with why)."""
         self._held.discard(update_id)
+        self._suspects.discard(update_id)
         try:
             async with self._sessions.begin() as session:
                 # Only while this process still holds it: if its lease ran out and another
@@ -110,8 +119,10 @@ class Inbox:
         ids = None if update_id is None else [update_id]
         if update_id is None:
             self._held.clear()
+            self._suspects.clear()
         else:
             self._held.discard(update_id)
+            self._suspects.discard(update_id)
         try:
             async with self._sessions.begin() as session:
                 return await InboxRepository(session).release(self.owner, ids)
@@ -128,29 +139,52 @@ class Inbox:
             await InboxRepository(session).renew(self.owner, sorted(self._held), until)
 
     async def claim(self, bot: Bot, limit: int = CLAIM_BATCH) -> list[Update]:
-        """Claim the free updates and return those to handle, oldest first; those that
-        cannot be read, or were tried MAX_ATTEMPTS times, are given up here."""
+        """Claim free updates and return those to handle, oldest first: up to ``limit``
+        given back cleanly, and at most one suspect (its holder died), none while this
+        process still tries one. Those that cannot be read, or that were tried alone
+        MAX_ATTEMPTS times, are given up here (and their senders told); a suspect given up
+        is followed by the next one."""
+        updates: list[Update] = []
+        while True:
+            more, gave_up_suspect = await self._claim_once(bot, limit)
+            updates += more
+            limit -= len(more)
+            if not gave_up_suspect or self._suspects or limit <= 0:
+                return updates
+
+    async def _claim_once(self, bot: Bot, limit: int) -> tuple[list[Update], bool]:
+        suspects = 0 if self._suspects else 1
         async with self._sessions.begin() as session:
             # Leases on the database's clock, read at the claim itself.
             now = await database_now(session)
             rows = await InboxRepository(session).claim_free(
-                self.owner, now, now + self._lease, limit
+                self.owner, now, now + self._lease, limit, suspects=suspects
             )
-            claimed = [(row.update_id, row.payload, row.attempts) for row in rows]
+            claimed = [(row.update_id, row.payload, row.attempts, row.suspect) for row in rows]
         updates = []
-        for update_id, payload, attempts in claimed:
+        gave_up_suspect = False
+        for update_id, payload, attempts, suspect in claimed:
             self._held.add(update_id)
+            if suspect:
+                self._suspects.add(update_id)
             update = self._open(update_id, payload, bot)
+            if update is None or attempts > MAX_ATTEMPTS:
+                gave_up_suspect = gave_up_suspect or suspect
             if update is None:
                 logger.warning("Update %d given up: it cannot be opened", update_id)
                 await self._give_up(update_id, "unreadable")
             elif attempts > MAX_ATTEMPTS:
                 logger.warning("Update %d given up after %d attempts", update_id, attempts - 1)
                 await self._give_up(update_id, "attempts")
+                if self.on_given_up is not None:
+                    try:
+                        await self.on_given_up(update)
+                    except Exception as error:  # told or not, it stays given up
+                        logger.warning("Given-up notice not sent (%s)", type(error).__name__)
             else:
                 metrics.inbox_event("claimed")
                 updates.append(update)
-        return updates
+        return updates, gave_up_suspect
 
     async def purge(self) -> int:
         """Forget handled updates older than KEEP_HANDLED; return how many."""
@@ -265,6 +299,8 @@ class InboxProcessor(BaseUpdateProcessor):
         self.turns = Turns(max_concurrent_updates)
         self.inbox: Inbox | None = None
         self.draining = False
+        # Where claimed updates go (the application's queue), set at start-up.
+        self.queue: InboxQueue | None = None
         # Monotonic time an update last finished (for /readyz: workers alive).
         self.last_finished = time.monotonic()
 
@@ -296,6 +332,7 @@ class InboxProcessor(BaseUpdateProcessor):
                 await coroutine
             finally:
                 _handling.reset(token)
+            suspect = inbox.is_suspect(update.update_id)
             if handling.deferred:
                 await inbox.release(update.update_id)
                 metrics.inbox_event("given_back")
@@ -304,6 +341,13 @@ class InboxProcessor(BaseUpdateProcessor):
         finally:
             self.last_finished = time.monotonic()
             self.turns.leave(sender)
+        if suspect and self.queue is not None and not self.draining:
+            # Suspects are tried one at a time: this one is settled, so the next at once
+            # (not at the next run of the inbox job, a third of a lease away).
+            try:
+                await take_over(inbox, self.queue, update.get_bot())
+            except Exception as error:  # the inbox job tries again
+                logger.warning("Next suspect not claimed (%s)", type(error).__name__)
 
     async def initialize(self) -> None:
         """Nothing to set up: the inbox is attached once the database is open."""
@@ -319,24 +363,30 @@ def sender_of(update: Update) -> Hashable:
     return user.id if user is not None else ("update", update.update_id)
 
 
-async def tend(
-    inbox: Inbox, queue: InboxQueue, bot: Bot, *, purge: bool, claim: bool = True
-) -> int:
-    """One run of the inbox job: renew this process's leases, queue the free updates
-    (given back by a stopped process, or held by one that died) as far as the backlog
-    leaves room, and now and then forget old handled ones. Return how many were queued."""
-    await inbox.renew()
-    updates: list[Update] = []
+async def take_over(inbox: Inbox, queue: InboxQueue, bot: Bot) -> int:
+    """Queue the free updates, as far as the backlog leaves room; return how many."""
     room = CLAIM_BATCH
     if queue.turns is not None and queue.max_backlog > 0:
         room = min(room, queue.max_backlog - queue.turns.waiting - queue.turns.running)
-    if claim and room > 0:
-        updates = await inbox.claim(bot, room)
+    if room <= 0:
+        return 0
+    updates = await inbox.claim(bot, room)
     for update in updates:
         await queue.put_claimed(update)
     if updates:
         logger.info("%d updates taken over from the inbox", len(updates))
+    return len(updates)
+
+
+async def tend(
+    inbox: Inbox, queue: InboxQueue, bot: Bot, *, purge: bool, claim: bool = True
+) -> int:
+    """One run of the inbox job: renew this process's leases, queue the free updates
+    (given back by a stopped process, or held by one that died), and now and then forget
+    old handled ones. Return how many were queued."""
+    await inbox.renew()
+    taken = await take_over(inbox, queue, bot) if claim else 0
     if purge:
         await inbox.purge()
     metrics.set_inbox_waiting(await inbox.waiting())
-    return len(updates)
+    return taken

@@ -209,6 +209,7 @@ class ScreeningService:
         max_pixels: int,
         max_pending: int,
         follow_up_after: timedelta,
+        hung_after_s: float = 120.0,
     ) -> None:
         self._screener = screener
         self._executor = executor
@@ -216,6 +217,7 @@ class ScreeningService:
         self._max_bytes = max_bytes
         self._max_pixels = max_pixels
         self._follow_up_after = follow_up_after
+        self._hung_after_s = hung_after_s
         # Bounds the photos held in memory (downloaded, waiting for a worker); later
         # users queue here, in arrival order, instead of failing.
         self._slots = asyncio.Semaphore(max_pending)
@@ -267,9 +269,13 @@ class ScreeningService:
             try:
                 data = bytes(await download())
                 loop = asyncio.get_running_loop()
-                screened = await loop.run_in_executor(
-                    self._executor, self._screen_sync, data, sender.worker
-                )
+                # A photo still in a worker long past its time budget is hung (a stage that
+                # never returns): it counts as a failure and is answered so, rather than
+                # holding its sender's turn for ever. The thread itself cannot be stopped.
+                async with asyncio.timeout(self._hung_after_s):
+                    screened = await loop.run_in_executor(
+                        self._executor, self._screen_sync, data, sender.worker
+                    )
             except Exception as error:
                 # Unexpected: the global error handler replies; the log keeps the attempt
                 # (unless the user has been forgotten meanwhile).

@@ -60,6 +60,8 @@ class StatsSummary:
     # Reminders and follow-ups waiting to be sent, and those given up on, by reason.
     outbox_pending: int = 0
     outbox_parked: dict[str, int] = field(default_factory=dict)
+    # Updates given up in the period (they kept failing, or could not be opened), by reason.
+    inbox_given_up: dict[str, int] = field(default_factory=dict)
 
 
 class ConsultationRepository:
@@ -402,6 +404,14 @@ class OutboxRepository:
         return int(pending or 0), _by_count(reasons)
 
 
+@dataclass(frozen=True)
+class ClaimedUpdate:
+    update_id: int
+    payload: str | None
+    attempts: int
+    suspect: bool  # its previous holder died holding it
+
+
 class InboxRepository:
     """Updates from their arrival until they are handled (see ``bot.inbox``)."""
 
@@ -442,7 +452,14 @@ class InboxRepository:
                 InboxUpdate.owner == owner,
                 InboxUpdate.done_at.is_(None),
             )
-            .values(done_at=now, payload=None, owner=None, lease_until=None, gave_up=gave_up)
+            .values(
+                done_at=now,
+                # A given-up update stays sealed until purged, for an administrator to see.
+                payload=None if gave_up is None else InboxUpdate.payload,
+                owner=None,
+                lease_until=None,
+                gave_up=gave_up,
+            )
         )
 
     async def release(self, owner: str, update_ids: Sequence[int] | None = None) -> int:
@@ -470,37 +487,51 @@ class InboxRepository:
         )
 
     async def claim_free(
-        self, owner: str, now: datetime, lease_until: datetime, limit: int
-    ) -> list[InboxUpdate]:
-        """Claim up to ``limit`` unhandled updates nobody holds (given back, or whose
-        holder's lease ran out), oldest first, counting the attempt.
+        self, owner: str, now: datetime, lease_until: datetime, limit: int, *, suspects: int = 1
+    ) -> list[ClaimedUpdate]:
+        """Claim up to ``limit`` unhandled updates given back cleanly, and up to
+        ``suspects`` whose holder's lease ran out (it died holding them), oldest first,
+        counting the attempt.
 
         A conditional UPDATE like the outbox's claim: an update another process claimed
         in between no longer matches, on SQLite and PostgreSQL alike.
         """
-        free = (
-            InboxUpdate.done_at.is_(None),
-            or_(InboxUpdate.lease_until.is_(None), InboxUpdate.lease_until <= now),
-        )
-        candidates = (
-            await self._session.scalars(
-                select(InboxUpdate.update_id)
-                .where(*free)
-                .order_by(InboxUpdate.update_id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+        unhandled = InboxUpdate.done_at.is_(None)
+        given_back = InboxUpdate.lease_until.is_(None)
+        ran_out = InboxUpdate.lease_until <= now
+        candidates: list[tuple[int, bool]] = []
+        for wanted, condition, suspect in ((limit, given_back, False), (suspects, ran_out, True)):
+            if wanted <= 0:
+                continue
+            ids = (
+                await self._session.scalars(
+                    select(InboxUpdate.update_id)
+                    .where(unhandled, condition)
+                    .order_by(InboxUpdate.update_id)
+                    .limit(wanted)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            candidates += [(update_id, suspect) for update_id in ids]
         if not candidates:
             return []
+        suspect_of = dict(candidates)
         claimed = await self._session.scalars(
             update(InboxUpdate)
-            .where(InboxUpdate.update_id.in_(candidates), *free)
+            .where(
+                InboxUpdate.update_id.in_(list(suspect_of)),
+                unhandled,
+                or_(given_back, ran_out),
+            )
             .values(owner=owner, lease_until=lease_until, attempts=InboxUpdate.attempts + 1)
             .returning(InboxUpdate)
             .execution_options(synchronize_session=False)
         )
-        return sorted(claimed.all(), key=lambda row: row.update_id)
+        rows = sorted(claimed.all(), key=lambda row: row.update_id)
+        return [
+            ClaimedUpdate(row.update_id, row.payload, row.attempts, suspect_of[row.update_id])
+            for row in rows
+        ]
 
     async def waiting(self) -> int:
         """How many updates wait to be handled (held or free)."""
@@ -577,6 +608,13 @@ class StatsRepository:
         )
         known = await self._session.scalar(select(func.count()).select_from(User))
         outbox_pending, outbox_parked = await OutboxRepository(self._session).backlog()
+        given_up = (
+            await self._session.execute(
+                select(InboxUpdate.gave_up, func.count())
+                .where(InboxUpdate.gave_up.is_not(None), InboxUpdate.done_at >= since)
+                .group_by(InboxUpdate.gave_up)
+            )
+        ).all()
         return StatsSummary(
             days=days,
             active_users=len({row.user_key for row in rows}),
@@ -592,6 +630,7 @@ class StatsRepository:
             follow_ups=_by_count(outcomes),
             outbox_pending=outbox_pending,
             outbox_parked=outbox_parked,
+            inbox_given_up=_by_count(Counter({str(why): int(n) for why, n in given_up})),
         )
 
 

@@ -18,7 +18,8 @@ from telegram import Update
 from bot import metrics
 from bot.app import INBOX_JOB_NAME
 from bot.db.models import Consultation, InboxUpdate
-from bot.inbox import Inbox, InboxQueue, tend
+from bot.inbox import MAX_ATTEMPTS, Inbox, InboxQueue, tend
+from bot.replies import for_language
 from tests.e2e import images
 from tests.e2e.chat import phone_photo
 from tests.e2e.conftest import RunningBot
@@ -191,3 +192,42 @@ async def left_by_a_dead_process_again(bot: RunningBot, data: dict[str, Any]) ->
             .where(InboxUpdate.update_id == update_id)
             .values(done_at=None, payload=payload, owner="dead", lease_until=None)
         )
+
+
+async def test_a_poison_held_with_twenty_others_is_given_up_and_its_sender_told(
+    running_bot: RunningBot,
+    fake_api: FakeTelegramApi,
+    new_user_id: int,
+    lesion_jpegs: dict[str, bytes],
+) -> None:
+    """A dead process held 21 photos; one of them has killed two more processes since,
+    alone each time. Taken over: the 20 others are answered (tried one at a time, as
+    suspects), the poison is given up, kept sealed, and its sender asked to send it again."""
+    users = [new_user_id * 100 + n for n in range(21)]
+    poison, others = users[0], users[1:]
+    jpeg = phone_photo(lesion_jpegs)
+    held = []
+    for user in users:
+        await running_bot.agree(user)
+        held.append(await left_by_a_dead_process(running_bot, photo_update(fake_api, user, jpeg)))
+    async with running_bot.application.bot_data.runtime.sessions.begin() as session:
+        await session.execute(
+            update(InboxUpdate)
+            .where(InboxUpdate.update_id == held[0].update_id)
+            .values(attempts=MAX_ATTEMPTS)
+        )
+
+    await take_over(running_bot)
+    [told] = await fake_api.wait_for_text(poison)
+    for user in others:
+        await fake_api.wait_for_text(user)
+    for update_ in held[1:]:
+        await settled(running_bot, update_.update_id)
+
+    assert told.text == for_language("en").text("inbox.gave_up")
+    assert [len(results(fake_api, user)) for user in others] == [1] * len(others)
+    assert await running_bot.consultations(poison) == []
+    given_up = await inbox_row(running_bot, held[0].update_id)
+    assert given_up.gave_up == "attempts" and given_up.payload is not None
+    for update_ in held[1:]:
+        assert (await inbox_row(running_bot, update_.update_id)).gave_up is None
