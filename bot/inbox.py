@@ -35,7 +35,7 @@ from telegram.ext import BaseUpdateProcessor
 
 from bot import metrics
 from bot.db.models import utc_now
-from bot.db.repository import InboxRepository, database_now
+from bot.db.repository import UPDATE_WINDOW, InboxRepository, database_now
 from bot.privacy import UpdateSealer
 from bot.turns import Turns, TurnsClosedError
 
@@ -45,8 +45,9 @@ logger = logging.getLogger(__name__)
 # that stopped while holding it, and a third in a row is no coincidence.
 MAX_ATTEMPTS = 3
 # Handled updates are remembered this long, longer than Telegram keeps one (24 hours),
-# so an update sent again is recognised rather than handled twice.
-KEEP_HANDLED = timedelta(hours=48)
+# so an update sent again is recognised rather than handled twice; an older id is a new
+# update (Telegram reuses ids after a week without updates).
+KEEP_HANDLED = UPDATE_WINDOW
 # Updates claimed per run of the job: the queue takes them all, the screening queue then
 # admits what fits (the rest get "busy" and are done with).
 CLAIM_BATCH = 100

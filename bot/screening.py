@@ -321,7 +321,9 @@ class ScreeningService:
             earlier = (
                 None
                 if request.update_id is None
-                else await ConsultationRepository(session).by_update(request.update_id)
+                else await ConsultationRepository(session).by_update(
+                    request.update_id, request.user_key
+                )
             )
         return _Sender(
             language=(user.language if user else None) or language_for(request.telegram_language),
@@ -354,7 +356,7 @@ class ScreeningService:
                 return Forgotten(sender.language)
             consultations = ConsultationRepository(session)
             if request.update_id is not None:
-                earlier = await consultations.by_update(request.update_id)
+                earlier = await consultations.by_update(request.update_id, request.user_key)
                 if earlier is not None and earlier.delivered_at is not None:
                     return AlreadyAnswered(sender.language)
                 if earlier is not None:

@@ -111,8 +111,10 @@ class Consultation(Base):
     # When Telegram accepted the reply; None: not (yet) delivered, after every retry.
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The Telegram update it answers: an update handled again after a crash (see
-    # bot.inbox) finds its row here instead of logging a second consultation.
-    update_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    # bot.inbox) finds its row here instead of logging a second consultation. Not unique:
+    # Telegram reuses ids (it restarts them after a week without updates), so an update is
+    # this id from this user within bot.inbox.KEEP_HANDLED.
+    update_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
 
     def __repr__(self) -> str:
         return f"Consultation(id={self.id!r}, status={self.status!r}, reason={self.reason!r})"

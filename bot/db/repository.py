@@ -23,6 +23,10 @@ from bot.db.models import (
     User,
 )
 
+# How long an update id names one update: longer than Telegram keeps an update (24 hours),
+# shorter than the week without updates after which it may start its ids again.
+UPDATE_WINDOW = timedelta(hours=48)
+
 
 async def database_now(session: AsyncSession) -> datetime:
     """The database server's clock, for leases: replicas whose own clocks disagree still
@@ -86,10 +90,20 @@ class ConsultationRepository:
             update(Consultation).where(Consultation.id == consultation_id).values(**values)
         )
 
-    async def by_update(self, update_id: int) -> Consultation | None:
-        """Return the consultation that answers one Telegram update, if any."""
+    async def by_update(self, update_id: int, user_key: str) -> Consultation | None:
+        """Return the consultation that answers one Telegram update, if any: this id from
+        this user within UPDATE_WINDOW (Telegram reuses ids, so an older one, or another
+        user's, answers another update)."""
+        since = datetime.now(UTC) - UPDATE_WINDOW
         return await self._session.scalar(
-            select(Consultation).where(Consultation.update_id == update_id)
+            select(Consultation)
+            .where(
+                Consultation.update_id == update_id,
+                Consultation.user_key == user_key,
+                Consultation.created_at >= since,
+            )
+            .order_by(Consultation.id.desc())
+            .limit(1)
         )
 
     async def remove(self, consultation: Consultation) -> None:
@@ -422,20 +436,30 @@ class InboxRepository:
         self, update_id: int, payload: str, owner: str, now: datetime, lease_until: datetime
     ) -> bool:
         """Keep a new update, held by ``owner``; False if this update id is known already
-        (Telegram sent it again, or another replica got it): nothing is written then."""
+        (Telegram sent it again, or another replica got it): nothing is written then. An id
+        handled longer than UPDATE_WINDOW ago and not purged yet is a new update (Telegram
+        reuses ids): it takes the old row's place."""
         dialect = self._session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        values = {
+            "update_id": update_id,
+            "received_at": now,
+            "payload": payload,
+            "owner": owner,
+            "lease_until": lease_until,
+            "attempts": 1,
+            "done_at": None,
+            "gave_up": None,
+        }
+        forgotten = InboxUpdate.done_at.is_not(None) & (InboxUpdate.done_at < now - UPDATE_WINDOW)
         statement = (
             insert(InboxUpdate)
-            .values(
-                update_id=update_id,
-                received_at=now,
-                payload=payload,
-                owner=owner,
-                lease_until=lease_until,
-                attempts=1,
+            .values(**values)
+            .on_conflict_do_update(
+                index_elements=[InboxUpdate.update_id],
+                set_={k: v for k, v in values.items() if k != "update_id"},
+                where=forgotten,
             )
-            .on_conflict_do_nothing(index_elements=[InboxUpdate.update_id])
             .returning(InboxUpdate.update_id)
         )
         return (await self._session.scalar(statement)) is not None

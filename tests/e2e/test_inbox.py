@@ -17,8 +17,8 @@ from telegram import Update
 
 from bot import metrics
 from bot.app import INBOX_JOB_NAME
-from bot.db.models import Consultation, InboxUpdate
-from bot.inbox import MAX_ATTEMPTS, Inbox, InboxQueue, tend
+from bot.db.models import Consultation, InboxUpdate, utc_now
+from bot.inbox import KEEP_HANDLED, MAX_ATTEMPTS, Inbox, InboxQueue, tend
 from bot.replies import for_language
 from tests.e2e import images
 from tests.e2e.chat import phone_photo
@@ -231,3 +231,55 @@ async def test_a_poison_held_with_twenty_others_is_given_up_and_its_sender_told(
     assert given_up.gave_up == "attempts" and given_up.payload is not None
     for update_ in held[1:]:
         assert (await inbox_row(running_bot, update_.update_id)).gave_up is None
+
+
+async def test_an_update_id_reused_by_telegram_for_another_user_is_answered(
+    running_bot: RunningBot,
+    fake_api: FakeTelegramApi,
+    new_user_id: int,
+    lesion_jpegs: dict[str, bytes],
+) -> None:
+    """Telegram starts its update ids again after a week without updates: an id answered
+    for one user long ago, then used for another user's photo, is a new update, whether
+    its inbox row is still there (not purged yet) or gone; consultations keep their ids a
+    year, so they are matched by user and time too (test 8 of issue 19)."""
+    first, second, third = (new_user_id * 100 + n for n in range(3))
+    for user in (first, second, third):
+        await running_bot.agree(user)
+    jpeg = phone_photo(lesion_jpegs)
+    await deliver(running_bot, photo_update(fake_api, first, jpeg))
+    await fake_api.wait_for_text(first)
+    [answered] = await running_bot.consultations(first)
+    reused = answered.update_id
+    assert reused is not None
+    await settled(running_bot, reused)
+
+    for user, purged in ((second, False), (third, True)):
+        await forgotten_long_ago(running_bot, reused, purge=purged)
+        data = photo_update(fake_api, user, phone_photo(lesion_jpegs, seed=user))
+        await deliver(running_bot, {**data, "update_id": reused})
+        await fake_api.wait_for_text(user)
+        await settled(running_bot, reused)
+        assert len(results(fake_api, user)) == 1
+        [row] = await running_bot.consultations(user)
+        assert row.update_id == reused and row.delivered_at is not None
+    assert len(results(fake_api, first)) == 1
+    assert len(await running_bot.consultations(first)) == 1
+
+
+async def deliver(bot: RunningBot, data: dict[str, Any]) -> None:
+    """Hand an update to the bot as polling does (the fake's getUpdates offset would hide
+    an id lower than the last one, which a restart of Telegram's ids produces)."""
+    update_ = Update.de_json(data, bot.application.bot)
+    await bot.application.update_queue.put(update_)
+
+
+async def forgotten_long_ago(bot: RunningBot, update_id: int, *, purge: bool) -> None:
+    """As if the update had been handled longer ago than the inbox remembers (and purged)."""
+    long_ago = utc_now() - KEEP_HANDLED - timedelta(hours=1)
+    async with bot.application.bot_data.runtime.sessions.begin() as session:
+        await session.execute(
+            update(InboxUpdate).where(InboxUpdate.update_id == update_id).values(done_at=long_ago)
+        )
+    if purge:
+        assert await bot.application.bot_data.runtime.inbox.purge() >= 1
