@@ -17,6 +17,7 @@ from sqlalchemy import text
 from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes
+from telegram.request import HTTPXRequest
 
 from bot import metrics, scheduler
 from bot.admission import Admission
@@ -50,6 +51,12 @@ logger = logging.getLogger(__name__)
 
 # /readyz answers within this, even when the database does not.
 READY_TIMEOUT_S = 3.0
+# Not ready when polling has not got an answer from Telegram for this long (a long poll
+# returns at least every 10 s) ...
+POLL_STALE_S = 60.0
+# ... or when updates wait and none has finished for this long (twice the time after
+# which a photo stuck in a worker is failed: the workers are stuck, not just busy).
+STUCK_AFTER_BUDGETS = 4
 INBOX_JOB_NAME = "inbox"
 # Old handled updates are purged from the inbox at most this often.
 INBOX_PURGE_INTERVAL_S = 3600.0
@@ -86,6 +93,20 @@ class CountingRateLimiter(AIORateLimiter):
         return await super().process_request(counted, args, kwargs, endpoint, data, rate_limit_args)
 
 
+class PollingRequest(HTTPXRequest):
+    """The connection getUpdates uses, noting when Telegram last answered it (for /readyz:
+    a polling loop that has stopped, or cannot reach Telegram, is not ready)."""
+
+    def __init__(self) -> None:
+        super().__init__(connection_pool_size=1)
+        self.last_answer = time.monotonic()
+
+    async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        answer = await super().do_request(*args, **kwargs)
+        self.last_answer = time.monotonic()
+        return answer
+
+
 def build_application(settings: Settings, *, handle_signals: bool = False) -> BotApplication:
     """Build the bot: Telegram client, handlers, and start-up/shutdown hooks.
 
@@ -95,10 +116,13 @@ def build_application(settings: Settings, *, handle_signals: bool = False) -> Bo
     token = settings.telegram_bot_token.get_secret_value()
     # Every update is kept before Telegram is told it arrived, and settled once handled.
     queue = InboxQueue()
+    # A webhook request whose update cannot be kept is answered 503: Telegram sends it again.
+    queue.webhook = settings.webhook_url is not None
     processor = InboxProcessor(settings.concurrent_updates)
+    polling = PollingRequest()
 
     async def ready() -> str | None:
-        return await _readiness(application)
+        return await _readiness(application, queue, processor, polling)
 
     async def post_init(application: BotApplication) -> None:
         resources = AsyncExitStack()
@@ -146,6 +170,7 @@ def build_application(settings: Settings, *, handle_signals: bool = False) -> Bo
         .context_types(ContextTypes(bot_data=BotData))
         # Retry after Telegram's flood control rather than lose a reply.
         .rate_limiter(CountingRateLimiter(max_retries=3))
+        .get_updates_request(polling)
         .update_queue(queue)
         .concurrent_updates(processor)
         .post_init(post_init)
@@ -273,8 +298,15 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
     )
 
 
-async def _readiness(application: BotApplication) -> str | None:
-    """Return None when the bot can serve (model loaded, database answering), else why not."""
+async def _readiness(
+    application: BotApplication,
+    queue: InboxQueue,
+    processor: InboxProcessor,
+    polling: PollingRequest,
+) -> str | None:
+    """Return None when the bot can serve, else why not: starting (model not loaded yet),
+    database unreachable, updates that cannot be kept, polling that gets no answer, or
+    updates waiting while none has finished for a long time (stuck workers)."""
     if not application.bot_data.attached:
         return "starting"  # the runtime is attached only once the model has loaded
     runtime = application.bot_data.runtime
@@ -284,4 +316,15 @@ async def _readiness(application: BotApplication) -> str | None:
     except Exception as error:  # any failure means "not ready"; the kind is enough to say
         logger.warning("Readiness: database unreachable (%s)", type(error).__name__)
         return "database unreachable"
+    now = time.monotonic()
+    if queue.failing_since is not None:
+        return f"updates cannot be kept (for {now - queue.failing_since:.0f} s)"
+    if not queue.webhook and now - polling.last_answer > POLL_STALE_S:
+        return f"no answer to polling for {now - polling.last_answer:.0f} s"
+    stuck_after = STUCK_AFTER_BUDGETS * runtime.settings.screening_time_budget_s
+    turns = processor.turns
+    if turns.waiting + turns.running > 0 and now - processor.last_finished > stuck_after:
+        return (
+            f"{turns.waiting + turns.running} updates wait, none finished for {stuck_after:.0f} s"
+        )
     return None

@@ -26,12 +26,14 @@ from collections.abc import Awaitable, Callable, Hashable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
+from http import HTTPStatus
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot, Update
 from telegram.error import NetworkError
 from telegram.ext import BaseUpdateProcessor
+from tornado.web import HTTPError
 
 from bot import metrics
 from bot.db.models import utc_now
@@ -192,9 +194,16 @@ class Inbox:
         async with self._sessions.begin() as session:
             return await InboxRepository(session).purge_done_before(utc_now() - KEEP_HANDLED)
 
-    async def waiting(self) -> int:
+    async def waiting(self) -> tuple[int, float]:
+        """How many updates wait to be handled, and the oldest one's age in seconds."""
         async with self._sessions() as session:
-            return await InboxRepository(session).waiting()
+            repository = InboxRepository(session)
+            count = await repository.waiting()
+            oldest = await repository.oldest_waiting()
+            now = await database_now(session)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=now.tzinfo)  # an aggregate skips the column type
+        return count, 0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0)
 
     async def _give_up(self, update_id: int, why: str) -> None:
         metrics.inbox_event(f"gave_up_{why}")
@@ -241,6 +250,9 @@ class InboxQueue(asyncio.Queue[object]):
         self.inbox: Inbox | None = None
         self.turns: Turns | None = None
         self.max_backlog = 0
+        # Webhook mode: an update that cannot be kept is refused with a 503 (Telegram sends
+        # it again); in polling mode with a NetworkError (the same offset is asked again).
+        self.webhook = False
         # Monotonic time of the first failure to keep an update since the last success
         # (None: the last one was kept), for /readyz.
         self.failing_since: float | None = None
@@ -259,9 +271,10 @@ class InboxQueue(asyncio.Queue[object]):
                 metrics.inbox_event("not_kept")
                 if self.failing_since is None:
                     self.failing_since = time.monotonic()
-                raise NetworkError(
-                    f"the update could not be kept ({type(error).__name__})"
-                ) from error
+                why = f"the update could not be kept ({type(error).__name__})"
+                if self.webhook:
+                    raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, reason=why) from error
+                raise NetworkError(why) from error
             self.failing_since = None
             if not new:
                 return  # handled, or being handled, already
@@ -316,6 +329,9 @@ class InboxProcessor(BaseUpdateProcessor):
             await coroutine
             return
         sender = sender_of(update)
+        arrived = time.monotonic()
+        if self.turns.waiting + self.turns.running == 0:
+            self.last_finished = arrived  # idle until now: nothing was stuck
         try:
             if self.draining:
                 raise TurnsClosedError
@@ -339,6 +355,7 @@ class InboxProcessor(BaseUpdateProcessor):
                 metrics.inbox_event("given_back")
             else:
                 await inbox.finish(update.update_id)
+                metrics.UPDATE_SECONDS.observe(time.monotonic() - arrived)
         finally:
             self.last_finished = time.monotonic()
             self.turns.leave(sender)
@@ -389,5 +406,5 @@ async def tend(
     taken = await take_over(inbox, queue, bot) if claim else 0
     if purge:
         await inbox.purge()
-    metrics.set_inbox_waiting(await inbox.waiting())
+    metrics.set_inbox_waiting(*await inbox.waiting())
     return taken

@@ -74,6 +74,19 @@ INBOX_WAITING = Gauge(
     "Updates kept and not yet handled, by every replica together",
     registry=REGISTRY,
 )
+INBOX_OLDEST_WAITING = Gauge(
+    "bot_inbox_oldest_waiting_seconds",
+    "Age of the oldest update kept and not yet handled (0 when none waits), all replicas",
+    registry=REGISTRY,
+)
+# From an update kept (or taken over) by this process to its being settled: the time a
+# user waits for an answer, queueing included. Buckets up to a burst's worst case.
+UPDATE_SECONDS = Histogram(
+    "bot_update_seconds",
+    "Seconds from an update being kept or taken over to its being settled (answered)",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0),
+    registry=REGISTRY,
+)
 
 # python-telegram-bot's exception classes, most specific first, by name: this module is
 # imported by the screening service, which stays free of Telegram.
@@ -117,8 +130,9 @@ def inbox_event(event: str) -> None:
     INBOX_EVENTS.labels(event=event).inc()
 
 
-def set_inbox_waiting(count: int) -> None:
+def set_inbox_waiting(count: int, oldest_s: float = 0.0) -> None:
     INBOX_WAITING.set(count)
+    INBOX_OLDEST_WAITING.set(oldest_s)
 
 
 def observe_stage(stage: str, seconds: float) -> None:

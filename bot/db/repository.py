@@ -564,6 +564,12 @@ class InboxRepository:
         )
         return int(count or 0)
 
+    async def oldest_waiting(self) -> datetime | None:
+        """When the oldest update still waiting to be handled arrived (None: none waits)."""
+        return await self._session.scalar(
+            select(func.min(InboxUpdate.received_at)).where(InboxUpdate.done_at.is_(None))
+        )
+
     async def purge_done_before(self, cutoff: datetime) -> int:
         """Forget handled updates from before ``cutoff``; return how many."""
         result = await self._session.execute(

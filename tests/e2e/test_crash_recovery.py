@@ -63,13 +63,14 @@ class Deployment:
         self.env = env
         self.log = tmp_path / "bot.log"
         self.starts = 0
+        self.health_port = 0  # the latest process's /healthz, /readyz and /metrics
 
     @asynccontextmanager
     async def process(
         self, *, ready: bool = True, **env: str
     ) -> AsyncIterator[asyncio.subprocess.Process]:
         self.starts += 1
-        health = free_port()
+        health = self.health_port = free_port()
         env = bot_env(
             TELEGRAM_BOT_TOKEN=TOKEN,
             TELEGRAM_API_URL=self.api.url,
