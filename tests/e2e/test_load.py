@@ -11,14 +11,19 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+import pytest_asyncio
+from sqlalchemy import func, select
 
+from bot.db.models import InboxUpdate
 from bot.db.repository import ConsultationRepository
 from bot.replies import for_language
 from tests.e2e import images
-from tests.e2e.chat import phone_photo
-from tests.e2e.conftest import RunningBot
+from tests.e2e.chat import phone_photo, send_photo
+from tests.e2e.conftest import RunningBot, make_settings, start_bot
 from tests.fakes.telegram_api import FakeTelegramApi, SentMessage
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -121,3 +126,50 @@ async def test_photos_sent_one_after_another_are_each_answered(
     assert len(answers) == 6
     assert not any("limit" in (m.text or "") for m in answers)
     assert len(await running_bot.consultations(patient)) == 6
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def own_api() -> AsyncIterator[FakeTelegramApi]:
+    """A fake Telegram for a bot of the test's own (the module's bot polls the shared one)."""
+    api = FakeTelegramApi()
+    await api.start()
+    yield api
+    await api.stop()
+
+
+async def test_at_the_backlog_limit_no_more_updates_are_taken_from_telegram(
+    own_api: FakeTelegramApi, tmp_path: Path, lesion_jpegs: dict[str, bytes]
+) -> None:
+    """Backpressure: with MAX_WAITING_UPDATES=3 and every download held, the bot keeps (and
+    confirms) no more than three of eight photos; Telegram keeps the rest. Released, all
+    eight are answered, nothing refused."""
+    fresh_api = own_api
+    settings = make_settings(fresh_api.url, tmp_path / "bot.db", max_waiting_updates=3)
+    users = range(820_001, 820_009)
+    async with start_bot(settings) as bot:
+        held = []
+        for user in users:
+            await bot.agree(user)
+            file_id = send_photo(fresh_api, user, phone_photo(lesion_jpegs, seed=user))
+            held.append(fresh_api.hold_download(file_id))
+        await fresh_api.wait_for(lambda: len(fresh_api.download_requests) == 3, 60)
+        await asyncio.sleep(1.0)  # a fourth update would be kept by now
+        waiting_then, unconfirmed_then = await kept(bot), fresh_api.unconfirmed
+        # Released before the client's 5 s read timeout would cut the held downloads.
+        for event in held:
+            event.set()
+        # Three kept; the others left with Telegram (none confirmed that was not kept).
+        assert waiting_then == 3
+        assert unconfirmed_then >= len(users) - 3
+        for user in users:
+            await fresh_api.wait_for_text(user)
+        assert await kept(bot) == len(users)
+        for user in users:
+            [answer] = texts(fresh_api, user)
+            assert answer.text != EN.error()
+            assert len(await bot.consultations(user)) == 1
+
+
+async def kept(bot: RunningBot) -> int:
+    async with bot.application.bot_data.runtime.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(InboxUpdate)) or 0)
