@@ -87,6 +87,13 @@ UPDATE_SECONDS = Histogram(
     buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0),
     registry=REGISTRY,
 )
+ANSWERS = Counter(
+    "bot_answers",
+    "Photo results sent, by outcome: delivered, abandoned (every retry failed: left "
+    "undelivered in the log) or uncertain (timed out: perhaps delivered, not sent again)",
+    ["outcome"],
+    registry=REGISTRY,
+)
 
 # python-telegram-bot's exception classes, most specific first, by name: this module is
 # imported by the screening service, which stays free of Telegram.
@@ -123,6 +130,11 @@ def not_admitted(reason: str) -> None:
     """Count one picture refused unscreened as busy: ``busy_queue_full`` (everyone's queue
     is full) or ``busy_rate`` (over its sender's rate)."""
     REFUSALS.labels(reason=f"busy_{reason}").inc()
+
+
+def answer_sent(outcome: str) -> None:
+    """Count one photo result by how its sending ended (see :data:`ANSWERS`)."""
+    ANSWERS.labels(outcome=outcome).inc()
 
 
 def inbox_event(event: str) -> None:

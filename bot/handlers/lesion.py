@@ -11,9 +11,10 @@ import logging
 
 from telegram import Document, Message, PhotoSize, Update
 from telegram.constants import ChatAction
-from telegram.error import NetworkError
+from telegram.error import NetworkError, TimedOut
 from telegram.ext import MessageHandler, filters
 
+from bot import metrics
 from bot.config import Settings
 from bot.context import BotContext
 from bot.db.models import Consultation, ConsultationStatus
@@ -218,13 +219,24 @@ async def _deliver(
         text = f"{text}\n\n{replies.text('queue.waiting', count=waiting)}"
     try:
         sent = await reply_long(message, text)
+    except TimedOut:
+        # Telegram may have it (its answer was lost): not sent again, which would show the
+        # user the result twice. Left undelivered in the log: we do not know.
+        metrics.answer_sent("uncertain")
+        logger.warning(
+            "Reply to consultation %s timed out: perhaps delivered, not resent",
+            reply.consultation_id,
+        )
+        return
     except NetworkError as error:
+        metrics.answer_sent("abandoned")
         logger.warning(
             "Reply to consultation %s abandoned (%s): left undelivered",
             reply.consultation_id,
             type(error).__name__,
         )
         return
+    metrics.answer_sent("delivered")
     if reply.consultation_id is None:
         return
     nameable = isinstance(outcome, Assessed) and reply.subject.lesion_label is None
