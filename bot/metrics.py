@@ -127,8 +127,8 @@ def consultation_logged(status: str, reason: str | None) -> None:
 
 
 def not_admitted(reason: str) -> None:
-    """Count one picture refused unscreened as busy: ``busy_queue_full`` (everyone's queue
-    is full) or ``busy_rate`` (over its sender's rate)."""
+    """Count one picture refused unscreened: ``busy_rate`` (over its sender's abuse limit;
+    nothing is refused for load, see bot.turns)."""
     REFUSALS.labels(reason=f"busy_{reason}").inc()
 
 
