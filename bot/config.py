@@ -51,9 +51,9 @@ class Settings(DatabaseSettings):
     worker_threads: int = Field(default=2, ge=1)
     # Photos downloaded and waiting for a worker; each holds at most max_image_bytes.
     max_pending_screenings: int = Field(default=8, ge=1)
-    # Updates handled at once, at most one per user (bot.turns: each user's updates wait in
-    # their own queue, users are served in turn), so one slow photo or one user's 60 never
-    # blocks other users' replies. With SQLite, more at once mostly wait on its one writer.
+    # Updates handled at once, at most one photo per user (bot.turns: each user's photos wait
+    # in their own queue, users are served in turn), so one slow photo or one user's 60
+    # never blocks other users' replies. With SQLite, more at once mostly wait on its one writer.
     concurrent_updates: int = Field(default=64, ge=1)
     # Backpressure: updates waiting or running in this process, all users together. At this
     # many no more are taken from Telegram (polling asks for no more; a webhook request

@@ -375,10 +375,15 @@ class InboxProcessor(BaseUpdateProcessor):
 
 
 def sender_of(update: Update) -> Hashable:
-    """Whose queue an update waits in: its sender's (in memory only, never stored or
-    logged); an update without a sender waits in a queue of its own."""
-    user = update.effective_user
-    return user.id if user is not None else ("update", update.update_id)
+    """Whose queue an update waits in: a picture, its sender's (in memory only, never
+    stored or logged), so a user's photos are screened one at a time, in order. Anything
+    else (a command, a button, a text) is quick and waits in a queue of its own: /forget
+    or /help is never held up behind a batch of photos, and /forget still wins over a
+    photo in flight (its result is thrown away)."""
+    user, message = update.effective_user, update.message
+    if user is not None and message is not None and (message.photo or message.document):
+        return user.id
+    return ("update", update.update_id)
 
 
 async def take_over(inbox: Inbox, queue: InboxQueue, bot: Bot) -> int:

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import images
+from tests.e2e.chat import phone_photo, send_photo
+from tests.e2e.conftest import make_settings, start_bot
 from tests.e2e.processes import free_port, http_get, stop
 from tests.e2e.test_crash_recovery import Deployment, register, results
 from tests.fakes.telegram_api import FakeTelegramApi
@@ -103,3 +105,25 @@ async def ready_within(port: int, seconds: float) -> bool:
                 return True
         await asyncio.sleep(0.25)  # an HTTP endpoint: there is no event to wait on
     return False
+
+
+async def test_readyz_says_not_ready_while_updates_wait_and_none_finishes(
+    fresh_api: FakeTelegramApi, tmp_path: Path, lesion_jpegs: dict[str, bytes]
+) -> None:
+    """A photo held mid-download for longer than four time budgets (0.5 s each here): the
+    workers look stuck, so /readyz is 503 until it finishes, then 200 again."""
+    settings = make_settings(fresh_api.url, tmp_path / "bot.db", screening_time_budget_s=0.5)
+    user = 7_200_000
+    async with start_bot(settings) as bot:
+        port = bot.application.bot_data.health_port
+        await bot.agree(user)
+        file_id = send_photo(fresh_api, user, phone_photo(lesion_jpegs))
+        held = fresh_api.hold_download(file_id)
+        await fresh_api.wait_for(lambda: file_id in fresh_api.download_requests, 30)
+        assert (await http_get(port, "/readyz"))[0] == 200  # waiting, not stuck yet
+        await asyncio.sleep(2.5)  # past 4 x 0.5 s, within the client's 5 s read timeout
+        status, body = await http_get(port, "/readyz")
+        held.set()
+        await fresh_api.wait_for_text(user)
+        assert (status, "none finished" in body) == (503, True), body
+        assert await ready_within(port, 10)
