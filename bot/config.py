@@ -84,25 +84,25 @@ class Settings(DatabaseSettings):
     worker_threads: int = Field(default=2, ge=1)
     # Photos downloaded and waiting for a worker; each holds at most max_image_bytes.
     max_pending_screenings: int = Field(default=8, ge=1)
-    # Updates handled at once, so one slow photo never blocks other users' replies. More
-    # wait, unanswered, in PTB's queue; with SQLite, more at once mostly wait on its one
-    # writer (a burst of 100 photos on a busy machine ran past its 30 s lock timeout).
+    # Updates handled at once, at most one photo per user (bot.turns: each user's photos wait
+    # in their own queue, users are served in turn), so one slow photo or one user's 60
+    # never blocks other users' replies. With SQLite, more at once mostly wait on its one writer.
     concurrent_updates: int = Field(default=64, ge=1)
-    # Photos admitted and not yet answered, all users together (nothing is downloaded
-    # before a worker is free); more are answered "busy, send it again in a minute". Only
-    # reached when CONCURRENT_UPDATES is larger (say with PostgreSQL): below it, PTB's
-    # own limit holds further photos back first.
-    max_queued_photos: int = Field(default=100, ge=1)
+    # Backpressure: updates waiting or running in this process, all users together. At this
+    # many no more are taken from Telegram (polling asks for no more; a webhook request
+    # waits) until some are answered; Telegram keeps the rest meanwhile. Each waiting
+    # update is a few KB of memory (no photo is downloaded before its turn).
+    max_waiting_updates: int = Field(default=2000, ge=1)
     # Every update is kept in the database until handled (bot.inbox), held by its process
     # under a lease renewed every third of this. After a kill -9 the updates it held are
     # handled by the next process (or another replica) once their lease runs out; a clean
     # stop gives them back at once. Shorter: sooner after a crash, more database writes.
     inbox_lease_s: float = Field(default=30, ge=3)
-    # Per user: photos that may arrive at once, and how many more per minute after that.
-    # One person sending hundreds must not delay everyone else; the rest are refused (told
-    # once a minute), and one user's photos are screened one at a time.
-    user_photo_burst: int = Field(default=3, ge=1)
-    user_photos_per_minute: float = Field(default=6, gt=0)
+    # Abuse limit per user, far above real use: photos that may arrive at once (a health
+    # worker back in signal uploads a day's photos), refilled at this many an hour. Beyond
+    # it each photo is refused and told so; below it nothing is refused, whatever the load.
+    user_photo_burst: int = Field(default=200, ge=1)
+    user_photos_per_hour: float = Field(default=200, gt=0)
     # onnxruntime intra-op threads per inference; the pool already runs photos in parallel.
     inference_threads: int = Field(default=1, ge=1)
     # None means the model shipped in inference/models/.

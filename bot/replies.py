@@ -429,6 +429,7 @@ class Replies:
             self._section("stats.followups", follow_ups),
             self.text("stats.outbox", pending=summary.outbox_pending),
             self._section("stats.outbox_parked", summary.outbox_parked.items()),
+            self._section("stats.given_up", summary.inbox_given_up.items()),
         ]
         return "\n".join(sections)
 

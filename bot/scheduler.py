@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot, InlineKeyboardMarkup
 from telegram.error import Forbidden, NetworkError, TelegramError
 from telegram.ext import JobQueue
@@ -27,6 +28,7 @@ from bot.db.repository import (
     FollowUpRepository,
     OutboxRepository,
     UserRepository,
+    database_now,
 )
 from bot.handlers.reminders import MAX_IDS, MONTHLY, follow_up_keyboard
 from bot.replies import for_language
@@ -69,6 +71,9 @@ class _Outgoing:
     chat_id: int
     text: str
     markup: InlineKeyboardMarkup | None
+    # The claim's lease, which is also its fencing token: the row is marked only while it
+    # still carries this lease (no other run has claimed it since).
+    lease: datetime
 
 
 async def send_due(bot: Bot, runtime: Runtime, now: datetime) -> RunReport:
@@ -87,11 +92,11 @@ async def send_due(bot: Bot, runtime: Runtime, now: datetime) -> RunReport:
             # Counted in bot_telegram_errors by the rate limiter every call goes through.
             network_failures = network_failures + 1 if isinstance(error, NetworkError) else 0
             for message_id in claimed.message_ids:
-                await _mark_failed(runtime, message_id, error, now, report)
+                await _mark_failed(runtime, claimed, message_id, error, now, report)
         else:
             network_failures = 0
             for message_id in claimed.message_ids:
-                await _mark_sent(runtime, message_id, now)
+                await _mark_sent(runtime, claimed, message_id, now)
             report.sent += 1
     if network_failures >= MAX_NETWORK_FAILURES_IN_A_ROW:
         logger.warning("Telegram unreachable; the rest of the outbox waits for the next run")
@@ -137,9 +142,16 @@ async def queue_due(runtime: Runtime, now: datetime) -> int:
 
 
 async def _claim(runtime: Runtime, now: datetime, report: RunReport) -> _Outgoing | int | None:
-    """Claim the next message and render it; an id alone means it was settled unsent."""
+    """Claim the next message and render it; an id alone means it was settled unsent.
+
+    ``now`` says what is due; the lease is from the database's clock at this claim, not
+    from the start of the run: a run that lasts longer than a lease would otherwise hand
+    out leases already run out, and another replica would send the same message again.
+    """
     async with runtime.sessions.begin() as session:
-        message = await OutboxRepository(session).claim_next(now, now + CLAIM_LEASE)
+        clock = await database_now(session)
+        lease = clock + CLAIM_LEASE
+        message = await OutboxRepository(session).claim_next(now, lease, clock=clock)
         if message is None:
             return None
         user = await UserRepository(session).get(message.user_key)
@@ -158,11 +170,11 @@ async def _claim(runtime: Runtime, now: datetime, report: RunReport) -> _Outgoin
             return message.id
         replies = for_language(user.language)
         if message.kind == REMINDER:
-            return _Outgoing((message.id,), chat_id, replies.text("remind.message"), None)
+            return _Outgoing((message.id,), chat_id, replies.text("remind.message"), None, lease)
         outbox = OutboxRepository(session)
         # Every follow-up of this person that is due goes in this one message.
         more = await outbox.claim_follow_ups_of(
-            message.user_key, now, now + CLAIM_LEASE, MAX_FOLLOW_UPS_PER_MESSAGE - 1
+            message.user_key, now, lease, MAX_FOLLOW_UPS_PER_MESSAGE - 1, clock=clock
         )
         asked: list[tuple[int, int, Consultation]] = []  # outbox row, follow-up, check
         for row in (message, *(other for other in more if other.id != message.id)):
@@ -182,7 +194,8 @@ async def _claim(runtime: Runtime, now: datetime, report: RunReport) -> _Outgoin
         asked.sort(key=lambda item: item[2].created_at)
         text = replies.follow_ups([(c.created_at, c.lesion_label) for _, _, c in asked])
         markup = follow_up_keyboard(replies, [follow_up_id for _, follow_up_id, _ in asked])
-        return _Outgoing(tuple(row_id for row_id, _, _ in asked), chat_id, text, markup)
+        ids = tuple(row_id for row_id, _, _ in asked)
+        return _Outgoing(ids, chat_id, text, markup, lease)
 
 
 async def _send(bot: Bot, item: _Outgoing, settings: Settings) -> None:
@@ -197,11 +210,22 @@ async def _send(bot: Bot, item: _Outgoing, settings: Settings) -> None:
     )
 
 
-async def _mark_sent(runtime: Runtime, message_id: int, now: datetime) -> None:
+async def _held(session: AsyncSession, item: _Outgoing, message_id: int) -> OutboxMessage | None:
+    """The row, if this run's claim still holds it (else None: a /forget deleted it, or
+    another run claimed it after this claim's lease ran out, and that run now decides)."""
+    message = await OutboxRepository(session).get(message_id)
+    if message is None or message.claimed_until != item.lease:
+        if message is not None:
+            logger.warning("Outbox message %d: claim lost before it was marked", message_id)
+        return None
+    return message
+
+
+async def _mark_sent(runtime: Runtime, item: _Outgoing, message_id: int, now: datetime) -> None:
     async with runtime.sessions.begin() as session:
-        message = await OutboxRepository(session).get(message_id)
+        message = await _held(session, item, message_id)
         if message is None:
-            return  # the user asked to be forgotten while it was being sent
+            return
         message.sent_at, message.claimed_until = now, None
         if message.follow_up_id is not None:
             follow_up = await FollowUpRepository(session).get(message.follow_up_id)
@@ -210,12 +234,17 @@ async def _mark_sent(runtime: Runtime, message_id: int, now: datetime) -> None:
 
 
 async def _mark_failed(
-    runtime: Runtime, message_id: int, error: TelegramError, now: datetime, report: RunReport
+    runtime: Runtime,
+    item: _Outgoing,
+    message_id: int,
+    error: TelegramError,
+    now: datetime,
+    report: RunReport,
 ) -> None:
     kind = type(error).__name__
     settings = runtime.settings
     async with runtime.sessions.begin() as session:
-        message = await OutboxRepository(session).get(message_id)
+        message = await _held(session, item, message_id)
         if message is None:
             return
         message.attempts += 1
@@ -231,7 +260,7 @@ async def _mark_failed(
             _park(message, kind, now)
         else:
             message.due_at = now + backoff(message.attempts, settings.scheduler_retry_after_s)
-    if message is not None and message.parked_at is not None:
+    if message.parked_at is not None:
         report.parked += 1
         logger.warning(
             "Outbox message %d parked after %d tries: %s",

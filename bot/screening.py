@@ -22,7 +22,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import metrics
-from bot.admission import Admission, BusyReason
 from bot.advice import advise
 from bot.db.models import Consultation, ConsultationStatus, FollowUp, utc_now
 from bot.db.repository import ConsultationRepository, ReferralRepository, UserRepository
@@ -176,18 +175,6 @@ class ShuttingDownError(Exception):
 
 
 @dataclass(frozen=True)
-class Busy:
-    """Not admitted (the queue is full, or this sender sent too many): nothing downloaded.
-
-    ``notify`` is false when the sender was told so less than a minute ago.
-    """
-
-    language: str
-    reason: BusyReason
-    notify: bool
-
-
-@dataclass(frozen=True)
 class Tracked:
     """A named spot: how it changed since its previous photo (None: its first photo)."""
 
@@ -210,7 +197,7 @@ class Consulted:
     consultation_id: int | None = None  # the stored row, to mark delivered
 
 
-PhotoReply = NeedsConsent | NeedsPatientCode | Forgotten | Busy | AlreadyAnswered | Consulted
+PhotoReply = NeedsConsent | NeedsPatientCode | Forgotten | AlreadyAnswered | Consulted
 
 
 @dataclass(frozen=True)
@@ -235,7 +222,7 @@ class ScreeningService:
         max_pixels: int,
         max_pending: int,
         follow_up_after: timedelta,
-        admission: Admission,
+        hung_after_s: float = 120.0,
     ) -> None:
         self._screener = screener
         self._executor = executor
@@ -243,7 +230,7 @@ class ScreeningService:
         self._max_bytes = max_bytes
         self._max_pixels = max_pixels
         self._follow_up_after = follow_up_after
-        self._admission = admission
+        self._hung_after_s = hung_after_s
         # Bounds the photos held in memory (downloaded, waiting for a worker); later
         # users queue here, in arrival order, instead of failing.
         self._slots = asyncio.Semaphore(max_pending)
@@ -279,18 +266,9 @@ class ScreeningService:
             return await self._store(
                 request, sender, subject, Rejected(DecodeFailure.TOO_MANY_BYTES)
             )
-        # The rate per user was checked before anything else (bot.handlers.flood).
-        if not self._admission.enter_queue():
-            logger.info("Photo not admitted: the queue is full (%d)", self._admission.queued)
-            metrics.not_admitted(BusyReason.QUEUE_FULL)
-            notify = self._admission.should_notify(request.user_key)
-            return Busy(sender.language, BusyReason.QUEUE_FULL, notify)
-        try:
-            # One photo per user at a time: a burst from one sender waits its own turn.
-            async with self._admission.turn(request.user_key):
-                return await self._screen_and_store(request, sender, subject, download)
-        finally:
-            self._admission.done()
+        # The abuse limit was checked before anything else (bot.handlers.flood), and each
+        # user's photos come here one at a time, users in turn (bot.turns).
+        return await self._screen_and_store(request, sender, subject, download)
 
     @metrics.tracks_queue_depth
     async def _screen_and_store(
@@ -304,9 +282,13 @@ class ScreeningService:
             try:
                 data = bytes(await download())
                 loop = asyncio.get_running_loop()
-                screened = await loop.run_in_executor(
-                    self._executor, self._screen_sync, data, sender.worker
-                )
+                # A photo still in a worker long past its time budget is hung (a stage that
+                # never returns): it counts as a failure and is answered so, rather than
+                # holding its sender's turn for ever. The thread itself cannot be stopped.
+                async with asyncio.timeout(self._hung_after_s):
+                    screened = await loop.run_in_executor(
+                        self._executor, self._screen_sync, data, sender.worker
+                    )
             except Exception as error:
                 # Unexpected: the global error handler replies; the log keeps the attempt
                 # (unless the user has been forgotten meanwhile).
@@ -352,7 +334,9 @@ class ScreeningService:
             earlier = (
                 None
                 if request.update_id is None
-                else await ConsultationRepository(session).by_update(request.update_id)
+                else await ConsultationRepository(session).by_update(
+                    request.update_id, request.user_key
+                )
             )
         return _Sender(
             language=(user.language if user else None) or language_for(request.telegram_language),
@@ -385,7 +369,7 @@ class ScreeningService:
                 return Forgotten(sender.language)
             consultations = ConsultationRepository(session)
             if request.update_id is not None:
-                earlier = await consultations.by_update(request.update_id)
+                earlier = await consultations.by_update(request.update_id, request.user_key)
                 if earlier is not None and earlier.delivered_at is not None:
                     return AlreadyAnswered(sender.language)
                 if earlier is not None:

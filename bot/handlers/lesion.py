@@ -11,9 +11,10 @@ import logging
 
 from telegram import Document, Message, PhotoSize, Update
 from telegram.constants import ChatAction
-from telegram.error import NetworkError
+from telegram.error import NetworkError, TimedOut
 from telegram.ext import MessageHandler, filters
 
+from bot import metrics
 from bot.config import Settings
 from bot.context import BotContext
 from bot.db.models import Consultation, ConsultationStatus
@@ -23,12 +24,11 @@ from bot.handlers.consent import consent_keyboard
 from bot.handlers.delivery import show_action, with_retries
 from bot.handlers.questions import questions_button
 from bot.handlers.report import report_button
-from bot.inbox import defer_current_update
+from bot.inbox import InboxProcessor, defer_current_update, sender_of
 from bot.replies import for_language
 from bot.screening import (
     AlreadyAnswered,
     Assessed,
-    Busy,
     Consulted,
     Forgotten,
     InputKind,
@@ -163,10 +163,21 @@ async def _screen(
         # Not looked at yet: the next process answers it (bot.inbox), so no reply now.
         defer_current_update()
         return
-    await answer(message, context, reply)
+    await answer(message, context, reply, waiting=_waiting_behind(update, context))
 
 
-async def answer(message: Message, context: BotContext, reply: PhotoReply) -> None:
+def _waiting_behind(update: Update, context: BotContext) -> int | None:
+    """How many more of this sender's updates wait behind this one, the first time it is
+    asked in a run of their queue (so only the first answer of a batch says it)."""
+    processor = context.application.update_processor
+    if not isinstance(processor, InboxProcessor):
+        return None
+    return processor.turns.announce(sender_of(update))
+
+
+async def answer(
+    message: Message, context: BotContext, reply: PhotoReply, *, waiting: int | None = None
+) -> None:
     """Send what ``consult`` or ``reject`` decided: a prompt, or the heatmap and the result."""
     replies = for_language(reply.language)
     match reply:
@@ -178,17 +189,15 @@ async def answer(message: Message, context: BotContext, reply: PhotoReply) -> No
             await message.reply_text(replies.text("worker.need_code"))
         case Forgotten():
             await message.reply_text(replies.text("forget.photo_dropped"))
-        case Busy(reason=reason, notify=True):
-            await message.reply_text(replies.text(f"busy.{reason.value}"))
-        case Busy():
-            pass  # told less than a minute ago: another notice would only add to the flood
         case AlreadyAnswered():
             pass  # answered by the process that handled this update before a crash
         case Consulted():
-            await _deliver(message, context, reply)
+            await _deliver(message, context, reply, waiting)
 
 
-async def _deliver(message: Message, context: BotContext, reply: Consulted) -> None:
+async def _deliver(
+    message: Message, context: BotContext, reply: Consulted, waiting: int | None = None
+) -> None:
     """Send the heatmap and the result, then mark the consultation delivered.
 
     Bookkeeping comes after delivery: a reply that never got through, after every retry,
@@ -214,15 +223,31 @@ async def _deliver(message: Message, context: BotContext, reply: Consulted) -> N
         if reply.tracked is None or not reply.tracked.answered:
             rows.append([questions_button(replies, reply.consultation_id)])
         markup = keyboard(*rows)
+    text = replies.consulted(reply)
+    if waiting:
+        # A batch of photos is answered one by one: say so once, so nobody thinks the
+        # rest were lost while they wait.
+        text = f"{text}\n\n{replies.text('queue.waiting', count=waiting)}"
     try:
-        sent = await reply_long(message, replies.consulted(reply), markup)
+        sent = await reply_long(message, text, markup)
+    except TimedOut:
+        # Telegram may have it (its answer was lost): not sent again, which would show the
+        # user the result twice. Left undelivered in the log: we do not know.
+        metrics.answer_sent("uncertain")
+        logger.warning(
+            "Reply to consultation %s timed out: perhaps delivered, not resent",
+            reply.consultation_id,
+        )
+        return
     except NetworkError as error:
+        metrics.answer_sent("abandoned")
         logger.warning(
             "Reply to consultation %s abandoned (%s): left undelivered",
             reply.consultation_id,
             type(error).__name__,
         )
         return
+    metrics.answer_sent("delivered")
     if reply.consultation_id is None:
         return
     nameable = isinstance(outcome, Assessed) and reply.subject.lesion_label is None
