@@ -18,13 +18,28 @@ def shades_of_gray(rgb: RGBImage, power: float) -> RGBImage:
     """
     if power <= 0:
         return rgb
-    img = rgb.astype(np.float32)
-    norm = np.power(np.mean(np.power(img, power), axis=(0, 1)), 1.0 / power)
-    norm = np.maximum(norm, 1e-6)
+    return np.asarray(cv2.LUT(rgb, shades_of_gray_table(rgb, power)), np.uint8)
+
+
+def shades_of_gray_table(rgb: RGBImage, power: float) -> npt.NDArray[np.uint8]:
+    """The per-channel 8-bit table that :func:`shades_of_gray` applies, as (256, 1, 3).
+
+    The p-norm of each channel is taken over its 256-bin histogram (an 8-bit image has
+    only 256 values, so raising each pixel to the power p was 256x the work; in float64
+    it is also more exact than the float32 per-pixel mean it replaces). The gain is
+    then applied as the old per-pixel arithmetic did (float32 product, clipped,
+    truncated), once per level.
+    """
+    pixels = rgb.reshape(-1, 1, 3)
+    hist = np.stack(
+        [cv2.calcHist([pixels], [c], None, [256], [0, 256]).ravel() for c in range(3)]
+    ).astype(np.float64)
+    levels = np.arange(256, dtype=np.float64)
+    moments = hist @ np.power(levels, power) / max(1.0, float(hist[0].sum()))
+    norm = np.maximum(np.power(moments, 1.0 / power).astype(np.float32), np.float32(1e-6))
     gain = norm.mean() / norm
-    # float32 image times float32 gains; numpy's stubs widen the product to floating[Any].
-    out: npt.NDArray[np.float32] = img * gain[None, None, :]
-    return np.clip(out, 0, 255).astype(np.uint8)
+    table = np.arange(256, dtype=np.float32)[:, None] * gain[None, :]
+    return np.clip(table, 0, 255).astype(np.uint8).reshape(256, 1, 3)
 
 
 def square_crop_box(
@@ -74,12 +89,15 @@ def to_model_input(
     """Resize a lesion crop to the network's input: float32 CHW, normalised."""
     interp = cv2.INTER_AREA if min(rgb.shape[:2]) > size else cv2.INTER_LINEAR
     resized = np.asarray(cv2.resize(rgb, (size, size), interpolation=interp), np.uint8)
-    balanced = shades_of_gray(resized, color_constancy_power)
-    # (v / 255 - mean) / std for each 8-bit level and channel, applied as one table
-    # lookup: the same float32 numbers as computing it per pixel, at a third of the cost.
+    # (v / 255 - mean) / std for each 8-bit level and channel, composed with the colour
+    # balance's own level table and applied as one lookup: the same float32 numbers as
+    # balancing and normalising pixel by pixel, at a fraction of the cost.
     levels = np.arange(256, dtype=np.float32)[:, None] / 255.0
     # Named operands: written inline, numpy's stubs infer the quotient as complex128.
     mean_a, std_a = np.asarray(mean, np.float32), np.asarray(std, np.float32)
     table: npt.NDArray[np.float32] = (levels - mean_a) / std_a
-    x = np.asarray(cv2.LUT(balanced, table.reshape(256, 1, 3)), np.float32)
+    if color_constancy_power > 0:
+        balance = shades_of_gray_table(resized, color_constancy_power).reshape(256, 3)
+        table = np.take_along_axis(table, balance.astype(np.intp), axis=0)
+    x = np.asarray(cv2.LUT(resized, table.reshape(256, 1, 3)), np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
