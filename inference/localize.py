@@ -111,9 +111,12 @@ def _disk(size: int) -> npt.NDArray[np.uint8]:
 def _vignette_mask(lum: F32Map) -> BoolMap:
     """Mark the dark ring or corners a dermoscope leaves: dark regions joined to a corner."""
     h, w = lum.shape
+    corner = min(lum[0, 0], lum[0, -1], lum[-1, 0], lum[-1, -1])
+    if corner >= 30.0:  # the level below is at most 30: no need to find it
+        return np.zeros((h, w), np.bool_)
     centre = lum[h // 4 : h - h // 4, w // 4 : w - w // 4]
     level = min(30.0, 0.5 * float(np.median(centre[::4, ::4])))
-    if min(lum[0, 0], lum[0, -1], lum[-1, 0], lum[-1, -1]) >= level:
+    if corner >= level:
         return np.zeros((h, w), np.bool_)  # no dark corner: no dermoscope ring (most photos)
     dark = (lum < level).astype(np.uint8)
     _, labels = cv2.connectedComponents(dark, connectivity=8)
@@ -176,28 +179,46 @@ def _border_surface(lab: F32Map, valid: BoolMap, band: int) -> F32Map:
     coef = np.zeros((6, 3), np.float32)
     coef[0] = np.median(y, axis=0)
     for _ in range(3):
-        if keep.sum() < 12:
+        if np.count_nonzero(keep) < 12:
             break
         ak = a[keep]
         # Normal equations: a 6x6 solve, far cheaper than an SVD-based lstsq here.
-        gram = ak.T @ ak + np.eye(6, dtype=np.float32) * 1e-3
+        gram = ak.T @ ak + _RIDGE
         coef = np.linalg.solve(gram, ak.T @ y[keep]).astype(np.float32)
         resid = y[:, 0] - a @ coef[:, 0]
-        spread = 1.4826 * float(np.median(np.abs(resid[keep] - np.median(resid[keep]))))
+        rk = resid[keep]
+        spread = 1.4826 * float(_median(np.abs(rk - _median(rk))))
         keep = resid > -max(3.0, 2.5 * spread)
     # Evaluate on a coarse grid: the surface is smooth, and this saves a 6-term product.
+    coarse = _coarse_terms(h, w) @ coef
+    return np.asarray(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
+
+
+_RIDGE = np.eye(6, dtype=np.float32) * 1e-3  # keeps the normal equations solvable
+
+
+def _median(x: F32Map) -> np.float32:
+    """``np.median`` of a 1-D float32 array, the same number without its generic overhead."""
+    k = x.size // 2
+    if x.size % 2:
+        return np.float32(np.partition(x, k)[k])
+    part = np.partition(x, (k - 1, k))
+    return np.float32((part[k - 1] + part[k]) / np.float32(2))
+
+
+@lru_cache(maxsize=16)
+def _coarse_terms(h: int, w: int) -> F32Map:
+    """The quadratic's terms on the coarse grid the border surface is evaluated on."""
     gh, gw = max(2, h // 8), max(2, w // 8)
     gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float32)
-    coarse = (
-        _quadratic_terms(
-            gy * np.float32((h - 1) / max(gh - 1, 1)),
-            gx * np.float32((w - 1) / max(gw - 1, 1)),
-            h,
-            w,
-        )
-        @ coef
+    terms = _quadratic_terms(
+        gy * np.float32((h - 1) / max(gh - 1, 1)),
+        gx * np.float32((w - 1) / max(gw - 1, 1)),
+        h,
+        w,
     )
-    return np.asarray(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
+    terms.flags.writeable = False
+    return terms
 
 
 def _smooth_background(lab: F32Map, keep: BoolMap, fallback: F32Map) -> F32Map:
@@ -265,7 +286,9 @@ def _otsu(values: F32Map, scale: float) -> float:
     """Otsu's threshold of non-negative ``values`` (quantised at 1/scale)."""
     if values.size == 0:
         return math.inf
-    q = np.clip(values * scale, 0, 255).astype(np.uint8).reshape(-1, 1)
+    q = values * np.float32(scale)
+    np.clip(q, 0, 255, out=q)  # in place: one temporary map fewer
+    q = q.astype(np.uint8).reshape(-1, 1)
     t, _ = cv2.threshold(q, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     return float(t) / scale
 

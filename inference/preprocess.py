@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -24,22 +26,28 @@ def shades_of_gray(rgb: RGBImage, power: float) -> RGBImage:
 def shades_of_gray_table(rgb: RGBImage, power: float) -> npt.NDArray[np.uint8]:
     """The per-channel 8-bit table that :func:`shades_of_gray` applies, as (256, 1, 3).
 
-    The p-norm of each channel is taken over its 256-bin histogram (an 8-bit image has
-    only 256 values, so raising each pixel to the power p was 256x the work; in float64
-    it is also more exact than the float32 per-pixel mean it replaces). The gain is
-    then applied as the old per-pixel arithmetic did (float32 product, clipped,
-    truncated), once per level.
+    The same float32 numbers, to the bit, as raising every pixel to the power, averaging
+    each channel with ``np.mean(..., axis=(0, 1))`` and scaling every pixel by the gain
+    (the model was trained on those numbers; a more exact float64 estimate moved one
+    level on a few pixels of one crop in ten, and a probability by up to 0.01). That
+    mean adds a channel's pixels one after another in float32, so the sum is taken the
+    same way (a running sum over each contiguous channel); the power of each of the 256
+    levels is taken once and looked up, and the gain is applied once per level.
     """
-    pixels = rgb.reshape(-1, 1, 3)
-    hist = np.stack(
-        [cv2.calcHist([pixels], [c], None, [256], [0, 256]).ravel() for c in range(3)]
-    ).astype(np.float64)
-    levels = np.arange(256, dtype=np.float64)
-    moments = hist @ np.power(levels, power) / max(1.0, float(hist[0].sum()))
-    norm = np.maximum(np.power(moments, 1.0 / power).astype(np.float32), np.float32(1e-6))
+    table = _power_table(power)
+    sums = [np.cumsum(cv2.LUT(plane, table).ravel())[-1] for plane in cv2.split(rgb)]
+    mean = np.asarray(sums, np.float32) / np.float32(rgb.shape[0] * rgb.shape[1])
+    norm = np.maximum(np.power(mean, 1.0 / power), 1e-6)
     gain = norm.mean() / norm
-    table = np.arange(256, dtype=np.float32)[:, None] * gain[None, :]
-    return np.clip(table, 0, 255).astype(np.uint8).reshape(256, 1, 3)
+    levels = np.arange(256, dtype=np.float32)[:, None] * gain[None, :]
+    return np.clip(levels, 0, 255).astype(np.uint8).reshape(256, 1, 3)
+
+
+@lru_cache(maxsize=4)
+def _power_table(power: float) -> npt.NDArray[np.float32]:
+    table = np.power(np.arange(256, dtype=np.float32), power)
+    table.flags.writeable = False
+    return table
 
 
 def square_crop_box(
