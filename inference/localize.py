@@ -286,9 +286,9 @@ def _otsu(values: F32Map, scale: float) -> float:
     """Otsu's threshold of non-negative ``values`` (quantised at 1/scale)."""
     if values.size == 0:
         return math.inf
-    q = values * np.float32(scale)
-    np.clip(q, 0, 255, out=q)  # in place: one temporary map fewer
-    q = q.astype(np.uint8).reshape(-1, 1)
+    scaled = values * np.float32(scale)
+    np.clip(scaled, 0, 255, out=scaled)  # in place: one temporary map fewer
+    q = scaled.astype(np.uint8).reshape(-1, 1)
     t, _ = cv2.threshold(q, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     return float(t) / scale
 
@@ -560,7 +560,7 @@ def find_lesion(
     # Specks count when clearly darker than a faint naevus is than its skin.
     scene = SceneMaps(skin, valid, dark, p.hair_kernel, 2.0 * p.min_contrast)
     m: dict[str, float] = {}
-    if int(valid.sum()) < 0.2 * h * w:
+    if np.count_nonzero(valid) < 0.2 * h * w:
         return _no_lesion(scene, m)
 
     # Pass 1: skin colour as a smooth surface fitted to the frame's border.
@@ -575,7 +575,7 @@ def find_lesion(
     # darker than "skin", a ring of false lesion evidence.
     bright = (lab[..., 0] - surface[..., 0]) > np.float32(0.5 * BRIGHT_FADE)
     keep = valid & ~(cv2.dilate((first | bright).astype(np.uint8), _disk(7)) > 0)
-    if keep.sum() < 0.05 * h * w:
+    if np.count_nonzero(keep) < 0.05 * h * w:
         keep = valid & ~first
     bg = _smooth_background(lab, keep, surface)
     evidence = _evidence(lab, bg, p.chroma_weight)

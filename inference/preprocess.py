@@ -40,7 +40,7 @@ def shades_of_gray_table(rgb: RGBImage, power: float) -> npt.NDArray[np.uint8]:
     norm = np.maximum(np.power(mean, 1.0 / power), 1e-6)
     gain = norm.mean() / norm
     levels = np.arange(256, dtype=np.float32)[:, None] * gain[None, :]
-    return np.clip(levels, 0, 255).astype(np.uint8).reshape(256, 1, 3)
+    return np.asarray(np.clip(levels, 0, 255).astype(np.uint8).reshape(256, 1, 3), np.uint8)
 
 
 @lru_cache(maxsize=4)

@@ -73,10 +73,10 @@ def components(
         return 1, labels, stats, np.full((1, 2), np.nan)
     x0, y0 = x - x % 2, y - y % 2
     sub = np.ascontiguousarray(mask[y0 : y + bh, x0 : x + bw]).view(np.uint8)
-    n, sub_labels, stats, centroids = cv2.connectedComponentsWithStats(sub, connectivity=8)
+    n, sub_labels, sub_stats, sub_centroids = cv2.connectedComponentsWithStats(sub, connectivity=8)
     labels[y0 : y + bh, x0 : x + bw] = sub_labels
-    stats = np.asarray(stats, np.int32)
-    centroids = np.asarray(centroids, np.float64)
+    stats = np.asarray(sub_stats, np.int32)
+    centroids = np.asarray(sub_centroids, np.float64)
     stats[1:, cv2.CC_STAT_LEFT] += x0
     stats[1:, cv2.CC_STAT_TOP] += y0
     centroids[1:] += (x0, y0)
@@ -166,14 +166,14 @@ class SceneMeasurements:
 
 def measure_scene(maps: SceneMaps, lesion: BoolMap | None) -> SceneMeasurements:
     """How much of the frame is skin, and the specks around the lesion (when one was found)."""
-    n_valid = int(maps.valid.sum())
-    skin_fraction = float(maps.skin.sum()) / n_valid if n_valid else 0.0
+    n_valid = np.count_nonzero(maps.valid)
+    skin_fraction = np.count_nonzero(maps.skin) / n_valid if n_valid else 0.0
     if lesion is None or not lesion.any() or n_valid == 0:
         return SceneMeasurements(skin_fraction, NOT_MEASURED, NOT_MEASURED, NOT_MEASURED)
     count, darkness = specks_around(maps.dark, lesion, maps.hair_kernel, maps.min_darkening)
     return SceneMeasurements(
         skin_fraction=skin_fraction,
-        skin_or_lesion_fraction=float((maps.skin | lesion).sum()) / n_valid,
+        skin_or_lesion_fraction=np.count_nonzero(maps.skin | lesion) / n_valid,
         specks_around=float(count),
         speck_darkness=darkness,
     )

@@ -97,6 +97,7 @@ def dump(limit: int) -> list[Record]:
                 "probs": pred.probabilities if pred else None,
                 "ood": pred.ood_score if pred else None,
                 "evidence": r.evidence.as_dict(),
+                "ms": r.elapsed_ms,
             }
         )
     print(f"{len(out)} photos in {time.perf_counter() - started:.0f} s", file=sys.stderr)
@@ -147,14 +148,23 @@ def compare(ref: list[Record], new: list[Record], box_tol: float, prob_tol: floa
     for a, b in zip(ref, new, strict=True):
         row = rows.setdefault(
             a["set"],
-            {"n": 0, "gate": 0, "box": 0, "box_max": 0.0, "prob_max": 0.0, "ood_max": 0.0},
+            {"n": 0, "gate": 0, "box": 0, "box_max": 0.0, "prob_max": 0.0, "ood_max": 0.0}
+            | {"evidence": 0, "probs": 0, "ms_ref": [], "ms_new": []},
         )
+        row["ms_ref"].append(a.get("ms", math.nan))
+        row["ms_new"].append(b.get("ms", math.nan))
         row["n"] += 1
         same_gate = a["issues"] == b["issues"] and a["risk"] == b["risk"]
         box = max(_box_diff(a["box"], b["box"]), _box_diff(a["crop"], b["crop"]))
         prob = _prob_diff(a["probs"], b["probs"])
         ood = abs(a["ood"] - b["ood"]) if a["ood"] is not None and b["ood"] is not None else 0.0
         row["gate"] += same_gate
+        # Bit for bit: which photos got any other number at all (NaN equal to NaN).
+        row["evidence"] += any(
+            not (x == y or (math.isnan(x) and math.isnan(y)))
+            for x, y in zip(a["evidence"].values(), b["evidence"].values(), strict=True)
+        )
+        row["probs"] += prob > 0
         row["box"] += box > 0
         row["box_max"] = max(row["box_max"], box)
         row["prob_max"] = max(row["prob_max"], prob)
@@ -166,16 +176,22 @@ def compare(ref: list[Record], new: list[Record], box_tol: float, prob_tol: floa
                 f"crop {a['crop']} -> {b['crop']}, max |dp| {prob:.2g}"
             )
     print(
-        "| photos | n | same gate outcome | box moved | max box shift px | max abs dp "
-        "| max rel dOOD |"
+        "| photos | n | same gate outcome | box moved | max box shift px | any gate evidence "
+        "changed | probabilities changed | max abs dp | max rel dOOD | median screen() ms |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
+        ms = f"{np.median(r['ms_ref']):.1f} -> {np.median(r['ms_new']):.1f}"
         print(
             f"| {name} | {r['n']} | {r['gate']} | {r['box']} | {r['box_max']:.0f} "
-            f"| {r['prob_max']:.1e} | {r['ood_max']:.1e} |"
+            f"| {r['evidence']} | {r['probs']} | {r['prob_max']:.1e} | {r['ood_max']:.1e} "
+            f"| {ms} |"
         )
-    print(f"\nTolerances: box {box_tol:.0f} px, probabilities {prob_tol:.0e}.")
+    print(
+        f"\nTolerances: box {box_tol:.0f} px, probabilities {prob_tol:.0e}. Times are wall "
+        "clock, each side in its own process one after the other (a shared machine's load "
+        "moves them; scripts/benchmark.py is the measurement)."
+    )
     if bad:
         print(f"\n{len(bad)} photos differ beyond them:")
         print("\n".join(bad))

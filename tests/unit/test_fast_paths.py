@@ -1,0 +1,214 @@
+"""The pipeline's fast paths give the same numbers as the straightforward code they replaced.
+
+Each reference below is the earlier implementation, kept here verbatim in spirit: if a
+later speed-up changes a single number (a colour-balance level, a component's label, a
+mask pixel, a median), the model's inputs or the gate's evidence move, and these fail.
+``scripts/compare_pipeline.py`` checks the whole pipeline on the validation photos.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from inference import localize as loc
+from inference.preprocess import shades_of_gray, to_model_input
+from inference.quality import blockiness, noise_sigma
+from inference.scene import closing_residual, components
+from inference.types import RGBImage
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+BoolMap = npt.NDArray[np.bool_]
+
+
+def photos() -> Iterator[RGBImage]:
+    for path in sorted(DATA.glob("*.jpg")) + sorted((DATA / "pad").glob("*.jpg")):
+        yield np.ascontiguousarray(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB))
+
+
+def blob_masks(n: int, seed: int = 0) -> Iterator[BoolMap]:
+    """Masks of a few blobs and specks, some touching the frame's edges."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        h, w = int(rng.integers(20, 300)), int(rng.integers(20, 300))
+        mask = np.zeros((h, w), np.uint8)
+        for _ in range(int(rng.integers(0, 12))):
+            centre = (int(rng.integers(-5, w + 5)), int(rng.integers(-5, h + 5)))
+            axes = (int(rng.integers(1, 30)), int(rng.integers(1, 30)))
+            cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        noise = rng.random((h, w)) < rng.uniform(0.0, 0.05)
+        yield (mask > 0) | noise
+
+
+# --- references: the code before the speed-up ------------------------------------------
+
+
+def reference_shades_of_gray(rgb: RGBImage, power: float) -> RGBImage:
+    img = rgb.astype(np.float32)
+    norm = np.power(np.mean(np.power(img, power), axis=(0, 1)), 1.0 / power)
+    norm = np.maximum(norm, 1e-6)
+    gain = norm.mean() / norm
+    return np.clip(img * gain[None, None, :], 0, 255).astype(np.uint8)
+
+
+def reference_model_input(rgb: RGBImage) -> npt.NDArray[np.float32]:
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    interp = cv2.INTER_AREA if min(rgb.shape[:2]) > 160 else cv2.INTER_LINEAR
+    resized = np.asarray(cv2.resize(rgb, (160, 160), interpolation=interp), np.uint8)
+    balanced = reference_shades_of_gray(resized, 6.0)
+    levels = np.arange(256, dtype=np.float32)[:, None] / 255.0
+    table = (levels - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    x = np.asarray(cv2.LUT(balanced, table.reshape(256, 1, 3)), np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def reference_clean_mask(mask: BoolMap, valid: BoolMap) -> BoolMap:
+    h, w = mask.shape
+    m8 = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, loc._disk(3))
+    m8 = cv2.morphologyEx(m8, cv2.MORPH_CLOSE, loc._disk(loc._odd(0.02 * max(h, w))))
+    flood = np.pad(m8, 1).copy()
+    cv2.floodFill(flood, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 1)
+    out = m8.copy()
+    out[flood[1:-1, 1:-1] == 0] = 1
+    return (out > 0) & valid
+
+
+def reference_edge_contact(region: BoolMap, frame_edge: BoolMap) -> float:
+    inner = cv2.erode(
+        region.astype(np.uint8), loc._disk(3), borderType=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    outline = region & (inner == 0)
+    n = int(outline.sum())
+    return float((outline & frame_edge).sum()) / n if n else 0.0
+
+
+def reference_blockiness(rgb: RGBImage, stride: int = 4) -> float:
+    h, w = rgb.shape[:2]
+    y0, x0 = max(0, (h - 1024) // 2) // 8 * 8, max(0, (w - 1024) // 2) // 8 * 8
+    g = rgb[y0 : y0 + 1024, x0 : x0 + 1024, 1].astype(np.int64)
+    ratios = []
+    for lines, axis in ((g[::stride], 1), (g[:, ::stride], 0)):
+        if lines.shape[axis] < 17:
+            continue
+        steps = np.abs(np.diff(lines, axis=axis))
+        on = steps[:, 7::8] if axis == 1 else steps[7::8]
+        sum_on, n_on = float(on.sum()), on.size
+        sum_off, n_off = float(steps.sum()) - sum_on, steps.size - n_on
+        ratios.append((sum_on / n_on) / (sum_off / n_off + 1e-3))
+    return max(ratios, default=1.0)
+
+
+def reference_border_surface(lab: npt.NDArray[np.float32], valid: BoolMap, band: int) -> object:
+    h, w = valid.shape
+    border = np.zeros((h, w), np.bool_)
+    border[:band] = border[-band:] = True
+    border[:, :band] = border[:, -band:] = True
+    border &= valid
+    if border.sum() < 30:
+        border = valid
+    step = max(1, int(border.sum()) // 2000)
+    ys, xs = np.nonzero(border)
+    return ys[::step], xs[::step]
+
+
+# --- the tests ---------------------------------------------------------------------------
+
+
+def test_colour_balance_is_the_per_pixel_float32_arithmetic_to_the_bit() -> None:
+    rng = np.random.default_rng(3)
+    images = [cv2.resize(p, (160, 160), interpolation=cv2.INTER_AREA) for p in photos()]
+    images += [rng.integers(0, 256, (160, 160, 3), dtype=np.uint8) for _ in range(5)]
+    images += [cv2.GaussianBlur(rng.integers(0, 256, (97, 131, 3), np.uint8), (0, 0), 4)]
+    for img in images:
+        for power in (6.0, 2.5):
+            assert np.array_equal(shades_of_gray(img, power), reference_shades_of_gray(img, power))
+    for photo in photos():
+        x = to_model_input(photo, 160, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 6.0)
+        assert x.dtype == np.float32
+        assert np.array_equal(x, reference_model_input(photo))
+
+
+def test_components_on_the_box_are_those_of_the_whole_map() -> None:
+    for mask in blob_masks(300):
+        n, labels, stats, centroids = cv2.connectedComponentsWithStats(
+            mask.astype(np.uint8), connectivity=8
+        )
+        n2, labels2, stats2, centroids2 = components(mask)
+        assert n2 == n
+        assert np.array_equal(labels2, labels)  # the same numbering, not only the same regions
+        assert np.array_equal(stats2[1:], stats[1:])
+        assert stats2[0, cv2.CC_STAT_AREA] == stats[0, cv2.CC_STAT_AREA]  # the background
+        assert np.allclose(centroids2[1:], centroids[1:], rtol=0, atol=1e-9)
+
+
+def test_clean_mask_on_the_box_is_that_of_the_whole_map() -> None:
+    rng = np.random.default_rng(1)
+    for mask in blob_masks(300, seed=1):
+        valid = np.ones_like(mask) if rng.random() < 0.7 else rng.random(mask.shape) < 0.9
+        assert np.array_equal(loc._clean_mask(mask, valid), reference_clean_mask(mask, valid))
+
+
+def test_edge_contact_on_the_box_is_that_of_the_whole_map() -> None:
+    for mask in blob_masks(200, seed=2):
+        edge = loc._frame_edge(np.ones_like(mask))
+        assert loc._edge_contact(mask, edge) == reference_edge_contact(mask, edge)
+
+
+def test_border_fit_samples_the_same_pixels() -> None:
+    rng = np.random.default_rng(4)
+    for mask in blob_masks(100, seed=4):
+        h, w = mask.shape
+        band = max(2, round(0.08 * min(h, w)))
+        valid = ~mask if rng.random() < 0.5 else np.ones_like(mask)
+        idx = loc._band_indices(h, w, band)
+        idx = idx[valid.ravel()[idx]]
+        if idx.size < 30:
+            idx = np.flatnonzero(valid)
+        ys, xs = np.divmod(idx[:: max(1, idx.size // 2000)], w)
+        ref_ys, ref_xs = reference_border_surface(np.zeros((h, w, 3), np.float32), valid, band)
+        assert np.array_equal(ys, ref_ys)
+        assert np.array_equal(xs, ref_xs)
+
+
+def test_median_is_numpys() -> None:
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 10, 1999, 2000):
+        x = rng.normal(0, 5, n).astype(np.float32)
+        got, want = loc._median(x), np.median(x)
+        assert got == want
+        assert got.dtype == want.dtype
+
+
+def test_noise_estimate_on_8_bit_luma_is_the_float_one() -> None:
+    rng = np.random.default_rng(6)
+    greys = [cv2.cvtColor(p, cv2.COLOR_RGB2GRAY) for p in photos()]
+    greys += [rng.integers(0, 256, (s, s + 7), dtype=np.uint8) for s in (16, 17, 64, 255)]
+    greys += [np.full((40, 40), 128, np.uint8)]
+    for grey in greys:
+        assert noise_sigma(grey) == noise_sigma(grey.astype(np.float32))
+
+
+def test_blockiness_is_the_integer_arithmetic() -> None:
+    rng = np.random.default_rng(7)
+    images = list(photos())
+    images += [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((960, 1280), (40, 70))]
+    for img in images:
+        assert math.isclose(blockiness(img), reference_blockiness(img), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("side", [384, 200])
+def test_closing_residual_is_the_numpy_arithmetic(side: int) -> None:
+    for photo in photos():
+        small = cv2.resize(photo, (side, side * 3 // 4), interpolation=cv2.INTER_AREA)
+        clean = cv2.morphologyEx(small, cv2.MORPH_CLOSE, loc._disk(5))
+        lab = loc._to_lab(clean)
+        lightness = cv2.cvtColor(small, cv2.COLOR_RGB2LAB)[..., 0].astype(np.float32)
+        lightness *= np.float32(100 / 255)
+        want = np.maximum(lab[..., 0] - lightness, 0.0)
+        assert np.array_equal(closing_residual(small, lab), want)
