@@ -325,10 +325,9 @@ def _edge_contact(region: BoolMap, frame_edge: BoolMap) -> float:
     x, y, bw, bh = cv2.boundingRect(region.view(np.uint8))
     if bw == 0:
         return 0.0
-    # The outline lies within the region's box; a 1 px margin keeps the erosion's edge
-    # (outside counts as not region) where it is on the whole map.
-    h, w = region.shape
-    sl = (slice(max(0, y - 1), min(h, y + bh + 1)), slice(max(0, x - 1), min(w, x + bw + 1)))
+    # The outline lies within the region's box, and the erosion counts what is outside
+    # the box as not region, as the whole map has it there: the same outline.
+    sl = (slice(y, y + bh), slice(x, x + bw))
     region, frame_edge = region[sl], frame_edge[sl]
     inner = cv2.erode(
         region.astype(np.uint8), _disk(3), borderType=cv2.BORDER_CONSTANT, borderValue=0
