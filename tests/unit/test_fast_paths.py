@@ -142,6 +142,23 @@ def reference_border_surface(
     return np.asarray(cv2.resize(terms @ coef, (w, h), interpolation=cv2.INTER_LINEAR))
 
 
+def reference_grow(
+    best: BoolMap, loose: BoolMap, labels: npt.NDArray[np.int32], cands: list[loc._Candidate]
+) -> BoolMap:
+    n, grown_labels = cv2.connectedComponents((loose | best).astype(np.uint8), connectivity=8)
+    grown = np.isin(grown_labels, np.unique(grown_labels[best])) if n > 1 else best
+    if grown.sum() > 1.5 * best.sum():
+        grown = best
+    x0, y0, bw, bh = cv2.boundingRect(grown.astype(np.uint8))
+    y1, x1 = y0 + bh, x0 + bw
+    gap = max(2, round(max(y1 - y0, x1 - x0) / 3))
+    near = np.zeros_like(best)
+    near[max(0, y0 - gap) : y1 + gap, max(0, x0 - gap) : x1 + gap] = True
+    strong = [c.label for c in cands[1:] if c.contrast >= 0.5 * cands[0].contrast]
+    touching = [i for i in np.unique(labels[near]) if i in strong]
+    return np.asarray(grown | np.isin(labels, touching), np.bool_)
+
+
 # --- the tests ---------------------------------------------------------------------------
 
 
@@ -237,3 +254,22 @@ def test_closing_residual_is_the_numpy_arithmetic(side: int) -> None:
         lightness *= np.float32(100 / 255)
         want = np.maximum(lab[..., 0] - lightness, 0.0)
         assert np.array_equal(closing_residual(small, lab), want)
+
+
+def test_grow_is_the_whole_map_growth() -> None:
+    rng = np.random.default_rng(8)
+    checked = 0
+    for mask in blob_masks(300, seed=8):
+        n, labels, _, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        if n < 2:
+            continue
+        order = rng.permutation(np.arange(1, n))
+        cands = [loc._Candidate(int(i), 1.0, float(rng.uniform(1, 20)), 1.0, 0.0) for i in order]
+        best = labels == cands[0].label
+        # The looser threshold: the core grown by a rim, with unrelated specks about.
+        rim = cv2.dilate(best.astype(np.uint8), loc._disk(int(rng.integers(1, 4)) * 2 + 1)) > 0
+        loose = rim | (rng.random(mask.shape) < 0.02)
+        got = loc._grow(best, loose, np.asarray(labels, np.int32), cands)
+        assert np.array_equal(got, reference_grow(best, loose, labels, cands))
+        checked += 1
+    assert checked > 200
