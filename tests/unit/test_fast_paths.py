@@ -273,3 +273,24 @@ def test_grow_is_the_whole_map_growth() -> None:
         assert np.array_equal(got, reference_grow(best, loose, labels, cands))
         checked += 1
     assert checked > 200
+
+
+def test_background_from_a_masked_copy_is_the_weighted_one() -> None:
+    rng = np.random.default_rng(9)
+    for photo in photos():
+        for side in (384, 250):
+            small = cv2.resize(photo, (side, side * 3 // 4), interpolation=cv2.INTER_AREA)
+            lab = loc._to_lab(small)
+            keep = rng.random(lab.shape[:2]) < 0.7
+            fallback = np.full_like(lab, 50.0)
+            weight = keep.astype(np.float32)
+            h, w = keep.shape
+            gs = (max(4, round(32 * w / max(h, w))), max(4, round(32 * h / max(h, w))))
+            num = cv2.resize(lab * weight[..., None], gs, interpolation=cv2.INTER_AREA)
+            den = cv2.resize(weight, gs, interpolation=cv2.INTER_AREA)
+            prior = cv2.resize(fallback, gs, interpolation=cv2.INTER_AREA)
+            num = cv2.GaussianBlur(num, (0, 0), 2.0, borderType=cv2.BORDER_REFLECT)
+            den = cv2.GaussianBlur(den, (0, 0), 2.0, borderType=cv2.BORDER_REFLECT)
+            bg = (num + 0.05 * prior) / (den[..., None] + 0.05)
+            want = cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
+            assert np.array_equal(loc._smooth_background(lab, keep, fallback), want)
