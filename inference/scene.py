@@ -124,8 +124,8 @@ def specks_around(
     Marks inside the lesion's box, its dots and globules, do not count.
     """
     labels, stats, centroids, compact = compact_specks(dark > min_darkening, hair_kernel)
-    ys, xs = np.nonzero(lesion)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    x0, y0, bw, bh = cv2.boundingRect(lesion.view(np.uint8))  # no scan of every pixel
+    y1, x1 = y0 + bh, x0 + bw
     my, mx = 0.2 * (y1 - y0), 0.2 * (x1 - x0)
     cx, cy = centroids[1:, 0], centroids[1:, 1]
     inside = (cx >= x0 - mx) & (cx <= x1 + mx) & (cy >= y0 - my) & (cy <= y1 + my)

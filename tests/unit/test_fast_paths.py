@@ -19,8 +19,8 @@ import pytest
 
 from inference import localize as loc
 from inference.preprocess import shades_of_gray, to_model_input
-from inference.quality import blockiness, noise_sigma
-from inference.scene import closing_residual, components
+from inference.quality import blockiness, clipped_fraction, noise_sigma
+from inference.scene import closing_residual, components, specks_around
 from inference.types import RGBImage
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -294,3 +294,60 @@ def test_background_from_a_masked_copy_is_the_weighted_one() -> None:
             bg = (num + 0.05 * prior) / (den[..., None] + 0.05)
             want = cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
             assert np.array_equal(loc._smooth_background(lab, keep, fallback), want)
+
+
+def test_clipped_share_is_the_channel_arithmetic() -> None:
+    rng = np.random.default_rng(10)
+    images = list(photos())
+    images += [rng.integers(180, 256, (50, 70, 3), dtype=np.uint8) for _ in range(5)]
+    for img in images:
+        r, g, b = (img[..., c] for c in range(3))
+        hi, lo = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
+        want = float(np.count_nonzero((hi >= 250) & (lo >= 200))) / hi.size
+        assert clipped_fraction(img) == want
+
+
+def reference_specks_around(
+    dark: npt.NDArray[np.float32], lesion: BoolMap, hair_kernel: int, min_darkening: float
+) -> tuple[int, float]:
+    _, labels, stats, centroids = cv2.connectedComponentsWithStats(
+        (dark > min_darkening).astype(np.uint8), connectivity=8
+    )
+    area = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
+    bw = stats[1:, cv2.CC_STAT_WIDTH].astype(np.float64)
+    bh = stats[1:, cv2.CC_STAT_HEIGHT].astype(np.float64)
+    longer, shorter = np.maximum(bw, bh), np.minimum(bw, bh)
+    compact = (
+        (area >= 3)
+        & (longer <= 2 * hair_kernel)
+        & (longer <= 2 * shorter)
+        & (area / (bw * bh) >= 0.4)
+    )
+    ys, xs = np.nonzero(lesion)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    my, mx = 0.2 * (y1 - y0), 0.2 * (x1 - x0)
+    cx, cy = centroids[1:, 0], centroids[1:, 1]
+    inside = (cx >= x0 - mx) & (cx <= x1 + mx) & (cy >= y0 - my) & (cy <= y1 + my)
+    counted = np.flatnonzero(compact & ~inside) + 1
+    if counted.size == 0:
+        return 0, 0.0
+    peak = [float(dark[labels == i].max()) for i in counted]
+    return int(counted.size), float(np.median(np.asarray(peak, np.float32)))
+
+
+def test_specks_around_are_the_whole_map_count() -> None:
+    rng = np.random.default_rng(11)
+    checked = 0
+    for mask in blob_masks(150, seed=11):
+        # Specks: a sparse field of dark dots of 1-6 px, some inside the lesion's box.
+        dots = cv2.dilate((rng.random(mask.shape) < 0.01).astype(np.uint8), np.ones((2, 2)))
+        dark = (dots * rng.uniform(5, 40, mask.shape)).astype(np.float32)
+        lesion = np.zeros_like(mask)
+        h, w = mask.shape
+        y, x = int(rng.integers(0, h - 5)), int(rng.integers(0, w - 5))
+        lesion[y : y + int(rng.integers(3, 40)), x : x + int(rng.integers(3, 40))] = True
+        got = specks_around(dark, lesion, 5, 10.0)
+        want = reference_specks_around(dark, lesion, 5, 10.0)
+        assert got == want
+        checked += got[0] > 0
+    assert checked > 100
