@@ -142,12 +142,10 @@ def luma_percentiles(y: npt.NDArray[np.uint8], qs: tuple[float, ...]) -> tuple[f
 
 def clipped_fraction(rgb: RGBImage) -> float:
     """Share of pixels blown out to near white (all channels high, the top one clipped)."""
-    # Every channel >= 200 and the top one >= 250: the pixels with every channel in
-    # 200-255, less those with every channel in 200-249 (two OpenCV passes, not eight).
-    h, w = rgb.shape[:2]
-    high = cv2.countNonZero(cv2.inRange(rgb, (200, 200, 200), (255, 255, 255)))
-    unclipped = cv2.countNonZero(cv2.inRange(rgb, (200, 200, 200), (249, 249, 249)))
-    return float(high - unclipped) / float(h * w)
+    r, g, b = cv2.split(rgb)
+    hi = cv2.max(cv2.max(r, g), b)
+    lo = cv2.min(cv2.min(r, g), b)
+    return float(np.count_nonzero((hi >= 250) & (lo >= 200))) / hi.size
 
 
 NO_DETAIL_BLUR = 99.0  # blur_sigma's answer for a frame with no structure above noise
