@@ -269,17 +269,21 @@ def _to_lab(rgb: RGBImage) -> F32Map:
 BRIGHT_FADE = 10.0
 
 
-def _evidence(lab: F32Map, bg: F32Map, chroma_weight: float) -> F32Map:
-    """Per pixel: how much darker than the skin (L*), plus weighted a*b* colour distance."""
+def _evidence(lab: F32Map, bg: F32Map, chroma_weight: float) -> tuple[F32Map, F32Map]:
+    """Per pixel: how much darker than the skin (L*), plus weighted a*b* colour distance.
+
+    Also returns the darkening itself (skin L* - pixel L*, negative where brighter).
+    """
     # OpenCV's per-channel arithmetic: the same sums as numpy, ~3x faster on one core.
     d_l, d_a, d_b = cv2.split(cv2.subtract(bg, lab))
     _, darker = cv2.threshold(d_l, 0.0, 0.0, cv2.THRESH_TOZERO)  # max(d, 0)
     chroma = cv2.magnitude(d_a, d_b)
-    ramp = d_l * np.float32(1.0 / BRIGHT_FADE) + np.float32(1.0)
+    ramp = d_l * np.float32(1.0 / BRIGHT_FADE)
+    ramp += np.float32(1.0)  # in place: the same sum, one temporary map fewer
     _, capped = cv2.threshold(ramp, 1.0, 0.0, cv2.THRESH_TRUNC)  # min(ramp, 1)
     _, not_bright = cv2.threshold(capped, 0.0, 0.0, cv2.THRESH_TOZERO)  # max(ramp, 0)
     weighted = cv2.multiply(chroma, not_bright, scale=chroma_weight)
-    return np.asarray(cv2.add(darker, weighted), np.float32)
+    return np.asarray(cv2.add(darker, weighted), np.float32), np.asarray(d_l, np.float32)
 
 
 def _otsu(values: F32Map, scale: float) -> float:
@@ -564,27 +568,33 @@ def find_lesion(
 
     # Pass 1: skin colour as a smooth surface fitted to the frame's border.
     surface = _border_surface(lab, valid, max(2, round(0.08 * min(h, w))))
-    f1 = _evidence(lab, surface, p.chroma_weight)
+    f1, darkening = _evidence(lab, surface, p.chroma_weight)
     # Without a dermoscope ring (most photos) every pixel is valid: no masked copies.
     whole = bool(valid.all())
-    first = (f1 > max(_otsu(f1 if whole else f1[valid], 4.0), p.min_contrast)) & valid
+    first = f1 > max(_otsu(f1 if whole else f1[valid], 4.0), p.min_contrast)
+    if not whole:
+        first &= valid
 
     # Pass 2: the local skin colour, interpolated over what pass 1 did not call lesion,
     # nor highlight: a flash reflection averaged in would make the skin around it look
-    # darker than "skin", a ring of false lesion evidence.
-    bright = (lab[..., 0] - surface[..., 0]) > np.float32(0.5 * BRIGHT_FADE)
-    keep = valid & ~(cv2.dilate((first | bright).astype(np.uint8), _disk(7)) > 0)
+    # darker than "skin", a ring of false lesion evidence. (Brighter than the surface by
+    # more than half the fade: the darkening below minus that, the same float32 numbers
+    # as pixel minus surface, which is exactly minus the darkening.)
+    bright = darkening < np.float32(-0.5 * BRIGHT_FADE)
+    keep = cv2.dilate((first | bright).view(np.uint8), _disk(7)) == 0
+    if not whole:
+        keep &= valid
     if np.count_nonzero(keep) < 0.05 * h * w:
         keep = valid & ~first
     bg = _smooth_background(lab, keep, surface)
-    evidence = _evidence(lab, bg, p.chroma_weight)
+    evidence, _ = _evidence(lab, bg, p.chroma_weight)
     otsu = _otsu(evidence if whole else evidence[valid], 4.0)
     # Otsu splits lesion from skin when there is a lesion; on plain skin it splits noise,
     # which the contrast floor and the candidates' ring-contrast test then discard.
     thr = max(otsu, p.min_contrast)
     m.update({"evidence_threshold": thr, "evidence_otsu": otsu})
 
-    mask = _clean_mask((evidence > thr) & valid, valid)
+    mask = _clean_mask(evidence > thr if whole else (evidence > thr) & valid, valid)
     frame_edge = _frame_edge(valid)
     labels, cands = _candidates(mask, lab, skin, valid, frame_edge, p)
     if (
@@ -595,7 +605,10 @@ def find_lesion(
         best = cands[0]
         # Many spots nearly as lesion-like (text, a pattern): the gate judges the count.
         rivals = sum(c.score >= 0.5 * best.score for c in cands[1:])
-        loose = _clean_mask((evidence > max(p.min_contrast, 0.6 * thr)) & valid, valid)
+        loose_thr = max(p.min_contrast, 0.6 * thr)
+        loose = _clean_mask(
+            evidence > loose_thr if whole else (evidence > loose_thr) & valid, valid
+        )
         lesion = _grow(labels == best.label, loose, labels, cands)
         contrast, surround = best.contrast, best.surround_skin
     else:
