@@ -261,8 +261,9 @@ def glare_mask(rgb: RGBImage) -> BoolImage:
     covers much of the lesion (a third of the region, as before, missed the large flash
     reflections that hurt the classifier most; PAD-UFES-20 val, gate_rules.md).
     """
-    hi = np.asarray(cv2.max(cv2.max(rgb[..., 0], rgb[..., 1]), rgb[..., 2]), np.uint8)
-    lo = np.asarray(cv2.min(cv2.min(rgb[..., 0], rgb[..., 1]), rgb[..., 2]), np.uint8)
+    r, g, b = cv2.split(rgb)  # once: each strided channel view was copied twice
+    hi = np.asarray(cv2.max(cv2.max(r, g), b), np.uint8)
+    lo = np.asarray(cv2.min(cv2.min(r, g), b), np.uint8)
     k = max(3, max(hi.shape))
     tophat = cv2.morphologyEx(hi, cv2.MORPH_TOPHAT, np.ones((k, k), np.uint8))
     mask = (hi >= GLARE_CLIPPED) & (lo >= GLARE_MIN_CHANNEL) & (tophat >= GLARE_MIN_RISE)
