@@ -66,6 +66,7 @@ class OnnxClassifier:
         # None: as the model's metadata says; True or False: studies comparing the two.
         self.flip_average = self.metadata.flip_average if flip_average is None else flip_average
         self._input = self.session.get_inputs()[0].name
+        self._outputs = [o.name for o in self.session.get_outputs()]
 
     def raw_outputs(self, crop: RGBImage) -> dict[str, npt.NDArray[np.float32]]:
         """Run the network on one lesion crop; outputs for the single image, batch axis dropped.
@@ -76,7 +77,7 @@ class OnnxClassifier:
         m = self.metadata
         x = to_model_input(crop, m.input_size, m.mean, m.std, m.color_constancy_power)
         batch = np.stack([x, x[:, :, ::-1]]) if self.flip_average else x[None]
-        names = [o.name for o in self.session.get_outputs()]
+        names = self._outputs
         values = self.session.run(names, {self._input: np.ascontiguousarray(batch)})
         out = {}
         for name, v in zip(names, values, strict=True):

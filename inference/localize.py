@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from inference.quality import working_copy
-from inference.scene import SceneMaps, closing_residual, compact_specks, skin_mask
+from inference.scene import SceneMaps, closing_residual, compact_specks, components, skin_mask
 from inference.types import NOT_MEASURED, LesionBox, RGBImage
 
 BoolMap = npt.NDArray[np.bool_]
@@ -110,9 +111,12 @@ def _disk(size: int) -> npt.NDArray[np.uint8]:
 def _vignette_mask(lum: F32Map) -> BoolMap:
     """Mark the dark ring or corners a dermoscope leaves: dark regions joined to a corner."""
     h, w = lum.shape
+    corner = min(lum[0, 0], lum[0, -1], lum[-1, 0], lum[-1, -1])
+    if corner >= 30.0:  # the level below is at most 30: no need to find it
+        return np.zeros((h, w), np.bool_)
     centre = lum[h // 4 : h - h // 4, w // 4 : w - w // 4]
     level = min(30.0, 0.5 * float(np.median(centre[::4, ::4])))
-    if min(lum[0, 0], lum[0, -1], lum[-1, 0], lum[-1, -1]) >= level:
+    if corner >= level:
         return np.zeros((h, w), np.bool_)  # no dark corner: no dermoscope ring (most photos)
     dark = (lum < level).astype(np.uint8)
     _, labels = cv2.connectedComponents(dark, connectivity=8)
@@ -139,6 +143,21 @@ def _quadratic_terms(
     return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=-1)
 
 
+@lru_cache(maxsize=16)
+def _band_indices(h: int, w: int, band: int) -> npt.NDArray[np.intp]:
+    """Flat indices, in raster order, of the pixels within ``band`` of the frame's edge.
+
+    The same for every photo of one size, so found once: scanning the whole map for them
+    (np.nonzero) was a third of the border fit's time.
+    """
+    border = np.zeros((h, w), np.bool_)
+    border[:band] = border[-band:] = True
+    border[:, :band] = border[:, -band:] = True
+    idx = np.flatnonzero(border)
+    idx.flags.writeable = False
+    return idx
+
+
 def _border_surface(lab: F32Map, valid: BoolMap, band: int) -> F32Map:
     """Fit the skin colour as a quadratic surface to the frame's border band.
 
@@ -148,56 +167,76 @@ def _border_surface(lab: F32Map, valid: BoolMap, band: int) -> F32Map:
     over three rounds so the surface stays on the skin.
     """
     h, w = valid.shape
-    border = np.zeros((h, w), np.bool_)
-    border[:band] = border[-band:] = True
-    border[:, :band] = border[:, -band:] = True
-    border &= valid
-    if border.sum() < 30:
-        border = valid
-    step = max(1, int(border.sum()) // 2000)  # 2000 samples pin down six coefficients
-    ys, xs = np.nonzero(border)
-    ys, xs = ys[::step], xs[::step]
+    band_idx = _band_indices(h, w, band)
+    idx = band_idx[valid.ravel()[band_idx]]  # the band's valid pixels, in raster order
+    if idx.size < 30:
+        idx = np.flatnonzero(valid)
+    step = max(1, idx.size // 2000)  # 2000 samples pin down six coefficients
+    ys, xs = np.divmod(idx[::step], w)
     a = _quadratic_terms(ys.astype(np.float32), xs.astype(np.float32), h, w)
     y = lab[ys, xs]
     keep = np.ones(len(ys), np.bool_)
     coef = np.zeros((6, 3), np.float32)
     coef[0] = np.median(y, axis=0)
     for _ in range(3):
-        if keep.sum() < 12:
+        if np.count_nonzero(keep) < 12:
             break
         ak = a[keep]
         # Normal equations: a 6x6 solve, far cheaper than an SVD-based lstsq here.
-        gram = ak.T @ ak + np.eye(6, dtype=np.float32) * 1e-3
+        gram = ak.T @ ak + _RIDGE
         coef = np.linalg.solve(gram, ak.T @ y[keep]).astype(np.float32)
         resid = y[:, 0] - a @ coef[:, 0]
-        spread = 1.4826 * float(np.median(np.abs(resid[keep] - np.median(resid[keep]))))
+        rk = resid[keep]
+        spread = 1.4826 * float(_median(np.abs(rk - _median(rk))))
         keep = resid > -max(3.0, 2.5 * spread)
     # Evaluate on a coarse grid: the surface is smooth, and this saves a 6-term product.
-    gh, gw = max(2, h // 8), max(2, w // 8)
-    gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float32)
-    coarse = (
-        _quadratic_terms(
-            gy * np.float32((h - 1) / max(gh - 1, 1)),
-            gx * np.float32((w - 1) / max(gw - 1, 1)),
-            h,
-            w,
-        )
-        @ coef
-    )
+    coarse = _coarse_terms(h, w) @ coef
     return np.asarray(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
 
 
-def _smooth_background(lab: F32Map, weight: F32Map, fallback: F32Map) -> F32Map:
-    """Estimate the skin colour under every pixel by normalised convolution of ``weight``.
+_RIDGE = np.eye(6, dtype=np.float32) * 1e-3  # keeps the normal equations solvable
+
+
+def _median(x: F32Map) -> np.float32:
+    """``np.median`` of a 1-D float32 array, the same number without its generic overhead."""
+    k = x.size // 2
+    if x.size % 2:
+        return np.float32(np.partition(x, k)[k])
+    part = np.partition(x, (k - 1, k))
+    return np.float32((part[k - 1] + part[k]) / np.float32(2))
+
+
+@lru_cache(maxsize=16)
+def _coarse_terms(h: int, w: int) -> F32Map:
+    """The quadratic's terms on the coarse grid the border surface is evaluated on."""
+    gh, gw = max(2, h // 8), max(2, w // 8)
+    gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float32)
+    terms = _quadratic_terms(
+        gy * np.float32((h - 1) / max(gh - 1, 1)),
+        gx * np.float32((w - 1) / max(gw - 1, 1)),
+        h,
+        w,
+    )
+    terms.flags.writeable = False
+    return terms
+
+
+def _smooth_background(lab: F32Map, keep: BoolMap, fallback: F32Map) -> F32Map:
+    """Estimate the skin colour under every pixel by normalised convolution over ``keep``.
 
     Done on a 32-cell grid: skin colour varies slowly, and this keeps it at ~1 ms. Where
-    little weight is near (inside a lesion that fills the frame) the estimate falls back
-    to ``fallback``, the surface fitted to the frame's border.
+    few kept pixels are near (inside a lesion that fills the frame) the estimate falls
+    back to ``fallback``, the surface fitted to the frame's border.
     """
-    h, w = weight.shape
+    h, w = keep.shape
     gs = (max(4, round(32 * w / max(h, w))), max(4, round(32 * h / max(h, w))))
-    num = cv2.resize(lab * weight[..., None], gs, interpolation=cv2.INTER_AREA)
-    den = cv2.resize(weight, gs, interpolation=cv2.INTER_AREA)
+    # The weights are 0 or 1, so lab x weight is lab where kept and 0 elsewhere: a masked
+    # copy gives the same numbers as the float product at a tenth of its cost.
+    keep8 = keep.view(np.uint8)
+    kept = np.zeros_like(lab)
+    cv2.copyTo(lab, keep8, kept)
+    num = cv2.resize(kept, gs, interpolation=cv2.INTER_AREA)
+    den = cv2.resize(keep.astype(np.float32), gs, interpolation=cv2.INTER_AREA)
     prior = cv2.resize(fallback, gs, interpolation=cv2.INTER_AREA)
     num = cv2.GaussianBlur(num, (0, 0), 2.0, borderType=cv2.BORDER_REFLECT)
     den = cv2.GaussianBlur(den, (0, 0), 2.0, borderType=cv2.BORDER_REFLECT)
@@ -230,37 +269,42 @@ def _to_lab(rgb: RGBImage) -> F32Map:
 BRIGHT_FADE = 10.0
 
 
-def _evidence(lab: F32Map, bg: F32Map, chroma_weight: float) -> F32Map:
-    """Per pixel: how much darker than the skin (L*), plus weighted a*b* colour distance."""
+def _evidence(lab: F32Map, bg: F32Map, chroma_weight: float) -> tuple[F32Map, F32Map]:
+    """Per pixel: how much darker than the skin (L*), plus weighted a*b* colour distance.
+
+    Also returns the darkening itself (skin L* - pixel L*, negative where brighter).
+    """
     # OpenCV's per-channel arithmetic: the same sums as numpy, ~3x faster on one core.
     d_l, d_a, d_b = cv2.split(cv2.subtract(bg, lab))
     _, darker = cv2.threshold(d_l, 0.0, 0.0, cv2.THRESH_TOZERO)  # max(d, 0)
     chroma = cv2.magnitude(d_a, d_b)
-    ramp = d_l * np.float32(1.0 / BRIGHT_FADE) + np.float32(1.0)
+    ramp = d_l * np.float32(1.0 / BRIGHT_FADE)
+    ramp += np.float32(1.0)  # in place: the same sum, one temporary map fewer
     _, capped = cv2.threshold(ramp, 1.0, 0.0, cv2.THRESH_TRUNC)  # min(ramp, 1)
     _, not_bright = cv2.threshold(capped, 0.0, 0.0, cv2.THRESH_TOZERO)  # max(ramp, 0)
     weighted = cv2.multiply(chroma, not_bright, scale=chroma_weight)
-    return np.asarray(cv2.add(darker, weighted), np.float32)
+    return np.asarray(cv2.add(darker, weighted), np.float32), np.asarray(d_l, np.float32)
 
 
 def _otsu(values: F32Map, scale: float) -> float:
     """Otsu's threshold of non-negative ``values`` (quantised at 1/scale)."""
     if values.size == 0:
         return math.inf
-    q = np.clip(values * scale, 0, 255).astype(np.uint8).reshape(-1, 1)
+    scaled = values * np.float32(scale)
+    np.clip(scaled, 0, 255, out=scaled)  # in place: one temporary map fewer
+    q = scaled.astype(np.uint8).reshape(-1, 1)
     t, _ = cv2.threshold(q, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     return float(t) / scale
 
 
-def _fill_holes(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+def _fill_holes(mask: npt.NDArray[np.uint8]) -> BoolMap:
     h, w = mask.shape
-    flood = np.pad(mask, 1).copy()
+    flood = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     ffmask = np.zeros((h + 4, w + 4), np.uint8)
-    cv2.floodFill(flood, ffmask, (0, 0), 1)
-    holes = flood[1:-1, 1:-1] == 0
-    out = mask.copy()
-    out[holes] = 1
-    return out
+    # Mark the background reached from outside as 2: everything else is the mask or a
+    # hole in it, which is what filling the holes keeps (mask values are 0 or 1).
+    cv2.floodFill(flood, ffmask, (0, 0), 2)
+    return np.asarray(flood[1:-1, 1:-1] != 2, np.bool_)
 
 
 @dataclass(frozen=True)
@@ -282,6 +326,13 @@ def _frame_edge(valid: BoolMap) -> BoolMap:
 
 def _edge_contact(region: BoolMap, frame_edge: BoolMap) -> float:
     """Share of a region's outline that lies on the frame edge."""
+    x, y, bw, bh = cv2.boundingRect(region.view(np.uint8))
+    if bw == 0:
+        return 0.0
+    # The outline lies within the region's box, and the erosion counts what is outside
+    # the box as not region, as the whole map has it there: the same outline.
+    sl = (slice(y, y + bh), slice(x, x + bw))
+    region, frame_edge = region[sl], frame_edge[sl]
     inner = cv2.erode(
         region.astype(np.uint8), _disk(3), borderType=cv2.BORDER_CONSTANT, borderValue=0
     )
@@ -351,9 +402,7 @@ def _candidates(
 ) -> tuple[npt.NDArray[np.int32], list[_Candidate]]:
     """Label the regions of ``mask`` and score each as the lesion; best first."""
     h, w = mask.shape
-    n, labels, stats, centroids = cv2.connectedComponentsWithStats(
-        mask.astype(np.uint8), connectivity=8
-    )
+    n, labels, stats, centroids = components(mask)
     min_area = max(6.0, p.min_component_fraction * h * w)
     half_diag = math.hypot(w / 2, h / 2)
     ranked: list[tuple[float, int]] = []
@@ -407,19 +456,25 @@ def _grow(
     of the winner's size, as the separate lobes of one naevus are (reference boxes span
     all of them).
     """
-    n, grown_labels = cv2.connectedComponents((loose | best).astype(np.uint8), connectivity=8)
-    grown = np.isin(grown_labels, np.unique(grown_labels[best])) if n > 1 else best
-    if grown.sum() > 1.5 * best.sum():
+    # The region of loose | best that holds the winner (a connected region, so all of it
+    # lies in one): flood-filled from its first pixel, at the cost of that region only.
+    both = np.asarray(loose | best, np.uint8)
+    first = int(np.argmax(best))
+    seed = (first % best.shape[1], first // best.shape[1])
+    cv2.floodFill(both, None, seed, 2, 0, 0, 8)
+    grown = np.asarray(both == 2, np.bool_)
+    if np.count_nonzero(grown) > 1.5 * np.count_nonzero(best):
         # A rim is a rim: growing by more than half means the loose threshold leaked
         # into unevenly lit or differently coloured skin, so keep the core.
         grown = best
-    x0, y0, bw, bh = cv2.boundingRect(grown.astype(np.uint8))
+    x0, y0, bw, bh = cv2.boundingRect(grown.view(np.uint8))
     y1, x1 = y0 + bh, x0 + bw
     gap = max(2, round(max(y1 - y0, x1 - x0) / 3))
-    near = np.zeros_like(best)
-    near[max(0, y0 - gap) : y1 + gap, max(0, x0 - gap) : x1 + gap] = True
     strong = [c.label for c in cands[1:] if c.contrast >= 0.5 * cands[0].contrast]
-    touching = [i for i in np.unique(labels[near]) if i in strong]
+    if not strong:
+        return grown
+    near = labels[max(0, y0 - gap) : y1 + gap, max(0, x0 - gap) : x1 + gap]
+    touching = [i for i in np.unique(near) if i in strong]
     return np.asarray(grown | np.isin(labels, touching), np.bool_)
 
 
@@ -462,10 +517,28 @@ def _no_lesion(scene: SceneMaps | None, measurements: dict[str, float]) -> Local
 
 
 def _clean_mask(mask: BoolMap, valid: BoolMap) -> BoolMap:
+    """Open away single pixels, close small gaps, fill holes; on the mask's bounding box.
+
+    Nothing of the result lies outside the mask's bounding box, and with a margin of
+    both kernels' widths around it the crop's edge is never within reach of a kernel
+    placed on anything the dilation produced, so the crop gives the same pixels as the
+    whole map (the image's own edge, where the margin is cut, is the same edge in both).
+    """
     h, w = mask.shape
-    m8 = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, _disk(3))
-    m8 = cv2.morphologyEx(m8, cv2.MORPH_CLOSE, _disk(_odd(0.02 * max(h, w))))
-    return np.asarray(_fill_holes(np.asarray(m8, np.uint8)) > 0, np.bool_) & valid
+    out = np.zeros((h, w), np.bool_)
+    x, y, bw, bh = cv2.boundingRect(mask.view(np.uint8))
+    if bw == 0:
+        return out
+    close = _odd(0.02 * max(h, w))
+    margin = close + 3
+    sl = (
+        slice(max(0, y - margin), min(h, y + bh + margin)),
+        slice(max(0, x - margin), min(w, x + bw + margin)),
+    )
+    m8 = cv2.morphologyEx(mask[sl].view(np.uint8), cv2.MORPH_OPEN, _disk(3))
+    m8 = cv2.morphologyEx(m8, cv2.MORPH_CLOSE, _disk(close))
+    out[sl] = _fill_holes(np.asarray(m8, np.uint8))
+    return out & valid
 
 
 def find_lesion(
@@ -490,30 +563,38 @@ def find_lesion(
     # Specks count when clearly darker than a faint naevus is than its skin.
     scene = SceneMaps(skin, valid, dark, p.hair_kernel, 2.0 * p.min_contrast)
     m: dict[str, float] = {}
-    if int(valid.sum()) < 0.2 * h * w:
+    if np.count_nonzero(valid) < 0.2 * h * w:
         return _no_lesion(scene, m)
 
     # Pass 1: skin colour as a smooth surface fitted to the frame's border.
     surface = _border_surface(lab, valid, max(2, round(0.08 * min(h, w))))
-    f1 = _evidence(lab, surface, p.chroma_weight)
-    first = (f1 > max(_otsu(f1[valid], 4.0), p.min_contrast)) & valid
+    f1, darkening = _evidence(lab, surface, p.chroma_weight)
+    # Without a dermoscope ring (most photos) every pixel is valid: no masked copies.
+    whole = bool(valid.all())
+    first = f1 > max(_otsu(f1 if whole else f1[valid], 4.0), p.min_contrast)
+    if not whole:
+        first &= valid
 
     # Pass 2: the local skin colour, interpolated over what pass 1 did not call lesion,
     # nor highlight: a flash reflection averaged in would make the skin around it look
-    # darker than "skin", a ring of false lesion evidence.
-    bright = (lab[..., 0] - surface[..., 0]) > np.float32(0.5 * BRIGHT_FADE)
-    keep = valid & ~(cv2.dilate((first | bright).astype(np.uint8), _disk(7)) > 0)
-    if keep.sum() < 0.05 * h * w:
+    # darker than "skin", a ring of false lesion evidence. (Brighter than the surface by
+    # more than half the fade: the darkening below minus that, the same float32 numbers
+    # as pixel minus surface, which is exactly minus the darkening.)
+    bright = darkening < np.float32(-0.5 * BRIGHT_FADE)
+    keep = cv2.dilate((first | bright).view(np.uint8), _disk(7)) == 0
+    if not whole:
+        keep &= valid
+    if np.count_nonzero(keep) < 0.05 * h * w:
         keep = valid & ~first
-    bg = _smooth_background(lab, keep.astype(np.float32), surface)
-    evidence = _evidence(lab, bg, p.chroma_weight)
-    otsu = _otsu(evidence[valid], 4.0)
+    bg = _smooth_background(lab, keep, surface)
+    evidence, _ = _evidence(lab, bg, p.chroma_weight)
+    otsu = _otsu(evidence if whole else evidence[valid], 4.0)
     # Otsu splits lesion from skin when there is a lesion; on plain skin it splits noise,
     # which the contrast floor and the candidates' ring-contrast test then discard.
     thr = max(otsu, p.min_contrast)
     m.update({"evidence_threshold": thr, "evidence_otsu": otsu})
 
-    mask = _clean_mask((evidence > thr) & valid, valid)
+    mask = _clean_mask(evidence > thr if whole else (evidence > thr) & valid, valid)
     frame_edge = _frame_edge(valid)
     labels, cands = _candidates(mask, lab, skin, valid, frame_edge, p)
     if (
@@ -524,7 +605,10 @@ def find_lesion(
         best = cands[0]
         # Many spots nearly as lesion-like (text, a pattern): the gate judges the count.
         rivals = sum(c.score >= 0.5 * best.score for c in cands[1:])
-        loose = _clean_mask((evidence > max(p.min_contrast, 0.6 * thr)) & valid, valid)
+        loose_thr = max(p.min_contrast, 0.6 * thr)
+        loose = _clean_mask(
+            evidence > loose_thr if whole else (evidence > loose_thr) & valid, valid
+        )
         lesion = _grow(labels == best.label, loose, labels, cands)
         contrast, surround = best.contrast, best.surround_skin
     else:
@@ -535,8 +619,7 @@ def find_lesion(
             return _no_lesion(scene, m)
         lesion, contrast, rivals = speck
         surround = 1.0
-    lesion8 = lesion.astype(np.uint8)
-    bx, by, bw, bh = cv2.boundingRect(lesion8)
+    bx, by, bw, bh = cv2.boundingRect(lesion.view(np.uint8))
     sx, sy = ow / w, oh / h
     box = LesionBox(
         max(0, math.floor(bx * sx)),
@@ -544,10 +627,14 @@ def find_lesion(
         min(ow, math.ceil((bx + bw) * sx)),
         min(oh, math.ceil((by + bh) * sy)),
     )
-    mom = cv2.moments(lesion8, binaryImage=True)
+    # Moments on the lesion's box: the sums of whole pixel coordinates are exact in
+    # floating point, so shifting them back gives the whole map's numbers to the bit.
+    in_box = (slice(by, by + bh), slice(bx, bx + bw))
+    mom = cv2.moments(lesion[in_box].view(np.uint8), binaryImage=True)
     lesion_fraction = mom["m00"] / (h * w)
     contact = _edge_contact(lesion, frame_edge)
-    cy, cx = mom["m01"] / mom["m00"], mom["m10"] / mom["m00"]
+    cy = (mom["m01"] + by * mom["m00"]) / mom["m00"]
+    cx = (mom["m10"] + bx * mom["m00"]) / mom["m00"]
     offset = math.hypot(cx - (w - 1) / 2, cy - (h - 1) / 2) / math.hypot(w / 2, h / 2)
     m.update(
         {
@@ -559,7 +646,7 @@ def find_lesion(
     return LocalisationResult(
         box=box,
         lesion_fraction=lesion_fraction,
-        touches_edge=bool((lesion & frame_edge).any()),
+        touches_edge=bool((lesion[in_box] & frame_edge[in_box]).any()),
         centre_offset=offset,
         rivals=float(rivals),
         edge_contact=contact,

@@ -10,7 +10,7 @@ only JPEG blocking and upscaling look at full resolution (resizing would hide th
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
@@ -20,6 +20,7 @@ from inference.preprocess import crop_square
 from inference.types import LesionBox, RGBImage
 
 GreyImage = npt.NDArray[np.float32]
+Luma = npt.NDArray[np.uint8]
 BoolImage = npt.NDArray[np.bool_]
 
 
@@ -167,16 +168,37 @@ def _noise_gain(sigma: float) -> float:
     return float(np.sum(d * d) * np.sum(g * g))
 
 
-def noise_sigma(grey: GreyImage) -> float:
+_IMMERKAER = np.asarray([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+
+
+def noise_sigma(grey: GreyImage | Luma) -> float:
     """Estimate white-noise sigma (Immerkaer 1996, with a median for robustness to edges)."""
-    kernel = np.asarray([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
-    response = cv2.filter2D(grey, cv2.CV_32F, kernel)[1:-1, 1:-1]
+    response = np.abs(cv2.filter2D(grey, cv2.CV_32F, _IMMERKAER)[1:-1, 1:-1])
+    if grey.dtype == np.uint8:
+        # On 8-bit levels the response is a whole number below 16 x 256, so its median
+        # comes exactly from a histogram: np.median's selection among the crop's 65k
+        # floats was half of the blur measurement's time.
+        median = _median_of_whole_numbers(response, 16 * 256)
+    else:
+        median = float(np.median(response))
     # The mask's squared weights sum to 36; 0.6745 turns a median |x| into a sigma.
-    return float(np.median(np.abs(response))) / (0.6745 * 6.0)
+    return median / (0.6745 * 6.0)
+
+
+def _median_of_whole_numbers(values: GreyImage, bound: int) -> float:
+    """``np.median`` of float32 ``values`` that are whole numbers in [0, bound)."""
+    hist = cv2.calcHist([np.ascontiguousarray(values)], [0], None, [bound], [0, bound])
+    below = np.cumsum(hist.ravel())  # below[v]: how many values are <= v
+    k = values.size // 2
+    upper = int(np.searchsorted(below, k, side="right"))  # the k-th smallest (from 0)
+    if values.size % 2:
+        return float(upper)
+    lower = int(np.searchsorted(below, k - 1, side="right"))
+    return (lower + upper) / 2.0
 
 
 def blur_sigma(
-    grey: GreyImage, fine: float = 0.7, coarse: float = 1.5, exclude: BoolImage | None = None
+    grey: GreyImage | Luma, fine: float = 0.7, coarse: float = 1.5, exclude: BoolImage | None = None
 ) -> float:
     """Estimate the blur of an image as a Gaussian sigma in pixels (worst direction).
 
@@ -194,10 +216,13 @@ def blur_sigma(
         return NO_DETAIL_BLUR
     # 8-bit rounding adds noise of variance 1/12 even where the median estimate says 0.
     noise_var = max(noise_sigma(grey) ** 2, 1.0 / 12.0)
+    grey = np.asarray(grey, np.float32)
     gx1, gy1 = _gaussian_derivatives(grey, fine)
     gx2, gy2 = _gaussian_derivatives(grey, coarse)
     n1, n2 = noise_var * _noise_gain(fine), noise_var * _noise_gain(coarse)
     keep = None if exclude is None or exclude.mean() > 0.7 else ~exclude
+    if keep is not None and keep.all():
+        keep = None  # nothing excluded: the same means without copying every pixel out
 
     def tensor(gx: GreyImage, gy: GreyImage) -> tuple[float, float, float]:
         if keep is not None:
@@ -236,8 +261,9 @@ def glare_mask(rgb: RGBImage) -> BoolImage:
     covers much of the lesion (a third of the region, as before, missed the large flash
     reflections that hurt the classifier most; PAD-UFES-20 val, gate_rules.md).
     """
-    hi = np.asarray(cv2.max(cv2.max(rgb[..., 0], rgb[..., 1]), rgb[..., 2]), np.uint8)
-    lo = np.asarray(cv2.min(cv2.min(rgb[..., 0], rgb[..., 1]), rgb[..., 2]), np.uint8)
+    r, g, b = cv2.split(rgb)  # once: each strided channel view was copied twice
+    hi = np.asarray(cv2.max(cv2.max(r, g), b), np.uint8)
+    lo = np.asarray(cv2.min(cv2.min(r, g), b), np.uint8)
     k = max(3, max(hi.shape))
     tophat = cv2.morphologyEx(hi, cv2.MORPH_TOPHAT, np.ones((k, k), np.uint8))
     mask = (hi >= GLARE_CLIPPED) & (lo >= GLARE_MIN_CHANNEL) & (tophat >= GLARE_MIN_RISE)
@@ -283,11 +309,14 @@ def blockiness(rgb: RGBImage, stride: int = 4) -> float:
     """
     h, w = rgb.shape[:2]
     y0, x0 = max(0, (h - 1024) // 2) // 8 * 8, max(0, (w - 1024) // 2) // 8 * 8
-    g = np.ascontiguousarray(rgb[y0 : y0 + 1024, x0 : x0 + 1024, 1])
+    y1, x1 = y0 + 1024, x0 + 1024
     ratios = []
     # Steps between neighbours along rows (every stride-th row), then along columns;
+    # only those lines of the green channel are copied out (a quarter of the window),
     # |a - b| of uint8 by OpenCV and exact integer sums: ~4x faster than float numpy.
-    for lines, axis in ((g[::stride], 1), (g[:, ::stride], 0)):
+    rows = np.ascontiguousarray(rgb[y0:y1:stride, x0:x1, 1])
+    cols = np.ascontiguousarray(rgb[y0:y1, x0:x1:stride, 1])
+    for lines, axis in ((rows, 1), (cols, 0)):
         n = lines.shape[axis]
         if n < 17:
             continue
@@ -295,11 +324,11 @@ def blockiness(rgb: RGBImage, stride: int = 4) -> float:
             a, b = lines[:, 1:], lines[:, :-1]
         else:
             a, b = lines[1:], lines[:-1]
-        steps = cv2.absdiff(np.ascontiguousarray(a), np.ascontiguousarray(b))
+        steps = cv2.absdiff(a, b)
         on = steps[:, 7::8] if axis == 1 else steps[7::8]
         n_on = on.size
         n_off = steps.size - n_on
-        sum_on = float(cv2.sumElems(np.ascontiguousarray(on))[0])
+        sum_on = float(np.sum(on, dtype=np.int64))
         sum_off = float(cv2.sumElems(steps)[0]) - sum_on
         ratios.append((sum_on / n_on) / (sum_off / n_off + 1e-3))
     return max(ratios, default=1.0)
@@ -320,7 +349,8 @@ class PhotoQuality:
     lesion_glare_fraction: float  # ... on the lesion's own box
 
     def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
+        # Flat float fields: no need for asdict's recursive deep copy (~0.2 ms a call).
+        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
 
 
 def measure_quality(
@@ -351,7 +381,7 @@ def measure_quality(
         luma_p90=p90,
         clipped_fraction=clipped_fraction(small),
         blockiness=blockiness(rgb),
-        blur_px=blur_sigma(luma(region).astype(np.float32), exclude=near_glare),
+        blur_px=blur_sigma(luma(region), exclude=near_glare),
         glare_fraction=float(glare.mean()),
         lesion_glare_fraction=float(on_lesion.mean()) if on_lesion.size else 0.0,
     )

@@ -35,14 +35,54 @@ def skin_mask(rgb: RGBImage) -> BoolMap:
     return np.asarray((ranged > 0) & (cv2.subtract(cb, cr) <= 12), dtype=np.bool_)
 
 
+_L_LUT = np.arange(256, dtype=np.float32) * np.float32(100 / 255)
+
+
 def closing_residual(small: RGBImage, closed_lab: F32Map) -> F32Map:
     """How much the hair closing brightened each pixel (L*): dark details narrower than it.
 
     ``closed_lab`` is CIELAB (float units) of ``small`` after the closing.
     """
-    lightness = cv2.cvtColor(small, cv2.COLOR_RGB2LAB)[..., 0].astype(np.float32)
-    lightness *= np.float32(100 / 255)
-    return np.asarray(np.maximum(closed_lab[..., 0] - lightness, 0.0), np.float32)
+    # 8-bit L* codes to float units by a table (code x 100/255 in float32), and OpenCV's
+    # arithmetic on single contiguous channels: the same numbers as numpy on strided
+    # views of the three-channel maps, at a third of the cost.
+    lightness = cv2.LUT(cv2.extractChannel(cv2.cvtColor(small, cv2.COLOR_RGB2LAB), 0), _L_LUT)
+    closed = cv2.extractChannel(closed_lab, 0)
+    _, residual = cv2.threshold(cv2.subtract(closed, lightness), 0.0, 0.0, cv2.THRESH_TOZERO)
+    return np.asarray(residual, np.float32)
+
+
+def components(
+    mask: BoolMap,
+) -> tuple[int, npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.float64]]:
+    """``cv2.connectedComponentsWithStats`` (8-connected) of ``mask``, on its bounding box.
+
+    OpenCV's statistics pass visits every pixel, the background included: ~0.7 ms on a
+    384x288 map of which the spots are a few percent. No component leaves the mask's
+    bounding box, and with the box's corner on even coordinates (OpenCV scans in 2x2
+    blocks) the labels come out numbered exactly as on the whole map (checked on 3,000
+    random masks), so labels, boxes, areas and centroids are those of the whole map.
+    Row 0 (the background) has the frame as its box and the background's area; its
+    centroid is not measured (NaN).
+    """
+    h, w = mask.shape
+    x, y, bw, bh = cv2.boundingRect(mask.view(np.uint8))
+    labels = np.zeros((h, w), np.int32)
+    if bw == 0:
+        stats = np.asarray([[0, 0, w, h, h * w]], np.int32)
+        return 1, labels, stats, np.full((1, 2), np.nan)
+    x0, y0 = x - x % 2, y - y % 2
+    sub = np.ascontiguousarray(mask[y0 : y + bh, x0 : x + bw]).view(np.uint8)
+    n, sub_labels, sub_stats, sub_centroids = cv2.connectedComponentsWithStats(sub, connectivity=8)
+    labels[y0 : y + bh, x0 : x + bw] = sub_labels
+    stats = np.asarray(sub_stats, np.int32)
+    centroids = np.asarray(sub_centroids, np.float64)
+    stats[1:, cv2.CC_STAT_LEFT] += x0
+    stats[1:, cv2.CC_STAT_TOP] += y0
+    centroids[1:] += (x0, y0)
+    stats[0] = (0, 0, w, h, h * w - int(stats[1:, cv2.CC_STAT_AREA].sum()))
+    centroids[0] = np.nan
+    return int(n), labels, stats, centroids
 
 
 def compact_specks(
@@ -54,9 +94,7 @@ def compact_specks(
     its box: a distant mole, a letter, a print dot; hair is long and a crease is thin.
     The flags are indexed by component - 1 (component 0 is the background).
     """
-    _, labels, stats, centroids = cv2.connectedComponentsWithStats(
-        mask.astype(np.uint8), connectivity=8
-    )
+    _, labels, stats, centroids = components(mask)
     area = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
     bw = stats[1:, cv2.CC_STAT_WIDTH].astype(np.float64)
     bh = stats[1:, cv2.CC_STAT_HEIGHT].astype(np.float64)
@@ -86,8 +124,8 @@ def specks_around(
     Marks inside the lesion's box, its dots and globules, do not count.
     """
     labels, stats, centroids, compact = compact_specks(dark > min_darkening, hair_kernel)
-    ys, xs = np.nonzero(lesion)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    x0, y0, bw, bh = cv2.boundingRect(lesion.view(np.uint8))  # no scan of every pixel
+    y1, x1 = y0 + bh, x0 + bw
     my, mx = 0.2 * (y1 - y0), 0.2 * (x1 - x0)
     cx, cy = centroids[1:, 0], centroids[1:, 1]
     inside = (cx >= x0 - mx) & (cx <= x1 + mx) & (cy >= y0 - my) & (cy <= y1 + my)
@@ -128,14 +166,14 @@ class SceneMeasurements:
 
 def measure_scene(maps: SceneMaps, lesion: BoolMap | None) -> SceneMeasurements:
     """How much of the frame is skin, and the specks around the lesion (when one was found)."""
-    n_valid = int(maps.valid.sum())
-    skin_fraction = float(maps.skin.sum()) / n_valid if n_valid else 0.0
+    n_valid = np.count_nonzero(maps.valid)
+    skin_fraction = np.count_nonzero(maps.skin) / n_valid if n_valid else 0.0
     if lesion is None or not lesion.any() or n_valid == 0:
         return SceneMeasurements(skin_fraction, NOT_MEASURED, NOT_MEASURED, NOT_MEASURED)
     count, darkness = specks_around(maps.dark, lesion, maps.hair_kernel, maps.min_darkening)
     return SceneMeasurements(
         skin_fraction=skin_fraction,
-        skin_or_lesion_fraction=float((maps.skin | lesion).sum()) / n_valid,
+        skin_or_lesion_fraction=np.count_nonzero(maps.skin | lesion) / n_valid,
         specks_around=float(count),
         speck_darkness=darkness,
     )

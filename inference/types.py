@@ -7,7 +7,7 @@ blurry photo) are values, not exceptions, so callers can render them without try
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 
 import numpy as np
@@ -102,7 +102,8 @@ class GateEvidence:
     ood_score: float = NOT_MEASURED
 
     def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
+        # Flat float fields: no need for asdict's recursive deep copy (~0.2 ms a call).
+        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
 
 
 @dataclass(frozen=True)
