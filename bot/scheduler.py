@@ -243,9 +243,7 @@ async def _claim_answer(
     if isinstance(reply.outcome, Assessed):
         # The heatmap is never stored: say that it is missing, not that there was none.
         text = f"{text}\n\n{replies.text('answer.no_picture')}"
-    nameable = (
-        isinstance(reply.outcome, Assessed) and row.lesion_label is None and not reply.worker
-    )
+    nameable = isinstance(reply.outcome, Assessed) and row.lesion_label is None and not reply.worker
     markup = result_markup(replies, reply)
     return _Outgoing((message.id,), chat_id, text, markup, lease, remember_result=nameable)
 
