@@ -210,15 +210,22 @@ def result_markup(replies: Replies, reply: Consulted) -> InlineKeyboardMarkup | 
     return keyboard(*rows)
 
 
-def _caption(replies: Replies, reply: Consulted, text: str) -> str | None:
-    """The result as the heatmap's caption, with what the heatmap shows (not for a health
+def _caption(replies: Replies, reply: Consulted, waiting: int | None) -> str | None:
+    """The result as the heatmap's caption, with what the heatmap shows (not in a health
     worker's short reply) when that still fits; None when the result alone is too long."""
-    if utf16_length(text) > CAPTION_LIMIT:
-        return None
-    if reply.worker:
+    for explained in (not reply.worker, False):
+        caption = _with_waiting(replies, replies.consulted(reply, heatmap=explained), waiting)
+        if utf16_length(caption) <= CAPTION_LIMIT:
+            return caption
+    return None
+
+
+def _with_waiting(replies: Replies, text: str, waiting: int | None) -> str:
+    if not waiting:
         return text
-    explained = f"{text}\n\n{replies.heatmap_caption()}"
-    return explained if utf16_length(explained) <= CAPTION_LIMIT else text
+    # A batch of photos is answered one by one: say so once, so nobody thinks the rest
+    # were lost while they wait.
+    return f"{text}\n\n{replies.text('queue.waiting', count=waiting)}"
 
 
 async def _deliver(
@@ -236,15 +243,11 @@ async def _deliver(
     replies = for_language(reply.language)
     outcome = reply.outcome
     markup = result_markup(replies, reply)
-    text = replies.consulted(reply)
-    if waiting:
-        # A batch of photos is answered one by one: say so once, so nobody thinks the
-        # rest were lost while they wait.
-        text = f"{text}\n\n{replies.text('queue.waiting', count=waiting)}"
+    text = _with_waiting(replies, replies.consulted(reply), waiting)
     sent: list[Message] = []
     if isinstance(outcome, Assessed) and outcome.heatmap_jpeg is not None:
         heatmap = outcome.heatmap_jpeg
-        caption = _caption(replies, reply, text)
+        caption = _caption(replies, reply, waiting)
         together = caption is not None
         if caption is None and not reply.worker:
             caption = replies.heatmap_caption()

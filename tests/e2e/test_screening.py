@@ -119,7 +119,10 @@ def assert_assessed(text: str, replies: list[SentMessage], row: Consultation) ->
     assert [m.method for m in replies] == ["sendPhoto"]
     [heatmap] = replies
     assert heatmap.text == text
-    assert text.endswith(f"\n\n{REPLIES.heatmap_caption()}")
+    # What the heatmap shows, right after the result (the invitation to name the spot,
+    # if any, stays last).
+    result, explained, _ = text.partition(REPLIES.heatmap_caption())
+    assert explained and DISCLAIMER in result
     assert [data.split(":")[0] for _, data in heatmap.buttons] == ["report", "qa"]
     assert heatmap.photo is not None
     with Image.open(io.BytesIO(heatmap.photo)) as picture:
