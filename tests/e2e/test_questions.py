@@ -92,7 +92,7 @@ async def test_questions_are_stored_shown_exported_and_forgotten(
 
     # /forget deletes the consultations, answers included.
     fake_api.push_text(user_id, "/forget")
-    confirm = await last_text(fake_api, user_id, 4)
+    confirm = await last_text(fake_api, user_id, 5)
     await press(fake_api, user_id, confirm, "forget:yes")
     assert await running_bot.consultations(user_id) == []
 
