@@ -266,8 +266,9 @@ async def _deliver(
             # Only the picture is in doubt: the result itself still goes.
             logger.warning("Heatmap timed out (perhaps delivered); sending the text")
         except NetworkError as error:
-            # Certainly not shown (an error answer, a dropped connection): the picture only
-            # illustrates the result, so the result goes as text, saying so.
+            # An error answer (or a failed connection) on every attempt: taken as not shown,
+            # as with_retries takes it when it sends again. The picture only illustrates the
+            # result, so the result goes as text, saying that the picture is missing.
             logger.warning("Heatmap not delivered (%s); sending the text", type(error).__name__)
             text = f"{text}\n\n{replies.text('answer.no_picture')}"
         else:
