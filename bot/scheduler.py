@@ -12,7 +12,8 @@ A photo's answer comes here (kind "answer") when every in-process send failed wi
 or a network error (bot.handlers.lesion): it is rendered again from the stored consultation,
 as text only (the heatmap is never stored), says that the picture could not be sent, and
 marks the consultation delivered once Telegram takes it. An answer whose send timed out is
-never queued: Telegram may have shown it already.
+never sent again (Telegram may have shown it already): the handler does not queue it, and
+the outbox parks it as "uncertain".
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot, InlineKeyboardMarkup, Message
-from telegram.error import Forbidden, NetworkError, TelegramError
+from telegram.error import Forbidden, NetworkError, TelegramError, TimedOut
 from telegram.ext import JobQueue
 
 from bot import metrics
@@ -54,8 +55,9 @@ MAX_BACKOFF = timedelta(days=1)
 # After this many network failures in a row Telegram is down for us: stop this run and
 # leave the rest due, rather than time out on every remaining message.
 MAX_NETWORK_FAILURES_IN_A_ROW = 3
-# Why a message is parked without being tried again.
-BLOCKED, NO_CHAT = "blocked", "no_chat"
+# Why a message is parked without being tried again (uncertain: an answer whose send timed
+# out, perhaps shown).
+BLOCKED, NO_CHAT, UNCERTAIN = "blocked", "no_chat", "uncertain"
 
 
 @dataclass
@@ -315,6 +317,11 @@ async def _mark_failed(
             user = await UserRepository(session).get(message.user_key)
             if user is not None:
                 user.reminder = user.next_reminder_at = user.chat_ref = None
+        elif message.kind == ANSWER and isinstance(error, TimedOut):
+            # Telegram may have shown it (its answer was lost): not sent again, as in the
+            # handler, which would show the user the result twice. Parked, visibly.
+            _park(message, UNCERTAIN, now)
+            metrics.answer_sent("uncertain")
         elif message.attempts >= settings.scheduler_max_attempts:
             _park(message, kind, now)
         else:

@@ -224,6 +224,30 @@ async def test_an_answer_that_keeps_failing_is_parked_and_shown_in_stats(
     await fake_api.wait_for_sent(ADMIN_ID, "sendPhoto", charts + 1)
 
 
+async def test_an_outbox_send_that_times_out_is_not_sent_again(
+    fake_api: FakeTelegramApi,
+    running_bot: RunningBot,
+    user_id: int,
+    lesion_jpegs: dict[str, bytes],
+) -> None:
+    """The outbox's send of a late answer is taken by Telegram after the client's timeout:
+    perhaps shown, so it is parked as uncertain and never sent again; the user sees it
+    once."""
+    await telegram_down_for_a_photo(
+        fake_api, running_bot, user_id, phone_photo(lesion_jpegs, seed=6)
+    )
+    fake_api.inject("sendMessage", Fault.slow(running_bot.settings.scheduler_send_timeout_s + 1))
+    report = await run_outbox(running_bot, utc_now())
+    assert (report.sent, report.parked) == (0, 1)
+    [parked] = await answer_rows(running_bot, user_id)
+    assert (parked.last_error, parked.chat_ref) == ("uncertain", None)
+    await fake_api.wait_for(lambda: len(answers(fake_api, user_id)) == 1)  # it got through
+    await run_outbox(running_bot, utc_now() + timedelta(days=2))
+    await asyncio.sleep(1.0)
+    [result] = answers(fake_api, user_id)
+    assert DISCLAIMER in (result.text or "")
+
+
 async def test_a_heatmap_telegram_never_accepts_is_skipped_and_the_result_still_sent(
     fake_api: FakeTelegramApi,
     running_bot: RunningBot,
