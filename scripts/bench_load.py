@@ -276,9 +276,7 @@ async def run_flood(
 
     def texts(user: int) -> list[tuple[float, str]]:
         return [
-            (m.at, m.text or "")
-            for m in api.sent[first_sent:]
-            if m.has_text and m.chat_id == user
+            (m.at, m.text or "") for m in api.sent[first_sent:] if m.has_text and m.chat_id == user
         ]
 
     def done() -> bool:
