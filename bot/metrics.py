@@ -91,9 +91,17 @@ UPDATE_SECONDS = Histogram(
 )
 ANSWERS = Counter(
     "bot_answers",
-    "Photo results sent, by outcome: delivered, abandoned (every retry failed: left "
-    "undelivered in the log) or uncertain (timed out: perhaps delivered, not sent again)",
+    "Photo results sent, by outcome: delivered, queued (every in-process retry failed: "
+    "left to the outbox), late (delivered by the outbox), abandoned (not sent and not "
+    "queued: left undelivered in the log) or uncertain (timed out: perhaps delivered, not "
+    "sent again)",
     ["outcome"],
+    registry=REGISTRY,
+)
+ANSWER_BACKLOG = Gauge(
+    "bot_answer_outbox_backlog",
+    "Photo answers in the outbox (every in-process send failed), by state: pending, parked",
+    ["state"],
     registry=REGISTRY,
 )
 

@@ -222,9 +222,10 @@ class Replies:
             case Rejected():
                 return self.rejected(outcome.reason)
 
-    def consulted(self, reply: Consulted) -> str:
+    def consulted(self, reply: Consulted, *, heatmap: bool = False) -> str:
         """Render a stored consultation: the result, how a named spot changed, where to go
-        if the risk is high, and how to name the spot."""
+        if the risk is high, and how to name the spot; with ``heatmap``, what the heatmap
+        it is the caption of shows, right after the result."""
         code = reply.subject.patient_code
         earlier = reply.tracked.earlier if reply.tracked is not None else None
         if reply.worker and code is not None:
@@ -233,6 +234,8 @@ class Replies:
             parts = [self.outcome(reply.outcome, earlier)]
         if not isinstance(reply.outcome, Assessed):
             return "\n\n".join(parts)
+        if heatmap:
+            parts.append(self.heatmap_caption())
         if reply.tracked is not None:
             parts.append(self.tracked(reply.tracked))
         if reply.referral:

@@ -1,4 +1,5 @@
-"""Reminders and follow-ups the bot writes first, sent through an outbox.
+"""Reminders and follow-ups the bot writes first, and photo answers Telegram did not take,
+sent through an outbox.
 
 Each run (one repeating job; every replica runs it) first queues what has become due, one
 outbox row per message, then takes the rows one at a time, oldest first: claim (a lease),
@@ -6,6 +7,13 @@ send, mark sent. A failed send is retried on a later run with exponential backof
 after ``SCHEDULER_MAX_ATTEMPTS`` failures, parked with its reason (shown in /stats). A
 process killed at any point loses nothing: a claimed row whose lease has run out is due
 again, so at worst one message is sent twice, never silently dropped.
+
+A photo's answer comes here (kind "answer") when every in-process send failed with a 5xx
+or a network error (bot.handlers.lesion): it is rendered again from the stored consultation,
+as text only (the heatmap is never stored), says that the picture could not be sent, and
+marks the consultation delivered once Telegram takes it. An answer whose send timed out is
+never sent again (Telegram may have shown it already): the handler does not queue it, and
+the outbox parks it as "uncertain".
 """
 
 from __future__ import annotations
@@ -15,14 +23,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import Bot, InlineKeyboardMarkup
-from telegram.error import Forbidden, NetworkError, TelegramError
+from telegram import Bot, InlineKeyboardMarkup, Message
+from telegram.error import Forbidden, NetworkError, TelegramError, TimedOut
 from telegram.ext import JobQueue
 
 from bot import metrics
 from bot.config import Settings
 from bot.context import BotContext, Runtime
-from bot.db.models import Consultation, OutboxMessage, utc_now
+from bot.db.models import Consultation, OutboxMessage, User, utc_now
 from bot.db.repository import (
     ConsultationRepository,
     FollowUpRepository,
@@ -30,8 +38,10 @@ from bot.db.repository import (
     UserRepository,
     database_now,
 )
+from bot.handlers.lesion import result_markup
 from bot.handlers.reminders import MAX_IDS, MONTHLY, follow_up_keyboard
 from bot.replies import for_language
+from bot.screening import ANSWER, Assessed
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +55,9 @@ MAX_BACKOFF = timedelta(days=1)
 # After this many network failures in a row Telegram is down for us: stop this run and
 # leave the rest due, rather than time out on every remaining message.
 MAX_NETWORK_FAILURES_IN_A_ROW = 3
-# Why a message is parked without being tried again.
-BLOCKED, NO_CHAT = "blocked", "no_chat"
+# Why a message is parked without being tried again (uncertain: an answer whose send timed
+# out, perhaps shown).
+BLOCKED, NO_CHAT, UNCERTAIN = "blocked", "no_chat", "uncertain"
 
 
 @dataclass
@@ -74,6 +85,9 @@ class _Outgoing:
     # The claim's lease, which is also its fencing token: the row is marked only while it
     # still carries this lease (no other run has claimed it since).
     lease: datetime
+    # A photo's answer: remember the sent message as its result (a reply to it names the
+    # spot), as the first send would have.
+    remember_result: bool = False
 
 
 async def send_due(bot: Bot, runtime: Runtime, now: datetime) -> RunReport:
@@ -87,7 +101,7 @@ async def send_due(bot: Bot, runtime: Runtime, now: datetime) -> RunReport:
         if isinstance(claimed, int):
             continue  # dropped or parked without a send
         try:
-            await _send(bot, claimed, runtime.settings)
+            sent = await _send(bot, claimed, runtime.settings)
         except TelegramError as error:
             # Counted in bot_telegram_errors by the rate limiter every call goes through.
             network_failures = network_failures + 1 if isinstance(error, NetworkError) else 0
@@ -96,7 +110,7 @@ async def send_due(bot: Bot, runtime: Runtime, now: datetime) -> RunReport:
         else:
             network_failures = 0
             for message_id in claimed.message_ids:
-                await _mark_sent(runtime, claimed, message_id, now)
+                await _mark_sent(runtime, claimed, message_id, now, sent.message_id)
             report.sent += 1
     if network_failures >= MAX_NETWORK_FAILURES_IN_A_ROW:
         logger.warning("Telegram unreachable; the rest of the outbox waits for the next run")
@@ -159,6 +173,8 @@ async def _claim(runtime: Runtime, now: datetime, report: RunReport) -> _Outgoin
             await session.delete(message)  # forgotten, or reminders turned off meanwhile
             report.dropped += 1
             return message.id
+        if message.kind == ANSWER:
+            return await _claim_answer(session, runtime, message, user, lease, now, report)
         chat_id = runtime.open_chat(user.chat_ref, user.user_key) if user.chat_ref else None
         # A private chat's id is the user's own (positive); groups and channels have negative
         # ids, and this bot writes to private chats only.
@@ -198,9 +214,45 @@ async def _claim(runtime: Runtime, now: datetime, report: RunReport) -> _Outgoin
         return _Outgoing(ids, chat_id, text, markup, lease)
 
 
-async def _send(bot: Bot, item: _Outgoing, settings: Settings) -> None:
+async def _claim_answer(
+    session: AsyncSession,
+    runtime: Runtime,
+    message: OutboxMessage,
+    user: User,
+    lease: datetime,
+    now: datetime,
+    report: RunReport,
+) -> _Outgoing | int:
+    """Render a photo's answer again from its stored consultation (the rest of _claim)."""
+    row = await ConsultationRepository(session).get(message.consultation_id or 0)
+    reply = None if row is None else await runtime.screening.stored_reply(session, row, user)
+    if row is None or reply is None:
+        await session.delete(message)  # the consultation was deleted meanwhile
+        report.dropped += 1
+        return message.id
+    if row.delivered_at is not None:
+        # Delivered by another path meanwhile (a handling of the same update again).
+        message.sent_at, message.claimed_until, message.chat_ref = now, None, None
+        report.dropped += 1
+        return message.id
+    chat_id = runtime.open_chat(message.chat_ref, user.user_key) if message.chat_ref else None
+    if chat_id is None:
+        _park(message, NO_CHAT, now)
+        report.parked += 1
+        return message.id
+    replies = for_language(reply.language)
+    text = replies.consulted(reply)
+    if isinstance(reply.outcome, Assessed):
+        # The heatmap is never stored: say that it is missing, not that there was none.
+        text = f"{text}\n\n{replies.text('answer.no_picture')}"
+    nameable = isinstance(reply.outcome, Assessed) and row.lesion_label is None and not reply.worker
+    markup = result_markup(replies, reply)
+    return _Outgoing((message.id,), chat_id, text, markup, lease, remember_result=nameable)
+
+
+async def _send(bot: Bot, item: _Outgoing, settings: Settings) -> Message:
     timeout = settings.scheduler_send_timeout_s
-    await bot.send_message(
+    return await bot.send_message(
         item.chat_id,
         item.text,
         reply_markup=item.markup,
@@ -221,12 +273,21 @@ async def _held(session: AsyncSession, item: _Outgoing, message_id: int) -> Outb
     return message
 
 
-async def _mark_sent(runtime: Runtime, item: _Outgoing, message_id: int, now: datetime) -> None:
+async def _mark_sent(
+    runtime: Runtime, item: _Outgoing, message_id: int, now: datetime, sent_id: int
+) -> None:
     async with runtime.sessions.begin() as session:
         message = await _held(session, item, message_id)
         if message is None:
             return
-        message.sent_at, message.claimed_until = now, None
+        message.sent_at, message.claimed_until, message.chat_ref = now, None, None
+        if message.kind == ANSWER:
+            row = await ConsultationRepository(session).get(message.consultation_id or 0)
+            if row is not None:
+                row.delivered_at = utc_now()
+                if item.remember_result:
+                    row.result_message_id = sent_id
+            metrics.answer_sent("late")
         if message.follow_up_id is not None:
             follow_up = await FollowUpRepository(session).get(message.follow_up_id)
             if follow_up is not None:
@@ -256,6 +317,11 @@ async def _mark_failed(
             user = await UserRepository(session).get(message.user_key)
             if user is not None:
                 user.reminder = user.next_reminder_at = user.chat_ref = None
+        elif message.kind == ANSWER and isinstance(error, TimedOut):
+            # Telegram may have shown it (its answer was lost): not sent again, as in the
+            # handler, which would show the user the result twice. Parked, visibly.
+            _park(message, UNCERTAIN, now)
+            metrics.answer_sent("uncertain")
         elif message.attempts >= settings.scheduler_max_attempts:
             _park(message, kind, now)
         else:
@@ -280,6 +346,7 @@ def backoff(attempts: int, first_s: float) -> timedelta:
 
 def _park(message: OutboxMessage, reason: str, now: datetime) -> None:
     message.parked_at, message.claimed_until, message.last_error = now, None, reason
+    message.chat_ref = None  # never written to again: the sealed chat is not kept
 
 
 async def _purge(runtime: Runtime, now: datetime) -> None:
@@ -293,9 +360,13 @@ async def _purge(runtime: Runtime, now: datetime) -> None:
 
 async def _update_backlog(runtime: Runtime) -> None:
     async with runtime.sessions() as session:
-        pending, parked = await OutboxRepository(session).backlog()
+        outbox = OutboxRepository(session)
+        pending, parked = await outbox.backlog()
+        answers = await outbox.answer_backlog()
     metrics.SCHEDULER_BACKLOG.labels(state="pending").set(pending)
     metrics.SCHEDULER_BACKLOG.labels(state="parked").set(sum(parked.values()))
+    for state, count in answers.items():
+        metrics.ANSWER_BACKLOG.labels(state=state).set(count)
 
 
 async def _due_job(context: BotContext) -> None:

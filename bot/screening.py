@@ -23,8 +23,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import metrics
 from bot.advice import advise
-from bot.db.models import Consultation, ConsultationStatus, FollowUp, utc_now
-from bot.db.repository import ConsultationRepository, ReferralRepository, UserRepository
+from bot.db.models import (
+    Consultation,
+    ConsultationStatus,
+    FollowUp,
+    OutboxMessage,
+    User,
+    utc_now,
+)
+from bot.db.repository import (
+    ConsultationRepository,
+    OutboxRepository,
+    ReferralRepository,
+    UserRepository,
+)
 from bot.i18n import REFERRAL_FALLBACK, language_for
 from bot.tracking import (
     RECENT,
@@ -56,6 +68,8 @@ COMPACT_HEATMAP_MAX_SIDE = 480
 COMPACT_HEATMAP_JPEG_QUALITY = 60
 # Results that get a follow-up question ("did you see a doctor?").
 FOLLOW_UP_RISKS = frozenset({Risk.MEDIUM, Risk.HIGH})
+# The outbox kind of a photo's answer Telegram did not take in time (sent by bot.scheduler).
+ANSWER = "answer"
 
 
 class InputKind(StrEnum):
@@ -328,6 +342,77 @@ class ScreeningService:
                 type(error).__name__,
             )
 
+    async def queue_answer(self, consultation_id: int, chat_ref: str) -> bool:
+        """Leave an answer Telegram did not take (5xx, network, after every in-process
+        retry) to the outbox, which sends it again, text only, from the stored row (see
+        bot.scheduler); return whether it is queued. Nothing to queue when the row is gone
+        (a /forget) or already delivered; queued once per consultation, ever."""
+        try:
+            async with self._sessions.begin() as session:
+                row = await ConsultationRepository(session).get(consultation_id)
+                if row is None or row.delivered_at is not None:
+                    return False
+                outbox = OutboxRepository(session)
+                if await outbox.answer_for(consultation_id) is None:
+                    await outbox.add(
+                        OutboxMessage(
+                            kind=ANSWER,
+                            user_key=row.user_key,
+                            consultation_id=consultation_id,
+                            chat_ref=chat_ref,
+                            due_at=utc_now(),
+                        )
+                    )
+        except SQLAlchemyError as error:
+            # The row stays undelivered, visibly (/export): the state main had before.
+            logger.warning(
+                "Answer to consultation %d not queued (%s)",
+                consultation_id,
+                type(error).__name__,
+            )
+            return False
+        return True
+
+    async def stored_reply(
+        self, session: AsyncSession, row: Consultation, user: User
+    ) -> Consulted | None:
+        """The reply of a stored consultation, rendered again from its row (risk, type,
+        language, refusal reason), without its heatmap, which is never stored; None for a
+        row that had no answer of its own (a failure)."""
+        language = user.language or language_for(None)
+        outcome: Outcome
+        if row.status == ConsultationStatus.ASSESSED and row.risk in set(Risk):
+            top = row.top_class or ""
+            outcome = Assessed(
+                risk=Risk(row.risk),
+                top_class=top,
+                lesion_name=self.metadata.class_names.get(top, top),
+                heatmap_jpeg=None,
+                consultation_id=row.id,
+            )
+        elif row.status == ConsultationStatus.UNASSESSABLE:
+            issues = tuple(
+                QualityIssue(issue)
+                for issue in row.quality_issues or ()
+                if issue in set(QualityIssue)
+            )
+            suspicious = (row.malignant_probability or 0.0) >= self.metadata.thresholds.high
+            outcome = Unassessable(issues, row.id, suspicious)
+        elif row.status == ConsultationStatus.REJECTED and row.reason is not None:
+            reason = _reject_reason(row.reason)
+            if reason is None:
+                return None
+            outcome = Rejected(reason)
+        else:
+            return None
+        referral = None
+        if isinstance(outcome, Assessed) and outcome.risk is Risk.HIGH:
+            fallback = REFERRAL_FALLBACK.get(language, (language,))
+            referral = await ReferralRepository(session).first_of(fallback)
+        subject = Subject(lesion_label=row.lesion_label, patient_code=row.patient_code)
+        worker = bool(user.is_worker)
+        return Consulted(language, outcome, subject, worker, None, referral, row.id)
+
     async def _load_sender(self, request: PhotoRequest) -> _Sender:
         async with self._sessions() as session:
             user = await UserRepository(session).get(request.user_key)
@@ -483,6 +568,13 @@ def encode_jpeg(
 def _wants_follow_up(outcome: Assessed, sender: _Sender) -> bool:
     # Workers are not asked about their patients: the patient is not in the chat.
     return outcome.risk in FOLLOW_UP_RISKS and not sender.worker
+
+
+def _reject_reason(code: str) -> RejectReason | None:
+    for kind in (DecodeFailure, UnsupportedMedia):
+        if code in set(kind):
+            return kind(code)
+    return None
 
 
 def _subject(caption: str | None, *, worker: bool) -> Subject:

@@ -9,11 +9,12 @@ who are all active in the same minute, rather than a burst in the same instant).
 
 The bot runs with its default settings (a fresh SQLite file; WORKER_THREADS and the like can
 be overridden with flags). For each level: throughput, reply time p50/p95/p99 (photo sent to
-the first text answer), errors (apologies or no answer within --timeout), the bot process's
-peak resident memory (its kernel high-water mark, reset before each level), and the mean
-screening time per photo (from the bot's /metrics) against the raw model time measured in
-the same run (one 224 px crop through the ONNX session, in this process, just before and
-just after each level, so a shared machine's changing load affects both alike).
+the first message with the answer: a text, or the heatmap with the result as its caption),
+errors (apologies or no answer within --timeout), the bot process's peak resident memory
+(its kernel high-water mark, reset before each level), and the mean screening time per
+photo (from the bot's /metrics) against the raw model time measured in the same run (one
+224 px crop through the ONNX session, in this process, just before and just after each
+level, so a shared machine's changing load affects both alike).
 "Database is locked" errors in the bot's log are counted too (SQLite, WAL mode). With
 --kill N, N more users send a photo, the bot is killed with SIGKILL once a third are
 answered and restarted on the same database; then lost and duplicated consultations are
@@ -186,7 +187,7 @@ async def run_level(
     def answered() -> dict[int, tuple[float, str]]:
         out: dict[int, tuple[float, str]] = {}
         for message in api.sent[first_sent:]:
-            if message.method == "sendMessage" and message.chat_id in wanted:
+            if message.has_text and message.chat_id in wanted:
                 out.setdefault(message.chat_id, (message.at, message.text or ""))
         return out
 
@@ -275,9 +276,7 @@ async def run_flood(
 
     def texts(user: int) -> list[tuple[float, str]]:
         return [
-            (m.at, m.text or "")
-            for m in api.sent[first_sent:]
-            if m.method == "sendMessage" and m.chat_id == user
+            (m.at, m.text or "") for m in api.sent[first_sent:] if m.has_text and m.chat_id == user
         ]
 
     def done() -> bool:
@@ -320,7 +319,7 @@ async def kill_and_restart(
     wanted = set(users)
 
     def answered() -> set[int]:
-        return {m.chat_id for m in api.sent if m.method == "sendMessage" and m.chat_id in wanted}
+        return {m.chat_id for m in api.sent if m.has_text and m.chat_id in wanted}
 
     port = free_port()
     async with running_bot(api, database_url, port, args, tmp / "kill.log") as process:

@@ -169,7 +169,8 @@ class ReferralContact(Base):
 
 
 class OutboxMessage(Base):
-    """A message the bot writes first (a reminder or a follow-up question), one row each.
+    """A message the bot writes first (a reminder or a follow-up question), or a photo's
+    answer that Telegram did not take in time (kind "answer"), one row each.
 
     Each row is claimed, sent and marked on its own (see ``bot.scheduler``), so one failed
     send never holds up the others and a crash at any point loses nothing: a claim is a
@@ -179,12 +180,19 @@ class OutboxMessage(Base):
     __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # "reminder" or "follow_up"
+    kind: Mapped[str] = mapped_column(String(16))  # "reminder", "follow_up" or "answer"
     user_key: Mapped[str] = mapped_column(String(64), index=True)
     # One outbox row per follow-up, ever: a second replica cannot queue it twice.
     follow_up_id: Mapped[int | None] = mapped_column(
         ForeignKey("follow_ups.id", ondelete="CASCADE"), unique=True
     )
+    # The consultation an "answer" row delivers (rendered again from it, text only: the
+    # heatmap is never stored). One row per consultation, ever.
+    consultation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("consultations.id", ondelete="CASCADE"), unique=True
+    )
+    # The chat an answer goes to, sealed by bot.privacy; dropped once sent or parked.
+    chat_ref: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
     # When to try next: the due time first, later pushed on by the retry backoff.
     due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -118,7 +118,12 @@ class ConsultationRepository:
         follow_ups = select(FollowUp.id).where(FollowUp.consultation_id == consultation.id)
         # Explicitly: SQLite does not enforce ON DELETE CASCADE by default.
         await self._session.execute(
-            delete(OutboxMessage).where(OutboxMessage.follow_up_id.in_(follow_ups))
+            delete(OutboxMessage).where(
+                or_(
+                    OutboxMessage.follow_up_id.in_(follow_ups),
+                    OutboxMessage.consultation_id == consultation.id,
+                )
+            )
         )
         await self._session.execute(
             delete(FollowUp).where(FollowUp.consultation_id == consultation.id)
@@ -301,6 +306,7 @@ class UserRepository:
             delete(OutboxMessage).where(
                 or_(
                     OutboxMessage.follow_up_id.in_(old_follow_ups),
+                    OutboxMessage.consultation_id.in_(old),
                     OutboxMessage.sent_at < cutoff,
                     OutboxMessage.parked_at < cutoff,
                 )
@@ -455,8 +461,15 @@ class OutboxRepository:
         rows = await self._session.scalars(claimed.execution_options(populate_existing=True))
         return list(rows)
 
+    async def answer_for(self, consultation_id: int) -> OutboxMessage | None:
+        """The outbox row delivering one consultation's answer, if one was queued."""
+        return await self._session.scalar(
+            select(OutboxMessage).where(OutboxMessage.consultation_id == consultation_id)
+        )
+
     async def backlog(self) -> tuple[int, dict[str, int]]:
-        """Return how many messages wait to be sent, and the parked ones by reason."""
+        """Return how many messages wait to be sent, and the parked ones by reason (a
+        photo's answer as "answer: <reason>", so an administrator tells them apart)."""
         pending = await self._session.scalar(
             select(func.count()).where(
                 OutboxMessage.sent_at.is_(None), OutboxMessage.parked_at.is_(None)
@@ -464,13 +477,30 @@ class OutboxRepository:
         )
         parked = (
             await self._session.execute(
-                select(OutboxMessage.last_error, func.count())
+                select(OutboxMessage.kind, OutboxMessage.last_error, func.count())
                 .where(OutboxMessage.parked_at.is_not(None))
-                .group_by(OutboxMessage.last_error)
+                .group_by(OutboxMessage.kind, OutboxMessage.last_error)
             )
         ).all()
-        reasons = Counter({str(reason or "?"): int(count) for reason, count in parked})
+        reasons: Counter[str] = Counter()
+        for kind, reason, count in parked:
+            label = str(reason or "?")
+            reasons[f"answer: {label}" if kind == "answer" else label] += int(count)
         return int(pending or 0), _by_count(reasons)
+
+    async def answer_backlog(self) -> dict[str, int]:
+        """Photo answers in the outbox by state: pending (waiting for a send), parked."""
+        rows = (
+            await self._session.execute(
+                select(OutboxMessage.parked_at.is_not(None), func.count())
+                .where(OutboxMessage.kind == "answer", OutboxMessage.sent_at.is_(None))
+                .group_by(OutboxMessage.parked_at.is_not(None))
+            )
+        ).all()
+        counts = {"pending": 0, "parked": 0}
+        for parked, count in rows:
+            counts["parked" if parked else "pending"] += int(count)
+        return counts
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from telegram import Document, Message, PhotoSize, Update
+from telegram import Document, InlineKeyboardMarkup, Message, PhotoSize, Update
 from telegram.constants import ChatAction
-from telegram.error import NetworkError, TimedOut
+from telegram.error import BadRequest, NetworkError, TimedOut
 from telegram.ext import MessageHandler, filters
 
 from bot import metrics
@@ -25,7 +25,7 @@ from bot.handlers.delivery import show_action, with_retries
 from bot.handlers.questions import questions_button
 from bot.handlers.report import report_button
 from bot.inbox import InboxProcessor, defer_current_update, sender_of
-from bot.replies import for_language
+from bot.replies import Replies, for_language, utf16_length
 from bot.screening import (
     AlreadyAnswered,
     Assessed,
@@ -195,61 +195,135 @@ async def answer(
             await _deliver(message, context, reply, waiting)
 
 
+# Telegram's caption limit (UTF-16 code units): a longer result goes as its own message.
+CAPTION_LIMIT = 1024
+
+
+def result_markup(replies: Replies, reply: Consulted) -> InlineKeyboardMarkup | None:
+    """The buttons under an assessed result: a report to show the doctor, and the optional
+    questions (once per spot: not when an earlier photo of it has answers)."""
+    if not isinstance(reply.outcome, Assessed) or reply.consultation_id is None:
+        return None
+    rows = [[report_button(replies, reply.consultation_id)]]
+    if reply.tracked is None or not reply.tracked.answered:
+        rows.append([questions_button(replies, reply.consultation_id)])
+    return keyboard(*rows)
+
+
+def _caption(replies: Replies, reply: Consulted, waiting: int | None) -> str | None:
+    """The result as the heatmap's caption, with what the heatmap shows (not in a health
+    worker's short reply) when that still fits; None when the result alone is too long."""
+    for explained in (not reply.worker, False):
+        caption = _with_waiting(replies, replies.consulted(reply, heatmap=explained), waiting)
+        if utf16_length(caption) <= CAPTION_LIMIT:
+            return caption
+    return None
+
+
+def _with_waiting(replies: Replies, text: str, waiting: int | None) -> str:
+    if not waiting:
+        return text
+    # A batch of photos is answered one by one: say so once, so nobody thinks the rest
+    # were lost while they wait.
+    return f"{text}\n\n{replies.text('queue.waiting', count=waiting)}"
+
+
 async def _deliver(
     message: Message, context: BotContext, reply: Consulted, waiting: int | None = None
 ) -> None:
-    """Send the heatmap and the result, then mark the consultation delivered.
+    """Send the result as one message (the heatmap with the result as its caption, or the
+    text alone), then mark the consultation delivered.
 
-    Bookkeeping comes after delivery: a reply that never got through, after every retry,
-    leaves the row undelivered (visible in /export) and is abandoned here, not re-raised,
-    so the generic apology does not follow it into a chat Telegram cannot reach.
+    One message per answer: a send that timed out (Telegram may have shown it) is not
+    resent, and nothing else of the answer is left to send, so the user never sees any
+    part of it twice. A result too long for a caption goes as its own text message after
+    the heatmap. An answer Telegram did not take after every in-process retry (a 5xx, the
+    network) goes to the outbox (bot.scheduler), which sends it later as text.
     """
     replies = for_language(reply.language)
     outcome = reply.outcome
+    markup = result_markup(replies, reply)
+    text = _with_waiting(replies, replies.consulted(reply), waiting)
+    sent: list[Message] = []
     if isinstance(outcome, Assessed) and outcome.heatmap_jpeg is not None:
         heatmap = outcome.heatmap_jpeg
-        caption = None if reply.worker else replies.heatmap_caption()
+        caption = _caption(replies, reply, waiting)
+        together = caption is not None
+        if caption is None and not reply.worker:
+            caption = replies.heatmap_caption()
         show_action(context, message.chat_id, ChatAction.UPLOAD_PHOTO)
         try:
-            await with_retries(lambda: message.reply_photo(heatmap, caption=caption), "sendPhoto")
+            photo = await with_retries(
+                lambda: message.reply_photo(
+                    heatmap, caption=caption, reply_markup=markup if together else None
+                ),
+                "sendPhoto",
+            )
+        except TimedOut:
+            if together:
+                await _uncertain(reply)
+                return
+            # Only the picture is in doubt: the result itself still goes.
+            logger.warning("Heatmap timed out (perhaps delivered); sending the text")
         except NetworkError as error:
-            # The picture only illustrates the result: the text still goes.
+            # An error answer (or a failed connection) on every attempt: taken as not shown,
+            # as with_retries takes it when it sends again. The picture only illustrates the
+            # result, so the result goes as text, saying that the picture is missing.
             logger.warning("Heatmap not delivered (%s); sending the text", type(error).__name__)
-    # Under an assessed result: a report to show the doctor, and the optional questions
-    # (once per spot: not when an earlier photo of it has answers).
-    markup = None
-    if isinstance(outcome, Assessed) and reply.consultation_id is not None:
-        rows = [[report_button(replies, reply.consultation_id)]]
-        if reply.tracked is None or not reply.tracked.answered:
-            rows.append([questions_button(replies, reply.consultation_id)])
-        markup = keyboard(*rows)
-    text = replies.consulted(reply)
-    if waiting:
-        # A batch of photos is answered one by one: say so once, so nobody thinks the
-        # rest were lost while they wait.
-        text = f"{text}\n\n{replies.text('queue.waiting', count=waiting)}"
-    try:
-        sent = await reply_long(message, text, markup)
-    except TimedOut:
-        # Telegram may have it (its answer was lost): not sent again, which would show the
-        # user the result twice. Left undelivered in the log: we do not know.
-        metrics.answer_sent("uncertain")
-        logger.warning(
-            "Reply to consultation %s timed out: perhaps delivered, not resent",
-            reply.consultation_id,
-        )
-        return
-    except NetworkError as error:
-        metrics.answer_sent("abandoned")
-        logger.warning(
-            "Reply to consultation %s abandoned (%s): left undelivered",
-            reply.consultation_id,
-            type(error).__name__,
-        )
-        return
+            text = f"{text}\n\n{replies.text('answer.no_picture')}"
+        else:
+            if together:
+                sent = [photo]
+    if not sent:
+        try:
+            sent = await reply_long(message, text, markup)
+        except TimedOut:
+            await _uncertain(reply)
+            return
+        except BadRequest as error:
+            # The same request would be refused again: nothing to retry later.
+            metrics.answer_sent("abandoned")
+            logger.warning(
+                "Reply to consultation %s refused (%s): left undelivered",
+                reply.consultation_id,
+                type(error).__name__,
+            )
+            return
+        except NetworkError as error:
+            await _queue(message, context, reply, error)
+            return
     metrics.answer_sent("delivered")
     if reply.consultation_id is None:
         return
     nameable = isinstance(outcome, Assessed) and reply.subject.lesion_label is None
     remember = sent[-1].message_id if nameable and not reply.worker else None
     await context.bot_data.runtime.screening.record_delivery(reply.consultation_id, remember)
+
+
+async def _uncertain(reply: Consulted) -> None:
+    # Telegram may have it (its answer was lost): not sent again, which would show the
+    # user the result twice. Left undelivered in the log: we do not know.
+    metrics.answer_sent("uncertain")
+    logger.warning(
+        "Reply to consultation %s timed out: perhaps delivered, not resent",
+        reply.consultation_id,
+    )
+
+
+async def _queue(
+    message: Message, context: BotContext, reply: Consulted, error: NetworkError
+) -> None:
+    """Leave an answer Telegram did not take to the outbox (sent later, text only)."""
+    runtime = context.bot_data.runtime
+    queued = False
+    if reply.consultation_id is not None and message.from_user is not None:
+        key = runtime.user_key(message.from_user.id)
+        chat_ref = runtime.seal_chat(message.chat_id, key)
+        queued = await runtime.screening.queue_answer(reply.consultation_id, chat_ref)
+    metrics.answer_sent("queued" if queued else "abandoned")
+    logger.warning(
+        "Reply to consultation %s not delivered (%s): %s",
+        reply.consultation_id,
+        type(error).__name__,
+        "left to the outbox" if queued else "left undelivered",
+    )

@@ -49,15 +49,16 @@ def send_photo(
 
 
 async def texts_after(api: FakeTelegramApi, user_id: int, count: int) -> list[str]:
-    """Wait until ``count`` text messages reached the chat; return all their texts."""
+    """Wait until ``count`` messages with text (a photo result's caption counts: see
+    SentMessage.has_text) reached the chat; return all their texts."""
     replies = await api.wait_for_text(user_id, count=count)
-    return [m.text or "" for m in replies if m.method == "sendMessage"]
+    return [m.text or "" for m in replies if m.has_text]
 
 
 async def last_text(api: FakeTelegramApi, user_id: int, count: int) -> SentMessage:
-    """Wait for the ``count``-th text message to the chat and return it."""
+    """Wait for the ``count``-th message with text to the chat and return it."""
     replies = await api.wait_for_text(user_id, count=count)
-    return [m for m in replies if m.method == "sendMessage"][count - 1]
+    return [m for m in replies if m.has_text][count - 1]
 
 
 async def press(

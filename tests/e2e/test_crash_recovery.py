@@ -142,8 +142,10 @@ def key(user: int) -> str:
 
 
 def results(api: FakeTelegramApi, users: Sequence[int]) -> Counter[int]:
-    """Result texts sent to each user (the heatmap photo is counted apart)."""
-    return _count(api.sent, users, "sendMessage")
+    """Answers sent to each user: messages with text (a photo result is one message, the
+    result as the heatmap's caption; the heatmaps are also counted apart)."""
+    wanted = set(users)
+    return Counter(m.chat_id for m in api.sent if m.has_text and m.chat_id in wanted)
 
 
 def heatmaps(api: FakeTelegramApi, users: Sequence[int]) -> Counter[int]:

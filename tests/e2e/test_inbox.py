@@ -87,7 +87,7 @@ def claimed_count() -> float:
 
 
 def results(api: FakeTelegramApi, user_id: int) -> list[str]:
-    return [m.text or "" for m in api.replies_to(user_id) if m.method == "sendMessage"]
+    return [m.text or "" for m in api.replies_to(user_id) if m.has_text]
 
 
 async def settled(bot: RunningBot, update_id: int) -> None:

@@ -47,7 +47,7 @@ def photo_message(api: FakeTelegramApi, jpeg: bytes) -> list[dict[str, object]]:
 
 
 def texts(api: FakeTelegramApi, user: int) -> list[SentMessage]:
-    return [m for m in api.replies_to(user) if m.method == "sendMessage"]
+    return [m for m in api.replies_to(user) if m.has_text]
 
 
 async def users_answered(
@@ -60,7 +60,7 @@ async def users_answered(
         api.push_message(user, photo=sizes)
     answers = await asyncio.gather(*(api.wait_for_text(user) for user in users))
     return sorted(
-        next(m for m in replies if m.method == "sendMessage").at - sent_at[user]
+        next(m for m in replies if m.has_text).at - sent_at[user]
         for user, replies in zip(users, answers, strict=True)
     )
 

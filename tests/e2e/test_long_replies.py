@@ -117,6 +117,11 @@ async def test_a_long_referral_on_a_high_risk_result_arrives_whole(
     whole = "\n".join(m.text or "" for m in messages)
     assert whole.startswith("Result: HIGH risk.")
     assert contacts in whole
+    # Too long for a caption: the heatmap goes first, with only what it shows, and the
+    # buttons under the last part of the result.
+    [heatmap] = [m for m in fake_api.replies_to(user_id) if m.method == "sendPhoto"]
+    assert heatmap.text == EN.heatmap_caption() and heatmap.buttons == []
+    assert messages[-1].buttons and heatmap.at <= messages[0].at
 
 
 async def test_a_referral_over_the_cap_is_refused_with_a_clear_message(

@@ -76,7 +76,7 @@ async def test_questions_are_stored_shown_exported_and_forgotten(
 
     # Once per spot: the next photo of "back" does not ask again.
     send_photo(fake_api, user_id, naevus, caption="back")
-    second = await last_text(fake_api, user_id, 3)
+    second = await last_text(fake_api, user_id, 4)  # after the site question and the report
     assert second.buttons == [(EN.text("report.button"), f"report:{row.id + 1}")]
 
     # In the admin's export, as codes.
@@ -92,7 +92,7 @@ async def test_questions_are_stored_shown_exported_and_forgotten(
 
     # /forget deletes the consultations, answers included.
     fake_api.push_text(user_id, "/forget")
-    confirm = await last_text(fake_api, user_id, 4)
+    confirm = await last_text(fake_api, user_id, 5)
     await press(fake_api, user_id, confirm, "forget:yes")
     assert await running_bot.consultations(user_id) == []
 

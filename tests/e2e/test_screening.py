@@ -93,9 +93,10 @@ def send_document(
 
 
 async def final_text(api: FakeTelegramApi, user_id: int) -> tuple[str, list[SentMessage]]:
-    """Wait for the text reply that ends every flow; return it and all replies."""
+    """Wait for the text reply that ends every flow (a photo result: the heatmap's caption);
+    return it and all replies."""
     replies = await api.wait_for_text(user_id)
-    texts = [m.text or "" for m in replies if m.method == "sendMessage"]
+    texts = [m.text or "" for m in replies if m.has_text]
     return texts[-1], replies
 
 
@@ -105,7 +106,9 @@ async def only_consultation(bot: RunningBot, user_id: int) -> Consultation:
 
 
 def assert_assessed(text: str, replies: list[SentMessage], row: Consultation) -> None:
-    """The result names the risk and lesion type, advises, disclaims, shows a heatmap."""
+    """The result names the risk and lesion type, advises, disclaims, shows a heatmap: one
+    message, the result as the heatmap's caption with what the heatmap shows, and the
+    buttons under it."""
     assert row.status == "assessed"
     risk = Risk(row.risk)
     assert risk in RISK_WORDING
@@ -113,8 +116,14 @@ def assert_assessed(text: str, replies: list[SentMessage], row: Consultation) ->
         assert wording in text
     assert "It looks most like: " in text
     assert DISCLAIMER in text
-    [heatmap] = [m for m in replies if m.method == "sendPhoto"]
-    assert heatmap.text == REPLIES.heatmap_caption()
+    assert [m.method for m in replies] == ["sendPhoto"]
+    [heatmap] = replies
+    assert heatmap.text == text
+    # What the heatmap shows, right after the result (the invitation to name the spot,
+    # if any, stays last).
+    result, explained, _ = text.partition(REPLIES.heatmap_caption())
+    assert explained and DISCLAIMER in result
+    assert [data.split(":")[0] for _, data in heatmap.buttons] == ["report", "qa"]
     assert heatmap.photo is not None
     with Image.open(io.BytesIO(heatmap.photo)) as picture:
         assert picture.format == "JPEG"

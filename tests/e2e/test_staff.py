@@ -233,8 +233,11 @@ async def test_worker_flow_with_patient_codes(
     assert reply.startswith("Patient P123: ")
     assert len(reply) < 400  # short, for slow connections
     assert "Screening aid, not a diagnosis." in reply
+    # One message: the small heatmap with the short result as its caption (no heatmap
+    # explanation for a worker), the report button under it.
     [heatmap] = sent(fake_api, worker, "sendPhoto")
-    assert heatmap.text is None and heatmap.photo is not None
+    assert heatmap == result and heatmap.text == reply and heatmap.photo is not None
+    assert ("report", f"report:{row.id}") in [(d.split(":")[0], d) for _, d in heatmap.buttons]
     with Image.open(io.BytesIO(heatmap.photo)) as picture:
         assert max(picture.size) <= 480
     # Workers are not asked for follow-ups about their patients (whatever the risk).

@@ -84,6 +84,12 @@ class SentMessage:
     at: float = field(default_factory=time.monotonic)  # when the fake accepted it
 
     @property
+    def has_text(self) -> bool:
+        """A message the user reads: a text, or a photo with a caption (a photo result is
+        one message, the result as the heatmap's caption)."""
+        return self.method == "sendMessage" or (self.method == "sendPhoto" and bool(self.text))
+
+    @property
     def buttons(self) -> list[tuple[str, str]]:
         """The inline keyboard as (label, callback data) pairs, row after row."""
         rows = (self.reply_markup or {}).get("inline_keyboard", [])
@@ -334,10 +340,11 @@ class FakeTelegramApi:
     async def wait_for_text(
         self, chat_id: int, count: int = 1, within_s: float = 120.0
     ) -> list[SentMessage]:
-        """Wait for ``count`` text messages to ``chat_id``; return everything sent there."""
+        """Wait for ``count`` messages with text (texts, or photos with a caption, see
+        :attr:`SentMessage.has_text`) to ``chat_id``; return everything sent there."""
 
         def enough() -> bool:
-            texts = [m for m in self.replies_to(chat_id) if m.method == "sendMessage"]
+            texts = [m for m in self.replies_to(chat_id) if m.has_text]
             return len(texts) >= count
 
         await self.wait_for(enough, within_s)
@@ -504,11 +511,14 @@ class FakeTelegramApi:
         upload = params["photo"]
         photo = upload.data if isinstance(upload, Upload) else None
         caption = params.get("caption")
-        self.sent.append(SentMessage("sendPhoto", chat_id, caption, photo, message_id))
+        markup = _markup(params)
+        self.sent.append(SentMessage("sendPhoto", chat_id, caption, photo, message_id, markup))
         self._notify()
         stored = self.add_file(photo or b"")
         sizes = [self.photo_size(stored, 1, 1)]
-        return _ok(self._message(chat_id, message_id, photo=sizes, caption=caption))
+        return _ok(
+            self._message(chat_id, message_id, photo=sizes, caption=caption, reply_markup=markup)
+        )
 
     async def _send_document(self, params: dict[str, Any]) -> web.Response:
         chat_id, message_id = int(params["chat_id"]), next(self._ids)
