@@ -98,9 +98,11 @@ def test_pad_split_keeps_every_patient_in_one_split(tiny_pad: Path) -> None:
         assert all(where[p.patient_id] == name for p in ps)
     assert sum(len(v) for v in splits.values()) == len(photos)
     assert split_by_patient(photos, (0.5, 0.25, 0.25), seed=3) == splits  # reproducible
-    # Every PAD diagnosis maps onto a model class; SCC joins akiec (HAM's Bowen's disease).
+    # Every PAD diagnosis maps onto a model class; SCC (a cancer) has its own, apart from
+    # actinic keratosis (a precancer).
     assert set(PAD_TO_CLASS.values()) <= set(CLASSES)
-    assert PAD_TO_CLASS["SCC"] == "akiec"
+    assert PAD_TO_CLASS["SCC"] == "scc"
+    assert PAD_TO_CLASS["ACK"] == "akiec"
 
 
 def test_split_keeps_every_lesion_in_one_split(tiny_dataset: Path) -> None:
