@@ -183,15 +183,16 @@ def test_warm_start_reproduces_the_shipped_model() -> None:
 
 
 def test_real_photo_cache_stays_inside_the_photo_and_views_keep_the_lesion() -> None:
-    # A grey photo, a black disc of radius 30 at (150, 100): a lesion filling much of it.
+    # A grey photo with a black disc filling much of it, as close-ups often do.
     img = np.full((200, 300, 3), 200, np.uint8)
     yy, xx = np.mgrid[0:200, 0:300]
-    img[(xx - 150) ** 2 + (yy - 100) ** 2 < 30**2] = 0
-    img[:, :10] = (255, 0, 0)  # a red stripe at the left edge: mirrored padding would show it twice
+    img[(xx - 150) ** 2 + (yy - 100) ** 2 < 45**2] = 0
     rng = np.random.default_rng(0)
-    crop, geometry = cache_crop(img, LesionBox(120, 70, 180, 130), 112, rng, dermoscopy=False)
+    crop, geometry = cache_crop(img, LesionBox(100, 50, 200, 150), 112, rng, dermoscopy=False)
     assert crop.shape == (112, 112, 3)
-    assert (crop[..., 0].astype(int) - crop[..., 1] > 200).sum() == 0  # stayed inside the photo
+    # The square shrank to the photo's height (200 px) instead of reaching past it with
+    # made-up skin: the 100 px box is half of it.
+    assert geometry.side == pytest.approx(56, abs=1)
     assert abs(geometry.cx - 56) < 2 and abs(geometry.cy - 56) < 2
     for _ in range(20):
         view = view_from_cache(crop, geometry, rng, 64, 0.0, (0.15, 0.7), dermoscopy=False)
