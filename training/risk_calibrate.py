@@ -102,6 +102,16 @@ def lesion_pairs(sc: Scored, medium: float, high: float) -> dict[str, Any]:
     }
 
 
+def per_photo(sc: Scored) -> dict[str, list[Any]]:
+    return {
+        "files": sc.split.files,
+        "groups": sc.split.groups,
+        "p_cancer": sc.p_cancer.tolist(),
+        "answered": sc.answered.tolist(),
+        "cancer": sc.split.cancer.tolist(),
+    }
+
+
 def fmt(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) and np.isfinite(v) else str(v)
 
@@ -184,6 +194,9 @@ def main() -> None:
     parser.add_argument("--medium-domains", default=f"{PAD},{MILK}")
     parser.add_argument("--limit", type=int, default=0, help="smoke tests: N photos per domain")
     parser.add_argument("--no-mirror", action="store_true", help="skip the mirror pass")
+    parser.add_argument(
+        "--scores-out", type=Path, help="per-photo validation scores (for training.fusion)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = TrainConfig.load(args.config)
@@ -236,6 +249,8 @@ def main() -> None:
         "lesion_pairs": pairs,
     }
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.scores_out:
+        args.scores_out.write_text(json.dumps({d: per_photo(sc) for d, sc in scored.items()}))
     (args.out / "risk_calibration.json").write_text(json.dumps(report, indent=1))
     (args.out / "risk_calibration.md").write_text(render(report))
     final = replace(
