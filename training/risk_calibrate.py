@@ -195,13 +195,22 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="smoke tests: N photos per domain")
     parser.add_argument("--no-mirror", action="store_true", help="skip the mirror pass")
     parser.add_argument(
+        "--flip-average",
+        choices=("model", "on", "off"),
+        default="model",
+        help="test-time flip averaging as the model says, or on/off (written with the result)",
+    )
+    parser.add_argument(
         "--scores-out", type=Path, help="per-photo validation scores (for training.fusion)"
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = TrainConfig.load(args.config)
-    screener = Screener(args.model)
+    flip = {"model": None, "on": True, "off": False}[args.flip_average]
+    screener = Screener(args.model, flip_average=flip)
     meta = screener.metadata
+    if flip is not None:
+        meta = replace(meta, flip_average=flip)
     medium_domains = args.medium_domains.split(",")
     splits = load_domains(cfg, "val", limit=args.limit)
     scored = {d: score(screener, s) for d, s in splits.items()}
