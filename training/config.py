@@ -53,6 +53,10 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop after the epoch that crosses this (0: no limit)
     batch_size: int = 32
     lr: float = 6e-4
+    # The backbone's learning rate as a share of ``lr`` (the head gets ``lr``). A warm
+    # start from a trained model wants its features moved gently: at one rate of 3e-4 for
+    # all, the first epoch cost PAD validation AUC 0.91 -> 0.82.
+    backbone_lr_scale: float = 1.0
     weight_decay: float = 1e-2
     warmup_steps: int = 150
     # Inverse class frequency to this power weights the loss: 1.0 fully balances the

@@ -383,8 +383,18 @@ def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None)
     mal_idx = [CLASSES.index(c) for c in MALIGNANT]
     cancer_share = float(counts[mal_idx].sum() / max(counts.sum(), 1))
     pos_weight = (1 - cancer_share) / max(cancer_share, 1e-6)  # cancer and rest weigh equal
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    head = [p for p in model._fc.parameters() if p.requires_grad]
+    backbone = [
+        p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("_fc.")
+    ]
+    opt = torch.optim.AdamW(
+        [
+            {"params": backbone, "lr_scale": cfg.backbone_lr_scale},
+            {"params": head, "lr_scale": 1.0},
+        ],
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+    )
 
     sampler = domain_sampler(train_records, cfg)
     loader = DataLoader(
@@ -419,8 +429,9 @@ def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None)
         set_train_mode(model, cfg)
         t0, seen, running = time.monotonic(), 0, 0.0
         for i, (x, y) in enumerate(loader):
+            lr = lr_at(step, total_steps, cfg, train_s + time.monotonic() - t0)
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, total_steps, cfg, train_s + time.monotonic() - t0)
+                group["lr"] = lr * group["lr_scale"]
             x, y = x.to(device), y.to(device)
             logits, _ = model(x.contiguous(memory_format=torch.channels_last))
             loss = loss_fn(logits, y)
@@ -440,7 +451,7 @@ def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None)
                     len(loader),
                     running,
                     seen / (time.monotonic() - t0),
-                    opt.param_groups[0]["lr"],
+                    lr,
                 )
         metrics: dict[str, Any] = {"epoch": epoch, "train_loss": running}
         score, total_weight = 0.0, 0.0
