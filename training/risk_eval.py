@@ -256,8 +256,6 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"- {DOMAIN_TITLES[d]}: {fmt(r['balanced_accuracy'])}")
     for d, r in report["domains"].items():
         for name, table in r["strata"].items():
-            if name == "diagnosis":
-                continue
             lines += [
                 "",
                 f"{DOMAIN_TITLES[d]} by {name.replace('_', ' ')}:",
