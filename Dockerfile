@@ -1,7 +1,10 @@
 # Skin-lesion screening bot: `docker build -t skin-bot .`
 # Run: `docker run --env-file .env -v skin-bot-data:/app/data skin-bot`
 # Several replicas with PostgreSQL: compose.yaml.
-FROM python:3.11-slim
+# A fixed Python release and Debian release: a rebuild gets the same interpreter and system
+# libraries. Add the digest (docker buildx imagetools inspect python:3.11.14-slim-bookworm)
+# as python:3.11.14-slim-bookworm@sha256:... to pin it byte for byte.
+FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -11,10 +14,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Runtime dependencies only (no torch, no test tools), read from pyproject.toml so the
-# list lives in one place; this layer is rebuilt only when pyproject.toml changes.
-COPY pyproject.toml ./
+# list lives in one place, at the versions requirements.lock fixes (the ones the tests
+# passed against); this layer is rebuilt only when either file changes.
+COPY pyproject.toml requirements.lock ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install --no-compile -r /tmp/requirements.txt \
+    && pip install --no-compile -c requirements.lock -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
 # The bot runs from the source tree: it finds alembic.ini and migrations/ beside bot/.
@@ -31,9 +35,9 @@ USER 10001
 # SQLite lives here by default; mount a volume to keep the consultation log.
 VOLUME ["/app/data"]
 
-# /readyz: the model is loaded and the database answers (HEALTH_PORT, default 8080).
+# /readyz: the model is loaded and the database answers, on HEALTH_PORT (default 8080).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=5)"]
+    CMD ["python", "-m", "bot.healthcheck"]
 
 # 8443: the webhook (WEBHOOK_URL set, WEBHOOK_LISTEN=0.0.0.0); polling opens no port for it.
 # 8080: /healthz, /readyz, /metrics (HEALTH_LISTEN=0.0.0.0 to reach them from outside).

@@ -17,11 +17,12 @@ from sqlalchemy import text
 from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes
 
-from bot import metrics, scheduler
+from bot import metrics, profile, scheduler
 from bot.admission import Admission
 from bot.config import Settings
 from bot.context import BotApplication, BotData, Runtime
 from bot.db.migrate import upgrade_to_head
+from bot.db.repository import UserRepository
 from bot.db.session import create_engine, create_session_factory
 from bot.handlers import (
     admin,
@@ -38,10 +39,8 @@ from bot.handlers import (
 )
 from bot.handlers.errors import on_error
 from bot.health import HealthServer
-from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from bot.inbox import Inbox, InboxProcessor, InboxQueue, tend
 from bot.keys import load_keys, reseal_chat_refs
-from bot.replies import for_language
 from bot.screening import ScreeningService
 from inference.pipeline import Screener
 
@@ -108,12 +107,8 @@ def build_application(settings: Settings, *, handle_signals: bool = False) -> Bo
             resources.push_async_callback(health.stop)
             application.bot_data.health_port = health.port
             runtime = await _open_runtime(settings, resources)
-            # The menu in each user's Telegram language; English for all others.
-            for language in LANGUAGES:
-                await application.bot.set_my_commands(
-                    for_language(language).commands(),
-                    language_code=None if language == DEFAULT_LANGUAGE else language,
-                )
+            # Descriptions and command menus, in each user's Telegram language.
+            await profile.publish(application.bot, await _admins(settings, runtime))
         except BaseException:
             await resources.aclose()
             raise
@@ -250,6 +245,16 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
         admission=admission,
         inbox=inbox,
     )
+
+
+async def _admins(settings: Settings, runtime: Runtime) -> dict[int, bool]:
+    """Each administrator's id, and whether they hold the health-worker role too."""
+    async with runtime.sessions() as session:
+        users = UserRepository(session)
+        return {
+            admin_id: bool((user := await users.get(runtime.user_key(admin_id))) and user.is_worker)
+            for admin_id in sorted(settings.admin_ids)
+        }
 
 
 async def _readiness(application: BotApplication) -> str | None:

@@ -13,8 +13,9 @@ _HANDLER_NAME = "bot-stderr"
 # at INFO even when LOG_LEVEL=DEBUG.
 _CONTENT_LOGGERS = ("telegram", "aiosqlite")
 # httpx logs every request URL, token included, at INFO; SQLAlchemy logs SQL and its
-# parameters at INFO.
-_QUIET_LOGGERS = ("httpx", "httpcore", "sqlalchemy.engine")
+# parameters at INFO; APScheduler (PTB's job queue) logs "Running job ..." at INFO for every
+# run of the inbox job, every few seconds: most of the log, saying nothing.
+_QUIET_LOGGERS = ("httpx", "httpcore", "sqlalchemy.engine", "apscheduler")
 
 
 class RedactingFormatter(logging.Formatter):

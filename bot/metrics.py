@@ -9,7 +9,9 @@ text or key: only outcomes, reasons, stages and error kinds, each a short fixed 
 from __future__ import annotations
 
 import functools
+from collections import Counter as Counter_
 from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
 from typing import ParamSpec, TypeVar
 
 from prometheus_client import (
@@ -106,10 +108,21 @@ def consultation_logged(status: str, reason: str | None) -> None:
         REFUSALS.labels(reason=reason).inc()
 
 
+# The same pictures per UTC day and reason, for /stats: they are refused before anything is
+# stored (a flood must cost no database work), so this process's own count is all there is.
+_not_admitted_by_day: Counter_[tuple[date, str]] = Counter_()
+
+
 def not_admitted(reason: str) -> None:
     """Count one picture refused unscreened as busy: ``busy_queue_full`` (everyone's queue
     is full) or ``busy_rate`` (over its sender's rate)."""
     REFUSALS.labels(reason=f"busy_{reason}").inc()
+    _not_admitted_by_day[(datetime.now(UTC).date(), f"busy_{reason}")] += 1
+
+
+def not_admitted_by_day() -> dict[tuple[date, str], int]:
+    """Pictures not admitted since this process started, by (UTC day, reason)."""
+    return dict(_not_admitted_by_day)
 
 
 def inbox_event(event: str) -> None:

@@ -6,7 +6,7 @@ msgid = message key); handlers ask :func:`for_language` and never hold text of t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 
 from babel.dates import format_date
@@ -66,10 +66,6 @@ class Replies:
 
     def help(self) -> str:
         return self._t("help").format(photo_tips=self._t("photo_tips"))
-
-    def commands(self) -> list[tuple[str, str]]:
-        """Return the (command, description) pairs for Telegram's command menu."""
-        return [(name, self._t(f"command.{name}")) for name in COMMANDS]
 
     def pointer(self) -> str:
         return self._t("pointer")
@@ -253,15 +249,20 @@ class Replies:
 
     # -- admin ---------------------------------------------------------------------------
 
-    def stats(self, summary: StatsSummary) -> str:
-        """Render the admin summary: counts only, no personal data."""
+    def stats(self, summary: StatsSummary, not_admitted: Mapping[str, int] | None = None) -> str:
+        """Render the admin summary: counts only, no personal data. ``not_admitted``: the
+        pictures this process refused unscreened (busy), by reason."""
+        rejections = ((self.reason(code), n) for code, n in summary.rejections.items())
+        follow_ups = ((self.follow_up_outcome(code), n) for code, n in summary.follow_ups.items())
+        busy = ((self.reason(code), n) for code, n in (not_admitted or {}).items())
         sections = [
             self.text("stats.title", days=summary.days),
             self.text("stats.users", active=summary.active_users, total=summary.known_users),
             self.text("stats.consultations", count=summary.consultations),
             self._section("stats.per_day", ((self.date(d), n) for d, n in summary.per_day)),
             self._section("stats.risks", summary.risks.items()),
-            self._section("stats.rejections", summary.rejections.items()),
+            self._section("stats.rejections", rejections),
+            self._section("stats.not_admitted", busy),
             self._section("stats.languages", summary.languages.items()),
             self.text(
                 "stats.processing",
@@ -269,11 +270,29 @@ class Replies:
                 p95=_or_dash(summary.processing_p95_ms),
             ),
             self._section("stats.models", summary.model_versions.items()),
-            self._section("stats.followups", summary.follow_ups.items()),
+            self._section("stats.followups", follow_ups),
             self.text("stats.outbox", pending=summary.outbox_pending),
             self._section("stats.outbox_parked", summary.outbox_parked.items()),
         ]
         return "\n".join(sections)
+
+    def reason(self, code: str) -> str:
+        """Name a refusal reason (a quality issue, a rejection, busy) in words; a code
+        without words of its own (a reason added later) is shown as it is."""
+        key = f"reason.{code}"
+        words = self._t(key)
+        return code if words == key else words
+
+    def follow_up_outcome(self, code: str) -> str:
+        """Name a follow-up outcome ("pending", "yes/benign", ...) in words."""
+        answer, _, diagnosis = code.partition("/")
+        key = f"stats.followup.{answer}"
+        words = self._t(key)
+        words = answer if words == key else words
+        if diagnosis:
+            named = self._t(f"diagnosis.{diagnosis}")
+            return f"{words}: {diagnosis if named == f'diagnosis.{diagnosis}' else named}"
+        return words
 
     def _section(self, title_key: str, items: Iterable[tuple[str, int]]) -> str:
         lines = [self.text("stats.item", name=name, count=count) for name, count in items]

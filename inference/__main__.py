@@ -1,10 +1,13 @@
-"""Screen images offline: ``python -m inference [--json] PATH...`` (files or folders).
+"""Screen images offline, without Telegram: python -m inference [--json] [--lang en|ru|kk] PATH...
 
-For health workers without connectivity and for evaluation. With ``--json`` it prints
-one JSON object per image, one per line. Every image that decodes gets ``probabilities``
-and ``malignant_probability``, even when the gate refuses it and even when no lesion was
-found (then the photo's centre square is classified and ``lesion_box`` is null), so the
-gate and the classifier can be judged apart; ``risk`` stays ``unassessable`` when refused.
+For health workers without connectivity and for evaluation. PATHs are image files or
+folders (searched recursively). The plain output gives each image's result with the bot's
+advice, in English, Russian or Kazakh; --json prints one JSON object per image, one per
+line. Every image that decodes gets "probabilities" and "malignant_probability", even when
+the gate refuses it and even when no lesion was found (then the photo's centre square is
+classified and "lesion_box" is null), so the gate and the classifier can be judged apart;
+"risk" stays "unassessable" when refused. Progress (for folders, in a terminal) and the
+summary go to stderr, so stdout holds only the results.
 """
 
 from __future__ import annotations
@@ -13,34 +16,68 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+from tqdm import tqdm
 
 from inference.classifier import ModelLoadError
 from inference.pipeline import Screener
+from inference.texts import DEFAULT_LANGUAGE, LANGUAGES, Texts
 from inference.types import DecodeRejected, ScreeningResult
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic"}
 MAX_BYTES = 40 * 1024 * 1024
 MAX_PIXELS = 50_000_000
+# Exit codes: every path found and every image screened (a photo the gate refuses is a
+# result too); something not screened (a path missing, a folder with no images, a file
+# that is unreadable or not an image); the command itself is wrong (argparse's own code).
+EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
+EPILOG = """\
+exit status:
+  0  every path was found and every image screened
+  1  something was not screened: a path is missing, a folder holds no images, or a file
+     is unreadable or not an image (everything else was still screened)
+  2  wrong arguments, or the model could not be loaded
+"""
+
+Outcome = ScreeningResult | DecodeRejected | OSError
 
 
-def iter_images(paths: Iterable[Path]) -> Iterator[Path]:
+@dataclass
+class Inputs:
+    """What the paths given hold: images to screen, and paths that give nothing."""
+
+    images: list[Path] = field(default_factory=list)
+    missing: list[Path] = field(default_factory=list)
+    empty_folders: list[Path] = field(default_factory=list)
+    folders: int = 0
+
+
+def collect(paths: Iterable[Path]) -> Inputs:
     """Files as given, and image files found below folders, in a stable order."""
+    inputs = Inputs()
     for path in paths:
         if path.is_dir():
-            yield from sorted(
+            inputs.folders += 1
+            found = sorted(
                 p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
             )
+            if not found:
+                inputs.empty_folders.append(path)
+            inputs.images += found
+        elif path.exists():
+            inputs.images.append(path)
         else:
-            yield path
+            inputs.missing.append(path)
+    return inputs
 
 
-def to_record(
-    path: Path, outcome: ScreeningResult | DecodeRejected | OSError, model: str
-) -> dict[str, Any]:
+def to_record(path: Path, outcome: Outcome, model: str) -> dict[str, Any]:
     record: dict[str, Any] = {"image": str(path), "model": model}
     if isinstance(outcome, OSError):
         record.update(
@@ -75,56 +112,135 @@ def to_record(
     return record
 
 
-def describe(record: dict[str, Any], class_names: dict[str, str]) -> str:
-    """One human-readable line per image for the plain (non-JSON) output."""
-    risk = record["risk"]
-    if risk == "unassessable":
-        return f"{record['image']}: cannot assess ({', '.join(record['quality']['issues'])})"
-    top = record["top_class"]
-    return (
-        f"{record['image']}: {risk} risk, most like {class_names.get(top, top)}; "
-        f"p(malignant)={record['malignant_probability']:.2f}"
+def describe(
+    record: dict[str, Any], outcome: Outcome, texts: Texts, class_names: dict[str, str]
+) -> str:
+    """The plain output for one image: its path, then the bot's reply in ``texts``' language
+    (as the bot, no probabilities: those are in the --json output)."""
+    if isinstance(outcome, OSError):
+        lines = [texts.text("cli.unreadable")]
+    elif isinstance(outcome, DecodeRejected):
+        key = f"rejected.{outcome.reason.value}"
+        lines = [texts.text(key if texts.has(key) else "cli.unreadable")]
+    elif record["risk"] == "unassessable":
+        tips = [texts.text(f"issue.{issue}") for issue in record["quality"]["issues"]]
+        lines = [
+            texts.text("unassessable"),
+            *(f"• {tip}" for tip in tips or [texts.text("issue.generic")]),
+            texts.text("unassessable.doctor"),
+        ]
+    else:
+        risk, top = record["risk"], record["top_class"]
+        name_key = f"lesion.{top}"
+        name = texts.text(name_key) if texts.has(name_key) else class_names.get(top, top)
+        lines = [
+            texts.text(f"risk.{risk}"),
+            texts.text("result.lesion_type", name=name),
+            texts.text(f"advice.{risk}"),
+            texts.text("disclaimer"),
+        ]
+    return "\n".join([f"{record['image']}", *(f"  {line}" for line in lines), ""])
+
+
+def summary(counts: Counter[str], inputs: Inputs, texts: Texts) -> str:
+    """The closing lines (stderr): how many of each result, and what was not screened."""
+    screened = sum(counts[risk] for risk in ("low", "medium", "high", "unassessable"))
+    lines = [
+        texts.text(
+            "cli.summary",
+            screened=screened,
+            total=len(inputs.images),
+            low=counts["low"],
+            medium=counts["medium"],
+            high=counts["high"],
+            unassessable=counts["unassessable"],
+        )
+    ]
+    if counts["not_screened"]:
+        lines.append(texts.text("cli.not_screened", count=counts["not_screened"]))
+    lines += [texts.text("cli.not_found", path=path) for path in inputs.missing]
+    lines += [texts.text("cli.no_images", path=path) for path in inputs.empty_folders]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m inference",
+        # The module's docstring without its first line (the usage, which argparse writes).
+        description="Screen images offline, without Telegram.\n\n"
+        + (__doc__ or "").split("\n\n", 1)[1],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m inference", description=__doc__.split("\n")[0])
-    parser.add_argument("paths", nargs="+", type=Path, help="image files or folders")
+    parser.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="image files or folders"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    parser.add_argument(
+        "--lang",
+        choices=LANGUAGES,
+        default=DEFAULT_LANGUAGE,
+        help="language of the plain output and the summary (default: %(default)s)",
+    )
     parser.add_argument(
         "--model", type=Path, default=None, help="ONNX model (default: the shipped one)"
     )
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="images screened at once (default: the number of CPUs, %(default)s)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None, *, progress_to: TextIO | None = None) -> int:
+    """Run the CLI; ``progress_to`` overrides where the progress bar goes (default: stderr,
+    and only when it is a terminal)."""
+    args = parse_args(argv)
+    texts = Texts(args.lang)
     try:
         screener = Screener(args.model, threads=1)
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     meta = screener.metadata
-    missing = [p for p in args.paths if not p.exists()]
-    if missing:
-        print(f"error: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
-        return 2
+    inputs = collect(args.paths)
+    # Said at once, so a typo is seen before a long run, and again in the summary.
+    for path in inputs.missing:
+        print(texts.text("cli.not_found", path=path), file=sys.stderr)
 
-    def screen(path: Path) -> tuple[Path, ScreeningResult | DecodeRejected | OSError]:
+    def screen(path: Path) -> tuple[Path, Outcome]:
         try:
             data = path.read_bytes()
         except OSError as exc:
             return path, exc
         return path, screener.screen_bytes(data, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)
 
+    bar_file = progress_to if progress_to is not None else sys.stderr
+    show_bar = inputs.folders > 0 and (progress_to is not None or sys.stderr.isatty())
+    counts: Counter[str] = Counter()
     # Threads, not processes: onnxruntime, OpenCV and numpy release the GIL for the heavy work.
-    with ThreadPoolExecutor(max(1, args.workers)) as pool:
-        for path, outcome in pool.map(screen, iter_images(args.paths)):
+    with (
+        ThreadPoolExecutor(max(1, args.workers)) as pool,
+        tqdm(total=len(inputs.images), file=bar_file, disable=not show_bar, unit="img") as bar,
+    ):
+        for path, outcome in pool.map(screen, inputs.images):
             record = to_record(path, outcome, meta.version)
+            decoded = not isinstance(outcome, DecodeRejected | OSError)
+            counts[record["risk"] if decoded else "not_screened"] += 1
             line = (
                 json.dumps(record, ensure_ascii=False)
                 if args.json
-                else describe(record, meta.class_names)
+                else describe(record, outcome, texts, meta.class_names)
             )
-            print(line, flush=True)
-    return 0
+            # Above the bar, which stays at the bottom of the terminal.
+            bar.write(line, file=sys.stdout)
+            sys.stdout.flush()
+            bar.update()
+    print(summary(counts, inputs, texts), file=sys.stderr)
+    complete = not (inputs.missing or inputs.empty_folders or counts["not_screened"])
+    return EXIT_OK if complete and inputs.images else EXIT_INCOMPLETE
 
 
 if __name__ == "__main__":

@@ -10,29 +10,25 @@ refuses (``python -m training.gate_rules`` reports both, per rule, on PAD-UFES-2
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from inference.metadata import GateThresholds
-from inference.types import QUALITY_PRIORITY, LesionBox, QualityIssue
+from inference.types import QUALITY_PRIORITY, GateEvidence, LesionBox, QualityIssue
 
 Q = QualityIssue
 
 
 @dataclass(frozen=True)
 class GateInput:
-    """What the gate judges: the photo's size, the lesion box and every measurement."""
+    """What the gate judges: the photo's size, the lesion box, the square the classifier
+    saw (computed once, by the pipeline) and every measurement, typed."""
 
     width: int
     height: int
     box: LesionBox | None
-    measurements: Mapping[str, float]  # localiser, quality and ``ood_score``
-    crop_margin: float  # the model's, as the crop the classifier sees
-    ood_threshold: float  # the model's
-
-    def get(self, key: str, default: float = math.nan) -> float:
-        return float(self.measurements.get(key, default))
+    crop_box: LesionBox | None
+    evidence: GateEvidence
 
 
 @dataclass(frozen=True)
@@ -53,13 +49,10 @@ def _too_small(g: GateInput, t: GateThresholds) -> bool:
     if g.box is None:
         return False
     side = max(g.box.width, g.box.height)
-    # A 3 mm mole shot from 15 cm is ~1.9 % of a phone photo's shorter side; a crop of
-    # side x (1 + 2 x margin) under min_crop_px pixels would be mostly interpolation.
-    floor = max(
-        t.min_lesion_side_fraction * min(g.width, g.height),
-        t.min_crop_px / (1.0 + 2.0 * g.crop_margin),
-    )
-    return side < floor
+    # A 3 mm mole shot from 15 cm is ~1.9 % of a phone photo's shorter side; a crop under
+    # min_crop_px real pixels across would be mostly interpolation at the model's input.
+    crop_side = min(g.crop_box.width, g.crop_box.height) if g.crop_box else side
+    return side < t.min_lesion_side_fraction * min(g.width, g.height) or crop_side < t.min_crop_px
 
 
 # In priority order within each issue; every comparison is False on a missing (NaN)
@@ -69,49 +62,49 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "little_skin",
         Q.NOT_A_LESION,
-        lambda g, t: g.get("skin_or_lesion_fraction") < t.min_skin_fraction,
+        lambda g, t: g.evidence.skin_or_lesion_fraction < t.min_skin_fraction,
     ),
     Rule(
         "scene_not_close_up",
         Q.NOT_A_LESION,
         lambda g, t: (
-            g.get("lesion_fraction") >= t.close_up_lesion_fraction
-            and g.get("skin_or_lesion_fraction") < t.close_up_min_skin
+            g.evidence.lesion_fraction >= t.close_up_lesion_fraction
+            and g.evidence.skin_or_lesion_fraction < t.close_up_min_skin
         ),
     ),
-    Rule("many_rivals", Q.NOT_A_LESION, lambda g, t: g.get("rivals") > t.max_rivals),
+    Rule("many_rivals", Q.NOT_A_LESION, lambda g, t: g.evidence.rivals > t.max_rivals),
     Rule(
         "print_specks",
         Q.NOT_A_LESION,
         lambda g, t: (
-            g.get("specks_around") > t.max_specks_around
-            and g.get("speck_darkness") >= t.print_speck_darkness
+            g.evidence.specks_around > t.max_specks_around
+            and g.evidence.speck_darkness >= t.print_speck_darkness
         ),
     ),
     Rule(
         "out_of_distribution",
         Q.NOT_A_LESION,
-        lambda g, t: g.get("ood_score") > g.ood_threshold,
+        lambda g, t: g.evidence.ood_score > t.max_ood_score,
     ),
-    Rule("low_detail", Q.LOW_RESOLUTION, lambda g, t: g.get("detail_side") < t.min_detail_side),
-    Rule("jpeg_blocking", Q.LOW_RESOLUTION, lambda g, t: g.get("blockiness") > t.max_blockiness),
-    Rule("too_dark", Q.TOO_DARK, lambda g, t: g.get("luma_p90") < t.dark_p90),
+    Rule("low_detail", Q.LOW_RESOLUTION, lambda g, t: g.evidence.detail_side < t.min_detail_side),
+    Rule("jpeg_blocking", Q.LOW_RESOLUTION, lambda g, t: g.evidence.blockiness > t.max_blockiness),
+    Rule("too_dark", Q.TOO_DARK, lambda g, t: g.evidence.luma_p90 < t.dark_p90),
     Rule(
         "blown_out",
         Q.OVEREXPOSED,
-        lambda g, t: g.get("clipped_fraction") > t.max_clipped_fraction,
+        lambda g, t: g.evidence.clipped_fraction > t.max_clipped_fraction,
     ),
-    Rule("washed_out", Q.OVEREXPOSED, lambda g, t: g.get("luma_p05") > t.washed_out_p05),
+    Rule("washed_out", Q.OVEREXPOSED, lambda g, t: g.evidence.luma_p05 > t.washed_out_p05),
     Rule(
         "blurry",
         Q.BLURRY,
-        lambda g, t: g.get("blur_px") > t.max_blur_px,
+        lambda g, t: g.evidence.blur_px > t.max_blur_px,
         unless=frozenset({Q.TOO_DARK, Q.OVEREXPOSED}),
     ),
     Rule(
         "glare_on_lesion",
         Q.GLARE,
-        lambda g, t: g.get("lesion_glare_fraction") > t.max_lesion_glare_fraction,
+        lambda g, t: g.evidence.lesion_glare_fraction > t.max_lesion_glare_fraction,
         unless=frozenset({Q.OVEREXPOSED}),
     ),
     # The spot's size and place mean nothing once it is judged no lesion at all.
@@ -120,8 +113,8 @@ RULES: tuple[Rule, ...] = (
         "lesion_cut_off",
         Q.LESION_CUT_OFF,
         lambda g, t: (
-            g.get("lesion_edge_contact") > t.max_edge_contact
-            or g.get("centre_offset") > t.max_centre_offset
+            g.evidence.lesion_edge_contact > t.max_edge_contact
+            or g.evidence.centre_offset > t.max_centre_offset
         ),
         frozenset({Q.NOT_A_LESION}),
     ),
@@ -173,4 +166,4 @@ def decide(
     for rule in rules:
         if rule.issue not in found and not (rule.unless & found) and rule.fires(g, t):
             found.add(rule.issue)
-    return order_issues(tuple(found), g.get("skin_fraction", 0.0), g.box is not None)
+    return order_issues(tuple(found), g.evidence.skin_fraction, g.box is not None)

@@ -24,9 +24,11 @@ The approach, on a copy whose longer side is at most :attr:`LocaliserParams.work
 5. Nothing lesion-sized found: look for a compact speck the hair closing erased, so a
    mole photographed from too far gets "move closer" rather than "no lesion".
 
-It returns the box and the measurements the gate judges (how many rival spots, how much
-skin, how many print-like specks around and how dark, where the lesion sits); whether
-the photo is refused is decided in :mod:`inference.gate` alone.
+It returns the box and what it found out about the spot (how many rival spots nearly as
+lesion-like, how much of its outline runs along the frame edge, where it sits), and the
+working-size maps that :mod:`inference.scene` measures the surroundings on (skin, the
+print-like specks around the spot). It refuses nothing: whether the photo is refused is
+decided in :mod:`inference.gate` alone, with the model's thresholds.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.quality import working_copy
-from inference.types import LesionBox, RGBImage
+from inference.scene import SceneMaps, closing_residual, compact_specks, skin_mask
+from inference.types import NOT_MEASURED, LesionBox, RGBImage
 
 BoolMap = npt.NDArray[np.bool_]
 F32Map = npt.NDArray[np.float32]
@@ -68,9 +71,6 @@ class LocaliserParams:
     # ... and beyond this (length / width of the equivalent ellipse) a region is refused
     # outright: a skin crease, a shadow line or a scratch, not a lesion.
     max_elongation: float = 5.0
-    # A speck seen alone (no lesion-sized spot) is a distant mole only if fewer than this
-    # many others are half as dark: more is a printed page's dots or a freckle field.
-    max_rivals: int = 3
     # Smallest component worth scoring, as a fraction of the working image's area
     # (11 px at 384x288: smaller specks are pores, freckles and JPEG noise).
     min_component_fraction: float = 1.0e-4
@@ -83,10 +83,18 @@ class LocalisationResult:
     """Where the lesion is and what the gate needs to judge it; no verdict."""
 
     box: LesionBox | None  # in pixels of the image passed to find_lesion; None: no spot
-    skin_fraction: float  # share of the frame (less any dermoscope ring) that is skin-coloured
-    lesion_fraction: float  # lesion area / image area
+    lesion_fraction: float  # lesion area / image area (NaN: no spot)
     touches_edge: bool  # the lesion reaches the frame edge
-    centre_offset: float  # lesion centre to image centre / half-diagonal
+    centre_offset: float  # lesion centre to image centre / half-diagonal (NaN: no spot)
+    # Other spots at least half as lesion-like as the chosen one: a printed page's dots, a
+    # freckle field, sensor noise have many (NaN: no spot). The gate judges the count.
+    rivals: float = NOT_MEASURED
+    edge_contact: float = NOT_MEASURED  # share of the outline on the frame edge
+    # The spot at the working size (None: no spot), and the maps the scene is measured on
+    # (None: too little of the frame was seen to search).
+    mask: BoolMap | None = None
+    scene: SceneMaps | None = None
+    # Diagnostics for logs and calibration (contrast, the evidence threshold, ...).
     measurements: dict[str, float] = field(default_factory=dict)
 
 
@@ -97,21 +105,6 @@ def _odd(n: float) -> int:
 
 def _disk(size: int) -> npt.NDArray[np.uint8]:
     return np.asarray(cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)), np.uint8)
-
-
-def skin_mask(rgb: RGBImage) -> BoolMap:
-    """Mark skin-coloured pixels, from pale to very dark skin and dermoscopy casts.
-
-    Skin of every tone has red above luma (Cr > 128) and blue at or below it; tone mostly
-    moves luma Y, not chroma. Polarised dermoscopy adds pink-lavender casts with a little
-    blue, hence the slack on Cb. Green, blue, grey, black and clipped white are excluded.
-    """
-    ycc = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
-    # 20 <= Y <= 250, 1 <= Cr - 128 <= 60, Cb - 128 >= -60, by OpenCV on the 8-bit codes.
-    ranged = cv2.inRange(ycc, (20, 129, 68), (250, 188, 255))
-    # Cb <= Cr + 12: the saturating uint8 difference is 0 wherever Cb < Cr.
-    _, cr, cb = cv2.split(ycc)
-    return np.asarray((ranged > 0) & (cv2.subtract(cb, cr) <= 12), dtype=np.bool_)
 
 
 def _vignette_mask(lum: F32Map) -> BoolMap:
@@ -430,51 +423,20 @@ def _grow(
     return np.asarray(grown | np.isin(labels, touching), np.bool_)
 
 
-def _closing_residual(small: RGBImage, lab: F32Map) -> F32Map:
-    """How much the hair closing brightened each pixel (L*): dark details narrower than it."""
-    lightness = cv2.cvtColor(small, cv2.COLOR_RGB2LAB)[..., 0].astype(np.float32)
-    lightness *= np.float32(100 / 255)
-    return np.asarray(np.maximum(lab[..., 0] - lightness, 0.0), np.float32)
-
-
-def _compact_specks(
-    mask: BoolMap, p: LocaliserParams
-) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.float64], BoolMap]:
-    """Label ``mask``; return labels, stats, centroids and which components are specks.
-
-    A speck is small (at most twice the hair kernel), roundish (at most 2:1) and fills
-    its box: a distant mole, a letter, a print dot; hair is long and a crease is thin.
-    The flags are indexed by component - 1 (component 0 is the background).
-    """
-    _, labels, stats, centroids = cv2.connectedComponentsWithStats(
-        mask.astype(np.uint8), connectivity=8
-    )
-    area = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
-    bw = stats[1:, cv2.CC_STAT_WIDTH].astype(np.float64)
-    bh = stats[1:, cv2.CC_STAT_HEIGHT].astype(np.float64)
-    longer, shorter = np.maximum(bw, bh), np.minimum(bw, bh)
-    compact = (
-        (area >= 3)
-        & (longer <= 2 * p.hair_kernel)
-        & (longer <= 2 * shorter)
-        & (area / (bw * bh) >= 0.4)
-    )
-    return (
-        np.asarray(labels, np.int32),
-        np.asarray(stats, np.int32),
-        np.asarray(centroids, np.float64),
-        np.asarray(compact, np.bool_),
-    )
-
-
-def _tiny_spot(dark: F32Map, skin: BoolMap, p: LocaliserParams) -> tuple[BoolMap, float] | None:
+def _tiny_spot(
+    dark: F32Map, skin: BoolMap, p: LocaliserParams
+) -> tuple[BoolMap, float, int] | None:
     """Find a compact dark speck that the hair closing erased: a mole seen from afar.
 
     The closing brightened exactly the dark details narrower than its kernel (``dark``,
-    from :func:`_closing_residual`); among those, a compact speck well inside skin is a
-    distant mole, a long one is hair.
+    from :func:`inference.scene.closing_residual`); among those, a compact speck well
+    inside skin is a distant mole, a long one is hair. Returns the speck, its darkness
+    and how many others are at least half as dark: the dots of a printed page or a
+    freckle field have many, and the gate refuses on that count (its ``max_rivals``, the
+    same rule as for lesion-sized spots), not the localiser.
     """
-    labels, stats, _, compact = _compact_specks((dark > 2.0 * p.min_contrast) & skin, p)
+    speckles = (dark > 2.0 * p.min_contrast) & skin
+    labels, stats, _, compact = compact_specks(speckles, p.hair_kernel)
     scored: list[tuple[float, int]] = []
     for i in np.flatnonzero(compact) + 1:
         area = float(stats[i, cv2.CC_STAT_AREA])
@@ -483,50 +445,18 @@ def _tiny_spot(dark: F32Map, skin: BoolMap, p: LocaliserParams) -> tuple[BoolMap
         return None
     scored.sort(reverse=True)
     best = scored[0]
-    # Many like it (the dots of a printed page, a freckle field): none is "the" lesion.
-    if sum(sc >= 0.5 * best[0] for sc, _ in scored[1:]) > p.max_rivals:
-        return None
+    rivals = sum(sc >= 0.5 * best[0] for sc, _ in scored[1:])
     region = np.asarray(labels == best[1], np.bool_)
-    return region, float(dark[region].mean())
+    return region, float(dark[region].mean()), rivals
 
 
-def _specks_around(dark: F32Map, lesion: BoolMap, p: LocaliserParams) -> tuple[int, float]:
-    """Count small, compact, clearly dark marks outside the lesion; and their median darkness.
-
-    Letters, print dots and screen patterns scatter such marks over the whole frame, and
-    so do hair follicles, pores and stubble on skin: the count alone cannot tell them
-    apart, the darkness can (ink on paper is far darker than a follicle on its skin).
-    Marks inside the lesion's box, its dots and globules, do not count.
-    """
-    labels, stats, centroids, compact = _compact_specks(dark > 2.0 * p.min_contrast, p)
-    ys, xs = np.nonzero(lesion)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    my, mx = 0.2 * (y1 - y0), 0.2 * (x1 - x0)
-    cx, cy = centroids[1:, 0], centroids[1:, 1]
-    inside = (cx >= x0 - mx) & (cx <= x1 + mx) & (cy >= y0 - my) & (cy <= y1 + my)
-    counted = np.flatnonzero(compact & ~inside) + 1
-    if counted.size == 0:
-        return 0, 0.0
-    # Each counted speck's peak darkening, within its own small box (a speck is at most
-    # twice the hair kernel across): far cheaper than a scatter-max over the whole map.
-    peak = np.empty(counted.size, np.float32)
-    for j, i in enumerate(counted):
-        x, y = int(stats[i, cv2.CC_STAT_LEFT]), int(stats[i, cv2.CC_STAT_TOP])
-        sl = (
-            slice(y, y + int(stats[i, cv2.CC_STAT_HEIGHT])),
-            slice(x, x + int(stats[i, cv2.CC_STAT_WIDTH])),
-        )
-        peak[j] = dark[sl][labels[sl] == i].max()
-    return int(counted.size), float(np.median(peak))
-
-
-def _no_lesion(skin_fraction: float, measurements: dict[str, float]) -> LocalisationResult:
+def _no_lesion(scene: SceneMaps | None, measurements: dict[str, float]) -> LocalisationResult:
     return LocalisationResult(
         box=None,
-        skin_fraction=skin_fraction,
-        lesion_fraction=0.0,
+        lesion_fraction=NOT_MEASURED,
         touches_edge=False,
-        centre_offset=0.0,
+        centre_offset=NOT_MEASURED,
+        scene=scene,
         measurements=measurements,
     )
 
@@ -541,7 +471,7 @@ def _clean_mask(mask: BoolMap, valid: BoolMap) -> BoolMap:
 def find_lesion(
     rgb: RGBImage, params: LocaliserParams | None = None, small: RGBImage | None = None
 ) -> LocalisationResult:
-    """Find the most lesion-like spot on skin; box and measurements only, no verdict.
+    """Find the most lesion-like spot on skin: where it is and what it is like, no verdict.
 
     ``small`` is ``working_copy(rgb, params.work_side)`` when the caller already has it.
     """
@@ -556,11 +486,12 @@ def find_lesion(
     lab = _to_lab(clean)
     valid = ~_vignette_mask(lab[..., 0])
     skin = skin_mask(clean) & valid
-    n_valid = int(valid.sum())
-    skin_fraction = float(skin.sum()) / n_valid if n_valid else 0.0
-    m: dict[str, float] = {"skin_fraction": skin_fraction}
-    if n_valid < 0.2 * h * w:
-        return _no_lesion(skin_fraction, m)
+    dark = closing_residual(small, lab)  # for distant moles and for print around a lesion
+    # Specks count when clearly darker than a faint naevus is than its skin.
+    scene = SceneMaps(skin, valid, dark, p.hair_kernel, 2.0 * p.min_contrast)
+    m: dict[str, float] = {}
+    if int(valid.sum()) < 0.2 * h * w:
+        return _no_lesion(scene, m)
 
     # Pass 1: skin colour as a smooth surface fitted to the frame's border.
     surface = _border_surface(lab, valid, max(2, round(0.08 * min(h, w))))
@@ -585,7 +516,6 @@ def find_lesion(
     mask = _clean_mask((evidence > thr) & valid, valid)
     frame_edge = _frame_edge(valid)
     labels, cands = _candidates(mask, lab, skin, valid, frame_edge, p)
-    dark = _closing_residual(small, lab)  # for distant moles and for print around a lesion
     if (
         cands
         and cands[0].surround_skin >= p.min_surround_skin
@@ -593,7 +523,7 @@ def find_lesion(
     ):
         best = cands[0]
         # Many spots nearly as lesion-like (text, a pattern): the gate judges the count.
-        m["rivals"] = float(sum(c.score >= 0.5 * best.score for c in cands[1:]))
+        rivals = sum(c.score >= 0.5 * best.score for c in cands[1:])
         loose = _clean_mask((evidence > max(p.min_contrast, 0.6 * thr)) & valid, valid)
         lesion = _grow(labels == best.label, loose, labels, cands)
         contrast, surround = best.contrast, best.surround_skin
@@ -602,8 +532,8 @@ def find_lesion(
         # so that the user hears "move closer" rather than "no lesion".
         speck = _tiny_spot(dark, skin, p)
         if speck is None:
-            return _no_lesion(skin_fraction, m)
-        lesion, contrast = speck
+            return _no_lesion(scene, m)
+        lesion, contrast, rivals = speck
         surround = 1.0
     lesion8 = lesion.astype(np.uint8)
     bx, by, bw, bh = cv2.boundingRect(lesion8)
@@ -623,19 +553,17 @@ def find_lesion(
         {
             "lesion_contrast": contrast,
             "lesion_surround_skin": surround,
-            "lesion_edge_contact": contact,
-            "lesion_fraction": lesion_fraction,
-            "centre_offset": offset,
+            "lesion_side_px": float(max(box.width, box.height)),
         }
     )
-    m["skin_or_lesion_fraction"] = float((skin | lesion).sum()) / n_valid
-    m["specks_around"], m["speck_darkness"] = map(float, _specks_around(dark, lesion, p))
-    m["lesion_side_px"] = float(max(box.width, box.height))
     return LocalisationResult(
         box=box,
-        skin_fraction=skin_fraction,
         lesion_fraction=lesion_fraction,
         touches_edge=bool((lesion & frame_edge).any()),
         centre_offset=offset,
+        rivals=float(rivals),
+        edge_contact=contact,
+        mask=lesion,
+        scene=scene,
         measurements=m,
     )

@@ -7,6 +7,7 @@ risk level is ``unassessable`` whenever :mod:`inference.gate` refuses the photo.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -17,13 +18,15 @@ import cv2
 from inference.classifier import OnnxClassifier, overlay_heatmap, risk_level
 from inference.decode import decode_image
 from inference.gate import GateInput, decide
-from inference.localize import LocaliserParams, find_lesion
+from inference.localize import LocalisationResult, LocaliserParams, find_lesion
 from inference.metadata import ModelMetadata
 from inference.preprocess import crop_square, square_crop_box
-from inference.quality import measure_quality, working_copy
+from inference.quality import PhotoQuality, measure_quality, working_copy
+from inference.scene import SceneMeasurements, measure_scene
 from inference.types import (
     DecodeFailure,
     DecodeRejected,
+    GateEvidence,
     LesionBox,
     QualityReport,
     RGBImage,
@@ -44,6 +47,11 @@ def centre_square(width: int, height: int) -> LesionBox:
 # far less (a 224 px crop with ~170 px of real detail), and every full-size array after
 # decoding (grey float maps, the heatmap overlay) would otherwise scale with the upload.
 WORK_MAX_SIDE = 2560
+# The smallest shorter side screened. Below the decoder's default (64 px) the gate refuses
+# the photo as low resolution, but it is still classified (its probabilities reported, as
+# for every decoded image); under this there is too little to look for a lesion in at all
+# (the localiser's hair closing alone is 5 px), and decoding refuses it as too small.
+DECODE_MIN_SIDE = 32
 # Memory one photo needs beyond its decoded image: the arrays of the gate, the localiser,
 # the classifier and the heatmap at WORK_MAX_SIDE (measured ~50 MB; tests/unit/test_decode.py
 # holds two 50 MP PNGs screened at once to this budget).
@@ -105,6 +113,7 @@ class Screener:
             data,
             max_bytes=max_bytes,
             max_pixels=max_pixels,
+            min_side=DECODE_MIN_SIDE,
             max_side=self.work_side,
             max_decode_bytes=self.max_decode_bytes,
         )
@@ -131,28 +140,32 @@ class Screener:
         small = working_copy(rgb, self.localiser_params.work_side)
         found = find_lesion(rgb, self.localiser_params, small)
         lap = self._lap("localise", started, deadline)
-        measurements = {
-            **measure_quality(rgb, small, found.box, meta.crop_margin),
-            **found.measurements,
-        }
-        lap = self._lap("quality", lap, deadline)
+        scene = scene_of(found)
+        # The square the classifier sees, computed once: blur and glare are measured on
+        # it, the gate judges its size, the heatmap is drawn back onto it.
         crop_box = (
             square_crop_box(found.box, w, h, meta.crop_margin)
             if found.box is not None
             else centre_square(w, h)
         )
+        quality = measure_quality(rgb, small, crop_box if found.box else None, found.box)
+        lap = self._lap("quality", lap, deadline)
         prediction = self.classifier.predict(crop_square(rgb, crop_box))
-        measurements["ood_score"] = prediction.ood_score
-        issues = decide(
-            GateInput(w, h, found.box, measurements, meta.crop_margin, meta.ood_threshold),
-            meta.gate,
-        )
+        evidence = gate_evidence(found, scene, quality, prediction.ood_score)
+        issues = decide(GateInput(w, h, found.box, crop_box, evidence), meta.gate)
         risk = Risk.UNASSESSABLE if issues else risk_level(prediction.malignant_probability, meta)
         lap = self._lap("classify", lap, deadline)
         overlay = None
         if with_overlay:
             overlay = overlay_heatmap(rgb, prediction.heatmap, crop_box.as_tuple())
             self._lap("heatmap", lap, None)
+        # Everything measured, for logs and calibration: the gate's evidence first, then
+        # the diagnostics it does not judge (contrast, median luma, glare anywhere).
+        measurements = {
+            **found.measurements,
+            **quality.as_dict(),
+            **evidence.as_dict(),
+        }
         return ScreeningResult(
             width=w,
             height=h,
@@ -163,6 +176,8 @@ class Screener:
             model_version=meta.version,
             heatmap_overlay=overlay,
             elapsed_ms=(time.perf_counter() - started) * 1000.0,
+            evidence=evidence,
+            crop_box=crop_box,
         )
 
     def _lap(self, stage: str, since: float, deadline: float | None) -> float:
@@ -170,6 +185,47 @@ class Screener:
         self._observe(stage, now - since)
         _check(deadline, now)
         return now
+
+
+def scene_of(found: LocalisationResult) -> SceneMeasurements:
+    """The scene around what the localiser found (skin, specks around the spot)."""
+    if found.scene is None:
+        return SceneMeasurements(0.0, math.nan, math.nan, math.nan)
+    return measure_scene(found.scene, found.mask)
+
+
+def gate_evidence(
+    found: LocalisationResult,
+    scene: SceneMeasurements,
+    quality: PhotoQuality | None = None,
+    ood_score: float = math.nan,
+) -> GateEvidence:
+    """The gate's evidence, field by field from each stage's typed result.
+
+    Without ``quality`` (or an OOD score) those rules have nothing to judge and do not
+    fire: the localiser's own studies judge its measurements alone.
+    """
+    if quality is None:
+        nan = math.nan
+        quality = PhotoQuality(nan, nan, nan, nan, nan, nan, nan, nan, nan)
+    return GateEvidence(
+        skin_fraction=scene.skin_fraction,
+        skin_or_lesion_fraction=scene.skin_or_lesion_fraction,
+        specks_around=scene.specks_around,
+        speck_darkness=scene.speck_darkness,
+        lesion_fraction=found.lesion_fraction,
+        rivals=found.rivals,
+        lesion_edge_contact=found.edge_contact,
+        centre_offset=found.centre_offset,
+        detail_side=quality.detail_side,
+        blockiness=quality.blockiness,
+        luma_p05=quality.luma_p05,
+        luma_p90=quality.luma_p90,
+        clipped_fraction=quality.clipped_fraction,
+        blur_px=quality.blur_px,
+        lesion_glare_fraction=quality.lesion_glare_fraction,
+        ood_score=ood_score,
+    )
 
 
 def _check(deadline: float | None, now: float | None = None) -> None:
@@ -190,4 +246,16 @@ def _in_original_pixels(result: ScreeningResult, width: int, height: int) -> Scr
             x1=min(width, round(box.x1 * sx)),
             y1=min(height, round(box.y1 * sy)),
         )
-    return replace(result, width=width, height=height, lesion_box=box)
+    return replace(
+        result,
+        width=width,
+        height=height,
+        lesion_box=box,
+        crop_box=_scaled(result.crop_box, sx, sy),
+    )
+
+
+def _scaled(box: LesionBox | None, sx: float, sy: float) -> LesionBox | None:
+    if box is None:
+        return None
+    return LesionBox(round(box.x0 * sx), round(box.y0 * sy), round(box.x1 * sx), round(box.y1 * sy))

@@ -10,12 +10,13 @@ only JPEG blocking and upscaling look at full resolution (resizing would hide th
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from inference.preprocess import crop_square, square_crop_box
+from inference.preprocess import crop_square
 from inference.types import LesionBox, RGBImage
 
 GreyImage = npt.NDArray[np.float32]
@@ -247,18 +248,18 @@ def glare_mask(rgb: RGBImage) -> BoolImage:
 
 
 def measurement_region(
-    rgb: RGBImage, lesion_box: LesionBox | None, crop_margin: float
+    rgb: RGBImage, crop_box: LesionBox | None, lesion_box: LesionBox | None
 ) -> tuple[RGBImage, LesionBox | None]:
     """The part of the photo that blur and glare are judged on, and the lesion within it.
 
-    With a lesion box it is the classifier's own square crop (clipped to the frame) and
-    the box in the crop's pixels; without one, a central square, where users put the mole.
+    With a lesion it is the classifier's own square crop (``crop_box``, computed once by
+    the pipeline; clipped to the frame) and the lesion box in the crop's pixels; without
+    one, a central square, where users put the mole.
     """
     h, w = rgb.shape[:2]
-    if lesion_box is not None:
-        square = square_crop_box(lesion_box, w, h, crop_margin)
+    if crop_box is not None and lesion_box is not None:
         clipped = LesionBox(
-            max(0, square.x0), max(0, square.y0), min(w, square.x1), min(h, square.y1)
+            max(0, crop_box.x0), max(0, crop_box.y0), min(w, crop_box.x1), min(h, crop_box.y1)
         )
         if clipped.width >= 8 and clipped.height >= 8:
             inner = LesionBox(
@@ -304,11 +305,30 @@ def blockiness(rgb: RGBImage, stride: int = 4) -> float:
     return max(ratios, default=1.0)
 
 
+@dataclass(frozen=True)
+class PhotoQuality:
+    """The photo's own measurements, each named as the gate's evidence names it."""
+
+    detail_side: float  # px of real detail on the shorter side (upscaling discounted)
+    luma_p05: float
+    luma_p50: float
+    luma_p90: float
+    clipped_fraction: float  # share blown out to near white
+    blockiness: float  # JPEG blocking, ~1 for a natural photo
+    blur_px: float  # Gaussian sigma on the lesion's crop at <= BLUR_SIDE px
+    glare_fraction: float  # specular highlights in the measured region
+    lesion_glare_fraction: float  # ... on the lesion's own box
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+
 def measure_quality(
-    rgb: RGBImage, small: RGBImage, lesion_box: LesionBox | None, crop_margin: float
-) -> dict[str, float]:
-    """Every image-level measurement the gate judges; ``small`` is the shared working copy."""
-    region, inner = measurement_region(rgb, lesion_box, crop_margin)
+    rgb: RGBImage, small: RGBImage, crop_box: LesionBox | None, lesion_box: LesionBox | None
+) -> PhotoQuality:
+    """Every image-level measurement the gate judges; ``small`` is the shared working copy,
+    ``crop_box`` the classifier's square around ``lesion_box`` (both None: no lesion)."""
+    region, inner = measurement_region(rgb, crop_box, lesion_box)
     scale = min(1.0, BLUR_SIDE / max(region.shape[:2]))
     region = downscale(region, BLUR_SIDE)
     glare = glare_mask(region)
@@ -324,14 +344,14 @@ def measure_quality(
         x1, y1 = math.ceil(inner.x1 * scale), math.ceil(inner.y1 * scale)
         on_lesion = glare[y0:y1, x0:x1]
     p05, p50, p90 = luma_percentiles(luma(small), (5, 50, 90))
-    return {
-        "detail_side": detail_side(rgb),
-        "luma_p05": p05,
-        "luma_p50": p50,
-        "luma_p90": p90,
-        "clipped_fraction": clipped_fraction(small),
-        "blockiness": blockiness(rgb),
-        "blur_px": blur_sigma(luma(region).astype(np.float32), exclude=near_glare),
-        "glare_fraction": float(glare.mean()),
-        "lesion_glare_fraction": float(on_lesion.mean()) if on_lesion.size else 0.0,
-    }
+    return PhotoQuality(
+        detail_side=detail_side(rgb),
+        luma_p05=p05,
+        luma_p50=p50,
+        luma_p90=p90,
+        clipped_fraction=clipped_fraction(small),
+        blockiness=blockiness(rgb),
+        blur_px=blur_sigma(luma(region).astype(np.float32), exclude=near_glare),
+        glare_fraction=float(glare.mean()),
+        lesion_glare_fraction=float(on_lesion.mean()) if on_lesion.size else 0.0,
+    )

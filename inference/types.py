@@ -6,7 +6,8 @@ blurry photo) are values, not exceptions, so callers can render them without try
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
 import numpy as np
@@ -61,6 +62,44 @@ class QualityIssue(StrEnum):
 
 
 QUALITY_PRIORITY: tuple[QualityIssue, ...] = tuple(QualityIssue)
+
+
+NOT_MEASURED = math.nan  # a measurement not taken (no lesion found): no rule fires on it
+
+
+@dataclass(frozen=True)
+class GateEvidence:
+    """Every measurement the gate judges, by name, typed: a renamed field fails to build.
+
+    Filled by the pipeline from the localiser's, the scene's, the photo quality's and
+    the classifier's own typed results. A field left ``NOT_MEASURED`` (NaN) makes every
+    comparison false, so a rule whose measurement was not taken does not fire (the lesion
+    measurements when no lesion was found).
+    """
+
+    # The scene (inference.scene): how much of the frame is skin, print-like specks.
+    skin_fraction: float = 0.0
+    skin_or_lesion_fraction: float = NOT_MEASURED
+    specks_around: float = NOT_MEASURED
+    speck_darkness: float = NOT_MEASURED
+    # The localiser's spot: its size, its rivals, where it sits.
+    lesion_fraction: float = NOT_MEASURED
+    rivals: float = NOT_MEASURED
+    lesion_edge_contact: float = NOT_MEASURED
+    centre_offset: float = NOT_MEASURED
+    # The photo (inference.quality).
+    detail_side: float = NOT_MEASURED
+    blockiness: float = NOT_MEASURED
+    luma_p05: float = NOT_MEASURED
+    luma_p90: float = NOT_MEASURED
+    clipped_fraction: float = NOT_MEASURED
+    blur_px: float = NOT_MEASURED
+    lesion_glare_fraction: float = NOT_MEASURED
+    # The classifier: distance of the crop's features from the training lesions.
+    ood_score: float = NOT_MEASURED
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -137,3 +176,7 @@ class ScreeningResult:
     model_version: str
     heatmap_overlay: RGBImage | None = None  # heatmap drawn on the full photo
     elapsed_ms: float = 0.0
+    # What the gate judged: the measurements and the square the classifier saw (the
+    # lesion's crop, or the centre square), in the pixels of ``width`` x ``height``.
+    evidence: GateEvidence = field(default_factory=GateEvidence)
+    crop_box: LesionBox | None = None

@@ -136,7 +136,7 @@ def main() -> None:
         stages = [
             timeit(partial(working_copy, rgb, work_side), 10)[0],
             timeit(partial(find_lesion, rgb, small=small), 10)[0],
-            timeit(partial(measure_quality, rgb, small, box, margin), 10)[0],
+            timeit(partial(measure_quality, rgb, small, crop_box, box), 10)[0],
             classify_ms,
             timeit(partial(overlay_heatmap, rgb, pred.heatmap, crop_box.as_tuple()), 10)[0],
         ]

@@ -29,15 +29,19 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from inference.classifier import SHIPPED_MODEL, load_session, read_metadata
 from inference.gate import GateInput, decide
 from inference.localize import LocalisationResult, find_lesion
 from inference.metadata import GateThresholds
+from inference.pipeline import gate_evidence, scene_of
+from inference.preprocess import square_crop_box
 from inference.types import LesionBox, QualityIssue, RGBImage
 from training.data import load_image, read_records
 
@@ -216,7 +220,15 @@ def non_lesion_samples(rng: np.random.Generator) -> list[Sample]:
 def localiser_issues(rgb: RGBImage, r: LocalisationResult) -> tuple[QualityIssue, ...]:
     """The gate's verdict on the localiser's measurements alone (no quality, no model)."""
     h, w = rgb.shape[:2]
-    return decide(GateInput(w, h, r.box, r.measurements, 0.4, float("inf")), GateThresholds())
+    crop = square_crop_box(r.box, w, h, 0.4) if r.box else None
+    evidence = gate_evidence(r, scene_of(r))
+    return decide(GateInput(w, h, r.box, crop, evidence), _shipped_gate())
+
+
+@cache
+def _shipped_gate() -> GateThresholds:
+    """The shipped model's calibrated gate (the code defaults only load old model files)."""
+    return read_metadata(load_session(SHIPPED_MODEL, 1)).gate
 
 
 def summarise(

@@ -1,14 +1,20 @@
-"""Fit temperature, risk thresholds and the OOD cut-off on validation photos; write the model.
+"""Fit temperature, risk thresholds and every gate threshold on validation photos; write the model.
 
     python -m training.calibrate --config training/configs/lite0.json \
-        --model runs/lite0/export/model.onnx --out inference/models/lesion_classifier.onnx
+        --model runs/lite0/export/model.onnx --out inference/models/lesion_classifier.onnx \
+        --version lite0-pad-160-2026-12-01
 
-Everything is fitted on validation splits only (never a test split), run through the same
-pipeline the bot uses (localiser, crop, the ONNX model being shipped). The ruler is the real
-smartphone photos of PAD-UFES-20's patient-grouped validation split: the temperature and the
-risk thresholds are chosen on them, because that is what users send. The HAM10000
-validation split (dermoscopy and a synthetic phone photo of each lesion) is the second
-check: its figures at the chosen thresholds are written beside the real ones.
+Everything is fitted on validation splits only (:data:`SPLIT`; never a test split), run
+through the same pipeline the bot uses (localiser, crop, the ONNX model being shipped).
+The ruler is the real smartphone photos of PAD-UFES-20's patient-grouped validation split:
+the temperature and the risk thresholds are chosen on them, because that is what users
+send. The HAM10000 validation split (dermoscopy and a synthetic phone photo of each lesion)
+is the second check: its figures at the chosen thresholds are written beside the real ones.
+The photo gate's thresholds are chosen first (:mod:`training.gate_calibration`, each with
+the rule that chose it, in ``metrics["gate"]``), and the risk thresholds then on the photos
+that gate answers. Only the weights, the class list and the preprocessing come from the
+input model: run on its own output, calibration writes the same metadata again
+(``--check`` says whether it does, writing nothing).
 """
 
 from __future__ import annotations
@@ -16,12 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from inference.classifier import load_session, read_metadata
+from inference.gate import GateInput, decide
 from inference.metadata import RiskThresholds
 from inference.pipeline import Screener
 from training.config import TrainConfig
@@ -29,12 +39,14 @@ from training.data import load_split
 from training.evalsets import (
     DOMAINS,
     REAL_DOMAIN,
+    Photo,
     PipelineRun,
     domain_photos,
     real_photos,
     run_pipeline,
 )
 from training.export import write_metadata
+from training.gate_calibration import OOD_QUANTILE, calibrate_gate
 from training.metrics import (
     fit_temperature,
     sensitivity_specificity,
@@ -49,9 +61,11 @@ log = logging.getLogger(__name__)
 TARGET_SENSITIVITY = 0.95
 # High risk is kept for photos more suspicious than this share of benign real photos.
 HIGH_SPECIFICITY = 0.90
-# Share of validation lesion crops allowed above the OOD cut-off. 1% trades a small
-# refusal rate on real lesions for refusing images far from anything seen in training.
-OOD_QUANTILE = 0.99
+# The only split calibration reads. Test splits are scored once per released model by
+# training.evaluate; nothing here may look at them (tests/training/test_calibrate.py).
+SPLIT = "val"
+# The clean real photo sets each gate threshold may refuse at most 1 % of.
+GATE_CLEAN_SETS = (REAL_DOMAIN, "dermoscopy")
 
 
 def malignant_probability(
@@ -59,6 +73,43 @@ def malignant_probability(
 ) -> npt.NDArray[np.float64]:
     # softmax is float64; numpy's stubs type a reduction along an axis as Any.
     return np.asarray(softmax(run.log_probs, temperature)[:, mal_idx].sum(1), np.float64)
+
+
+def validation_photos(cfg: TrainConfig, seed_offset: int = 11) -> dict[str, list[Photo]]:
+    """The calibration sets, all from the validation split: HAM10000 dermoscopy, a
+    synthetic phone photo of each, and PAD-UFES-20's real phone photos."""
+    images, records = load_split(cfg, (SPLIT,))[SPLIT]
+    sets = {d: list(domain_photos(images, records, d, cfg.seed + seed_offset)) for d in DOMAINS}
+    sets[REAL_DOMAIN] = real_photos(cfg, SPLIT)[0]
+    return sets
+
+
+def write_gate_evidence(
+    path: Path,
+    version: str,
+    clean: dict[str, list[GateInput]],
+    ood_scores: dict[str, list[float]],
+) -> None:
+    """The measurements the gate was calibrated on (numbers only, no image), so the rules
+    can be rerun and tested without the data sets (tests/unit/test_gate_calibration.py)."""
+
+    def one(g: GateInput) -> dict[str, Any]:
+        return {
+            "width": g.width,
+            "height": g.height,
+            "box": g.box.as_list() if g.box else None,
+            "crop_box": g.crop_box.as_list() if g.crop_box else None,
+            "evidence": g.evidence.as_dict(),
+        }
+
+    record = {
+        "model": version,
+        "split": SPLIT,
+        "clean": {d: [one(g) for g in gs] for d, gs in clean.items()},
+        "ood_scores": ood_scores,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, separators=(",", ":")) + "\n")
 
 
 def main() -> None:
@@ -73,20 +124,37 @@ def main() -> None:
         help="ship with test-time flip averaging (decide with training.flip_study)",
     )
     parser.add_argument("--limit", type=int, help="smoke tests: only the first N photos per set")
+    parser.add_argument(
+        "--gate-evidence",
+        type=Path,
+        default=Path("docs/evaluation/gate_calibration.json"),
+        help="where to write the measurements the gate was calibrated on",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 unless --out already carries exactly this metadata",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = TrainConfig.load(args.config, limit_images=args.limit)
     screener = Screener(args.model, flip_average=args.flip_average)
-    meta = screener.metadata
-    images, records = load_split(cfg, ("val",))["val"]
-    runs = {
-        d: run_pipeline(screener, domain_photos(images, records, d, cfg.seed + 11)) for d in DOMAINS
-    }
-    runs[REAL_DOMAIN] = run_pipeline(screener, iter(real_photos(cfg, "val")[0]))
+    # The input model's own temperature and thresholds must not enter: probabilities at
+    # temperature 1 (the logits as they are), so a rerun on the output fits the same.
+    meta = replace(screener.metadata, temperature=1.0)
+    screener.classifier.metadata = meta
+    runs = {d: run_pipeline(screener, iter(ps)) for d, ps in validation_photos(cfg).items()}
+
+    clean = {d: runs[d].gate_inputs for d in GATE_CLEAN_SETS}
+    ood_scores = {d: [float(v) for v in r.ood[r.classified]] for d, r in runs.items()}
+    gate, choices = calibrate_gate(clean, ood_scores)
     # Every photo that decodes is classified (the centre square when no lesion is found),
-    # and the bot answers only some; thresholds are set on the ones the gate lets through,
-    # since a refused photo never gets a risk level.
-    ok = {d: r.classified & ~r.refused for d, r in runs.items()}
+    # and the bot answers only some; risk thresholds are set on the ones the calibrated
+    # gate lets through, since a refused photo never gets a risk level.
+    ok = {
+        d: r.classified & ~np.array([bool(decide(g, gate)) for g in r.gate_inputs], bool)
+        for d, r in runs.items()
+    }
     real, real_ok = runs[REAL_DOMAIN], ok[REAL_DOMAIN]
 
     temperature = fit_temperature(real.log_probs[real_ok], real.labels[real_ok])
@@ -100,15 +168,6 @@ def main() -> None:
             real.malignant[real_ok], pm[REAL_DOMAIN][real_ok], HIGH_SPECIFICITY
         ),
         medium,
-    )
-    # OOD cut-off: at most 1% of the lesion photos of EACH kind beyond it. Pooled, the
-    # 2,590 HAM10000 crops set it alone (311 for lite0-pad-160-2026-12-01) and it refused
-    # 9.2% of the clean real validation photos, which the classifier judged better than
-    # the rest (AUC 0.958 vs 0.914, docs/evaluation/gate_rules.md); non-lesion images
-    # mostly sit *closer* to the training lesions than real photos do, so that cut-off
-    # added two of 197 non-lesion refusals (0.934 -> 0.944, measured on gate_eval's set).
-    ood_threshold = max(
-        float(np.quantile(r.ood[r.classified], OOD_QUANTILE)) for r in runs.values()
     )
 
     expected: dict[str, dict[str, float]] = {}
@@ -134,6 +193,7 @@ def main() -> None:
             "high_specificity": HIGH_SPECIFICITY,
             "ood_quantile": OOD_QUANTILE,
         },
+        "gate": {name: c.as_json() for name, c in choices.items()},
     }
     final = replace(
         meta,
@@ -141,20 +201,29 @@ def main() -> None:
         flip_average=args.flip_average,
         temperature=temperature,
         thresholds=RiskThresholds(medium=medium, high=high),
-        ood_threshold=ood_threshold,
+        gate=gate,
         metrics=metrics,
     )
+    log.info("validation: %s", json.dumps(expected, indent=1))
+    log.info("gate: %s", json.dumps(metrics["gate"], indent=1))
+    if args.check:
+        shipped = read_metadata(load_session(args.out, 1))
+        same = shipped.to_json() == final.to_json()
+        log.info("%s %s", args.out, "carries this metadata" if same else "DIFFERS")
+        if not same:
+            print(final.to_json())
+        sys.exit(0 if same else 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_metadata(args.model, final, args.out)
+    write_gate_evidence(args.gate_evidence, final.version, clean, ood_scores)
     log.info(
         "wrote %s: T=%.3f medium=%.4f high=%.4f ood=%.1f",
         args.out,
         temperature,
         medium,
         high,
-        ood_threshold,
+        gate.max_ood_score,
     )
-    log.info("validation: %s", json.dumps(expected, indent=1))
 
 
 if __name__ == "__main__":

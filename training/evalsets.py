@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from inference.gate import GateInput
 from inference.pipeline import Screener
 from inference.types import LesionBox, RGBImage, ScreeningResult
 from training.config import TrainConfig
@@ -89,6 +90,7 @@ class PipelineRun:
     issues: list[tuple[str, ...]]
     iou: npt.NDArray[np.float64]  # found box vs true box (0 when none found)
     elapsed_ms: npt.NDArray[np.float64]
+    gate_inputs: list[GateInput]  # what the gate judged, to judge it again at other thresholds
 
     @property
     def malignant(self) -> npt.NDArray[np.bool_]:
@@ -124,4 +126,10 @@ def run_pipeline(screener: Screener, photos: Iterator[Photo], workers: int = 2) 
         issues=[tuple(i.value for i in r.quality.issues) for _, r in results],
         iou=np.array([p.box.iou(r.lesion_box) if r.lesion_box else 0.0 for p, r in results]),
         elapsed_ms=np.array([r.elapsed_ms for _, r in results]),
+        gate_inputs=[gate_input(r) for _, r in results],
     )
+
+
+def gate_input(r: ScreeningResult) -> GateInput:
+    """What the gate saw for one screened photo."""
+    return GateInput(r.width, r.height, r.lesion_box, r.crop_box, r.evidence)

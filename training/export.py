@@ -176,7 +176,6 @@ def provisional_metadata(cfg: TrainConfig, version: str) -> ModelMetadata:
         color_constancy_power=cfg.color_constancy_power,
         temperature=1.0,
         thresholds=RiskThresholds(medium=0.0, high=1.0),
-        ood_threshold=float("inf"),
         crop_margin=cfg.inference_margin,
         training_data=(
             "HAM10000 (Tschandl et al. 2018, CC BY-NC 4.0), lesion-grouped train split; "

@@ -22,8 +22,8 @@ figures on the copies the gate refuses for it against those it lets through: a t
 is right where what it lets through is still judged about as well as clean photos.
 Writes ``gate_rules.md`` and ``gate_rules.json``.
 
-:func:`write_gate_thresholds` writes chosen thresholds into a model file's metadata, for
-calibration at export.
+The thresholds themselves are chosen by ``python -m training.calibrate``
+(:mod:`training.gate_calibration`); this report shows what they cost and buy.
 """
 
 from __future__ import annotations
@@ -38,42 +38,17 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnx
 
-from inference.gate import RULES, GateInput, fired_rules
-from inference.metadata import METADATA_KEY, GateThresholds, ModelMetadata
+from inference.gate import RULES, fired_rules
 from inference.pipeline import Screener
 from inference.types import ScreeningResult
 from training.config import TrainConfig
 from training.data import default_box, load_split
-from training.evalsets import Photo, real_photos
+from training.evalsets import Photo, gate_input, real_photos
 from training.gate_eval import REAL_DEFECTS
 from training.metrics import roc_auc
 
 log = logging.getLogger(__name__)
-
-
-def write_gate_thresholds(model: Path, gate: GateThresholds, out: Path | None = None) -> None:
-    """Store ``gate`` in the model's metadata (the rest of the metadata is kept as it is)."""
-    proto = onnx.load(str(model))
-    props = {p.key: p.value for p in proto.metadata_props}
-    meta = ModelMetadata.from_json(props[METADATA_KEY])
-    props[METADATA_KEY] = replace(meta, gate=gate).to_json()
-    del proto.metadata_props[:]
-    onnx.helper.set_model_props(proto, props)
-    onnx.save(proto, str(out or model))
-
-
-def gate_input(result: ScreeningResult, meta: ModelMetadata) -> GateInput:
-    """What the gate saw for one screened photo."""
-    return GateInput(
-        result.width,
-        result.height,
-        result.lesion_box,
-        result.quality.measurements,
-        meta.crop_margin,
-        meta.ood_threshold,
-    )
 
 
 @dataclass(frozen=True)
@@ -100,7 +75,7 @@ def judge(screener: Screener, photos: list[Photo]) -> Judged:
     for photo, r in zip(photos, results, strict=True):
         if r.prediction is None:
             raise RuntimeError("the pipeline must classify every photo")
-        fired.append({rule.name for rule in fired_rules(gate_input(r, meta), meta.gate)})
+        fired.append({rule.name for rule in fired_rules(gate_input(r), meta.gate)})
         p_mal.append(r.prediction.malignant_probability)
         p_true = r.prediction.probabilities[meta.classes[photo.label]]
         loss.append(-np.log(max(p_true, 1e-12)))

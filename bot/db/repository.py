@@ -50,6 +50,13 @@ class StatsSummary:
     # Reminders and follow-ups waiting to be sent, and those given up on, by reason.
     outbox_pending: int = 0
     outbox_parked: dict[str, int] = field(default_factory=dict)
+    # Every calendar day (UTC) of the period, empty ones too, oldest first, with its count
+    # per outcome: the risk level of an assessed photo, else the status (OUTCOMES).
+    outcomes_per_day: list[tuple[date, dict[str, int]]] = field(default_factory=list)
+
+
+# What became of a photo, as the /stats chart stacks it.
+OUTCOMES = ("low", "medium", "high", "unassessable", "rejected", "failed")
 
 
 class ConsultationRepository:
@@ -537,8 +544,17 @@ class StatsRepository:
             row.risk for row in rows if row.status == ConsultationStatus.ASSESSED and row.risk
         )
         rejections = Counter(
-            row.reason or row.status for row in rows if row.status != ConsultationStatus.ASSESSED
+            reason for row in rows if (reason := _refusal_reason(row.status, row.reason))
         )
+        by_day: dict[date, Counter[str]] = {}
+        for row in rows:
+            outcome = row.risk if row.status == ConsultationStatus.ASSESSED else row.status
+            by_day.setdefault(_utc(row.created_at).date(), Counter())[outcome or row.status] += 1
+        days_shown = (now.date() - _utc(since).date()).days + 1
+        outcomes_per_day = [
+            (day, dict(by_day.get(day, Counter())))
+            for day in (_utc(since).date() + timedelta(days=n) for n in range(days_shown))
+        ]
         versions = Counter(row.model_version for row in rows if row.model_version)
         timings = sorted(row.processing_ms for row in rows if row.processing_ms is not None)
         languages = (
@@ -571,7 +587,18 @@ class StatsRepository:
             follow_ups=_by_count(outcomes),
             outbox_pending=outbox_pending,
             outbox_parked=outbox_parked,
+            outcomes_per_day=outcomes_per_day,
         )
+
+
+def _refusal_reason(status: str, reason: str | None) -> str | None:
+    """Why a photo got no risk level (None if it got one). An unexpected error counts as
+    "failed": its exception's name is in the log and the export, not a reason to show."""
+    if status == ConsultationStatus.ASSESSED:
+        return None
+    if status == ConsultationStatus.FAILED:
+        return "failed"
+    return reason or status
 
 
 def _follow_up_outcome(sent: bool, saw_doctor: str | None, diagnosis: str | None) -> str:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import Counter
 from datetime import timedelta
 
 from telegram import Message, Update
 from telegram.ext import CommandHandler, filters
 
+from bot import metrics, profile
 from bot.config import Settings
 from bot.context import BotContext
 from bot.db.models import utc_now
@@ -24,7 +26,7 @@ from bot.db.repository import (
 from bot.handlers.common import Handler, person, reply_long
 from bot.i18n import LANGUAGES
 from bot.replies import Replies
-from bot.reports import ADMIN_COLUMNS, consultations_csv, stats_chart_png
+from bot.reports import ADMIN_COLUMNS, consultations_csv, stats_chart, stats_chart_png
 
 ADMIN_COMMANDS = ("stats", "export", "setreferral", "grantworker", "revokeworker")
 DEFAULT_DAYS = 30
@@ -56,10 +58,17 @@ async def on_stats(update: Update, context: BotContext) -> None:
     if request is None:
         return
     message, replies, days = request
+    now = utc_now()
     async with context.bot_data.runtime.sessions() as session:
-        summary = await StatsRepository(session).summary(utc_now(), days)
-    await reply_long(message, replies.stats(summary))
-    chart = await asyncio.to_thread(stats_chart_png, summary)
+        summary = await StatsRepository(session).summary(now, days)
+    # Refused unscreened, so never stored: this process's own count, for the same days.
+    first_day = summary.outcomes_per_day[0][0]
+    busy = {key: n for key, n in metrics.not_admitted_by_day().items() if key[0] >= first_day}
+    busy_reasons: Counter[str] = Counter()
+    for (_, reason), count in busy.items():
+        busy_reasons[reason] += count
+    await reply_long(message, replies.stats(summary, dict(busy_reasons.most_common())))
+    chart = await asyncio.to_thread(stats_chart_png, stats_chart(summary, replies, busy))
     await message.reply_photo(chart, caption=replies.text("stats.chart_caption", days=days))
 
 
@@ -121,6 +130,10 @@ async def on_worker_role(update: Update, context: BotContext) -> None:
             reply = "worker.revoked" if user is not None and user.is_worker else "worker.not_worker"
             if user is not None:
                 user.is_worker = False
+    # The worker's commands in their chat's menu (or taken out of it), before saying done.
+    user_id = int(args[0])
+    admin = user_id in runtime.settings.admin_ids
+    await profile.set_chat_menu(context.bot, user_id, worker=grant, admin=admin)
     await message.reply_text(replies.text(reply))
 
 

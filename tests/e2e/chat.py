@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from tests.conftest import DATA_DIR
 from tests.e2e import images
 from tests.fakes.telegram_api import FakeTelegramApi, SentMessage
 
 # A sample that passes the quality gate as a phone photo (see test_screening.py).
 NEVUS = "ISIC_0024380_nv"
+# Real photos the shipped model answers with a known risk level (tests/data/README.md;
+# tests/unit/test_real_photos.py fails first if a new model changes either): a test whose
+# expectation depends on the risk runs once with each, so neither branch goes untested.
+KNOWN_RISK_PHOTOS = {
+    "high": DATA_DIR / "pad" / "PAT_145_216_110.jpg",  # basal cell carcinoma
+    "low": DATA_DIR / "pad" / "PAT_625_1184_412.jpg",  # seborrhoeic keratosis
+}
+
+
+def photo_known(risk: str) -> bytes:
+    """A real phone photo the shipped model answers with ``risk`` ("high" or "low")."""
+    return KNOWN_RISK_PHOTOS[risk].read_bytes()
 
 
 def send_photo(

@@ -14,7 +14,7 @@ from bot.db.models import Consultation, FollowUp, utc_now
 from bot.db.repository import UserRepository
 from bot.replies import for_language
 from bot.scheduler import DUE_JOB_NAME, send_due
-from tests.e2e.chat import last_text, phone_photo, press, send_photo
+from tests.e2e.chat import last_text, photo_known, press, send_photo
 from tests.e2e.conftest import RunningBot, initialised_application
 from tests.fakes.telegram_api import FakeTelegramApi
 
@@ -88,21 +88,24 @@ async def test_remind_without_a_choice_explains_itself(
     assert user is not None and user.reminder is None
 
 
+@pytest.mark.parametrize("risk", ["high", "low"])
 async def test_photo_schedules_a_follow_up_only_for_medium_or_high_results(
     fake_api: FakeTelegramApi,
     running_bot: RunningBot,
     user_id: int,
-    lesion_jpegs: dict[str, bytes],
+    risk: str,
 ) -> None:
-    """A result gets a follow-up row, due in FOLLOW_UP_AFTER_DAYS, iff it is medium or high."""
-    send_photo(fake_api, user_id, phone_photo(lesion_jpegs))
+    """A result gets a follow-up row, due in FOLLOW_UP_AFTER_DAYS, iff it is medium or high:
+    driven once by a photo known to come out high and once by one known low."""
+    send_photo(fake_api, user_id, photo_known(risk))
     await last_text(fake_api, user_id, 1)
     [row] = await running_bot.consultations(user_id)
+    assert row.risk == risk
     async with running_bot.application.bot_data.runtime.sessions() as session:
         follow_ups = (
             await session.scalars(select(FollowUp).where(FollowUp.consultation_id == row.id))
         ).all()
-    if row.risk in ("medium", "high"):
+    if risk == "high":
         [follow_up] = follow_ups
         delay = follow_up.due_at - row.created_at
         assert abs(delay - timedelta(days=running_bot.settings.follow_up_after_days)) < timedelta(

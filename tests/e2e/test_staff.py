@@ -3,8 +3,10 @@ referral contacts, roles); everyone else is refused politely and sees nothing.""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+from datetime import datetime, timedelta
 
 import pytest
 from PIL import Image
@@ -16,7 +18,8 @@ from bot.replies import for_language
 from bot.reports import ADMIN_COLUMNS, WORKER_COLUMNS
 from bot.screening import Assessed, Consulted, Subject
 from inference.types import Risk
-from tests.e2e.chat import last_text, phone_photo, send_photo
+from tests.e2e import images
+from tests.e2e.chat import last_text, phone_photo, photo_known, send_photo
 from tests.e2e.conftest import ADMIN_ID, RunningBot
 from tests.fakes.telegram_api import FakeTelegramApi, SentMessage
 
@@ -76,9 +79,12 @@ async def test_admin_stats_give_counts_and_a_chart(
     user_id: int,
     lesion_jpegs: dict[str, bytes],
 ) -> None:
-    """/stats 7: users, per day, risks, reasons, languages, timings, model, follow-ups + PNG."""
+    """/stats 7: users, per day, risks, reasons in words, photos not admitted, languages,
+    timings, model, follow-ups + PNG."""
     send_photo(fake_api, user_id, phone_photo(lesion_jpegs))
     await last_text(fake_api, user_id, 1)
+    send_photo(fake_api, user_id, images.flat_photo())  # a wall: no skin spot in it
+    await last_text(fake_api, user_id, 2)
     before = len(fake_api.replies_to(ADMIN_ID))
     fake_api.push_text(ADMIN_ID, "/stats 7")
     await fake_api.wait_for(
@@ -94,6 +100,8 @@ async def test_admin_stats_give_counts_and_a_chart(
         f"Checks per day:\n  {EN.date(utc_now())}: ",
         "Risk levels:",
         "Refused or unassessable, by reason:",
+        f"  {EN.reason('not_a_lesion')}: ",
+        "Photos not admitted because the bot was busy",
         "Languages:\n",
         "  en: ",
         "Processing time: p50 ",
@@ -102,6 +110,7 @@ async def test_admin_stats_give_counts_and_a_chart(
     ):
         assert expected in text_, expected
     assert str(user_id) not in text_
+    assert "not_a_lesion" not in text_  # words, not internal codes
     assert chart.method == "sendPhoto"
     assert chart.text == EN.text("stats.chart_caption", days=7)
     assert chart.photo is not None
@@ -130,6 +139,11 @@ async def test_admin_export_is_a_csv_with_pseudonymous_keys_only(
     """/export 7: a CSV document; the user appears by key, never by id or by what they typed."""
     send_photo(fake_api, user_id, phone_photo(lesion_jpegs), caption="secret name of my mole")
     await last_text(fake_api, user_id, 1)
+    # Marked delivered once the reply is sent (bot.handlers.delivery).
+    for _ in range(100):
+        if (await running_bot.consultations(user_id))[0].delivered_at is not None:
+            break
+        await asyncio.sleep(0.05)
     before = len(fake_api.replies_to(ADMIN_ID))
     fake_api.push_text(ADMIN_ID, "/export 7")
     await fake_api.wait_for(
@@ -142,6 +156,12 @@ async def test_admin_export_is_a_csv_with_pseudonymous_keys_only(
     assert rows and tuple(rows[0]) == ADMIN_COLUMNS
     mine = [row for row in rows if row["user_key"] == running_bot.key(user_id)]
     assert len(mine) == 1 and mine[0]["status"] in ("assessed", "unassessable")
+    # Both timestamps in the same ISO 8601 form, with their UTC offset.
+    created = datetime.fromisoformat(mine[0]["created_at"])
+    delivered = datetime.fromisoformat(mine[0]["delivered_at"])
+    assert created.utcoffset() == delivered.utcoffset() == timedelta(0)
+    assert created <= delivered
+    assert mine[0]["delivered_at"][10] == mine[0]["created_at"][10] == "T"
     raw = (document.document or b"").decode("utf-8-sig")
     assert str(user_id) not in raw
     assert "secret name" not in raw
@@ -169,13 +189,18 @@ async def test_admin_sets_referral_contacts_shown_on_high_risk_results(
     assert "Где можно" not in ru.consulted(Consulted("ru", high, Subject(), False))
 
 
+@pytest.mark.parametrize("risk", ["high", "low"])
 async def test_worker_flow_with_patient_codes(
     fake_api: FakeTelegramApi,
     running_bot: RunningBot,
     user_id: int,
     lesion_jpegs: dict[str, bytes],
+    risk: str,
 ) -> None:
-    """Granted by an admin; photos need #codes; short replies; /patients, /patient, /myexport."""
+    """Granted by an admin; photos need #codes; short replies; /patients, /patient, /myexport.
+
+    Run with a patient's photo known to come out high and with one known low: a high result
+    would ask a user for a follow-up, a worker is never asked (about their patients)."""
     worker = user_id
     admin_before = len(fake_api.replies_to(ADMIN_ID))
     fake_api.push_text(ADMIN_ID, f"/grantworker {worker}")
@@ -196,19 +221,19 @@ async def test_worker_flow_with_patient_codes(
     assert file_id not in fake_api.downloads
     assert await running_bot.consultations(worker) == []
 
-    send_photo(fake_api, worker, phone_photo(lesion_jpegs), caption="#p123 left arm")
+    send_photo(fake_api, worker, photo_known(risk), caption="#p123 left arm")
     result = await last_text(fake_api, worker, 2)
     [row] = await running_bot.consultations(worker)
     assert (row.patient_code, row.lesion_label) == ("P123", "left arm")
+    assert (row.status, row.risk) == ("assessed", risk)
     reply = result.text or ""
     assert reply.startswith("Patient P123: ")
     assert len(reply) < 400  # short, for slow connections
-    if row.status == "assessed":
-        assert "Screening aid, not a diagnosis." in reply
-        [heatmap] = sent(fake_api, worker, "sendPhoto")
-        assert heatmap.text is None and heatmap.photo is not None
-        with Image.open(io.BytesIO(heatmap.photo)) as picture:
-            assert max(picture.size) <= 480
+    assert "Screening aid, not a diagnosis." in reply
+    [heatmap] = sent(fake_api, worker, "sendPhoto")
+    assert heatmap.text is None and heatmap.photo is not None
+    with Image.open(io.BytesIO(heatmap.photo)) as picture:
+        assert max(picture.size) <= 480
     # Workers are not asked for follow-ups about their patients (whatever the risk).
     async with running_bot.application.bot_data.runtime.sessions() as session:
         follow_ups = await session.scalars(

@@ -3,7 +3,8 @@
 It speaks just enough of the Bot API for the bot: getMe, getUpdates (long polling),
 sendMessage, sendPhoto and sendDocument (multipart; the bytes are kept), editMessageText,
 editMessageReplyMarkup, answerCallbackQuery, sendChatAction, getFile and the file download
-route, setWebhook and deleteWebhook, setMyCommands (per language), and "ok" for other
+route, setWebhook and deleteWebhook, setMyCommands and deleteMyCommands (per scope and
+language), setMyDescription and setMyShortDescription (per language), and "ok" for other
 harmless calls. Faults (an error status, 429 with retry_after, a slow answer, a dropped
 connection) are queued per method with ``inject`` and used by that method's next calls, in
 order. While a webhook is set, updates are POSTed to it with its secret token, as
@@ -48,6 +49,8 @@ MAX_POLL_S = 2.0
 # Telegram's limits, in UTF-16 code units: longer texts and captions are refused.
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
+MAX_DESCRIPTION = 512
+MAX_SHORT_DESCRIPTION = 120
 
 JsonDict = dict[str, Any]
 
@@ -132,6 +135,13 @@ class FakeTelegramApi:
     downloads: list[str] = field(default_factory=list)  # file ids, in download order
     commands: list[JsonDict] = field(default_factory=list)  # the default (English) menu
     commands_by_language: dict[str, list[JsonDict]] = field(default_factory=dict)
+    # Every menu by (scope, language code or ""): scope "default", or "chat:<id>".
+    commands_by_scope: dict[tuple[str, str], list[JsonDict]] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)  # by language code or ""
+    # Private chats that exist: users who have written to the bot. Telegram refuses a
+    # chat's own menu for any other ("chat not found").
+    known_chats: set[int] = field(default_factory=set)
+    short_descriptions: dict[str, str] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)  # Bot API method names, in call order
     answered_callbacks: list[str] = field(default_factory=list)
 
@@ -229,6 +239,7 @@ class FakeTelegramApi:
         **content: Any,
     ) -> JsonDict:
         """An update with a message from ``user_id``, as Telegram would send it, not queued."""
+        self.known_chats.add(user_id)  # their private chat with the bot exists from now on
         message = {
             "message_id": next(self._ids),
             "date": int(time.time()),
@@ -392,6 +403,9 @@ class FakeTelegramApi:
             "setwebhook": self._set_webhook,
             "deletewebhook": self._delete_webhook,
             "setmycommands": self._set_my_commands,
+            "deletemycommands": self._delete_my_commands,
+            "setmydescription": self._set_my_description,
+            "setmyshortdescription": self._set_my_short_description,
         }
 
     async def _true(self, params: dict[str, Any]) -> web.Response:
@@ -530,9 +544,38 @@ class FakeTelegramApi:
     async def _set_my_commands(self, params: dict[str, Any]) -> web.Response:
         commands = json.loads(params["commands"])
         language = str(params.get("language_code") or "")
-        self.commands_by_language[language] = commands
-        if not language:
-            self.commands = commands
+        scope = _scope(params)
+        if not self._chat_exists(scope):
+            return _error(400, "Bad Request: chat not found")
+        self.commands_by_scope[(scope, language)] = commands
+        if scope == "default":
+            self.commands_by_language[language] = commands
+            if not language:
+                self.commands = commands
+        return _ok(True)
+
+    async def _delete_my_commands(self, params: dict[str, Any]) -> web.Response:
+        language, scope = str(params.get("language_code") or ""), _scope(params)
+        if not self._chat_exists(scope):
+            return _error(400, "Bad Request: chat not found")
+        self.commands_by_scope.pop((scope, language), None)
+        return _ok(True)
+
+    def _chat_exists(self, scope: str) -> bool:
+        return not scope.startswith("chat:") or int(scope.split(":")[1]) in self.known_chats
+
+    async def _set_my_description(self, params: dict[str, Any]) -> web.Response:
+        text = str(params.get("description") or "")
+        if utf16_length(text) > MAX_DESCRIPTION:
+            return _error(400, "Bad Request: description is too long")
+        self.descriptions[str(params.get("language_code") or "")] = text
+        return _ok(True)
+
+    async def _set_my_short_description(self, params: dict[str, Any]) -> web.Response:
+        text = str(params.get("short_description") or "")
+        if utf16_length(text) > MAX_SHORT_DESCRIPTION:
+            return _error(400, "Bad Request: short description is too long")
+        self.short_descriptions[str(params.get("language_code") or "")] = text
         return _ok(True)
 
     async def _get_file(self, params: dict[str, Any]) -> web.Response:
@@ -608,6 +651,13 @@ def _refuse_text(text: str, limit: int, what: str) -> web.Response | None:
     if utf16_length(text) > limit:
         return _error(400, f"Bad Request: {what} is too long")
     return None
+
+
+def _scope(params: dict[str, Any]) -> str:
+    """A command scope as a short key: its type, and the chat for a chat's own scope."""
+    raw = params.get("scope") or {"type": "default"}
+    scope = json.loads(raw) if isinstance(raw, str) else raw
+    return f"chat:{scope['chat_id']}" if scope["type"] == "chat" else str(scope["type"])
 
 
 def _chat(chat_id: int) -> JsonDict:

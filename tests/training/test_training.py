@@ -1,14 +1,18 @@
 """Training, export and the shipped model's metadata (CI never trains the real model)."""
 
 import csv
+import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
-torch = pytest.importorskip("torch")
+# Skipped where torch is not installed, unless REQUIRE_TORCH=1 (CI): there a missing
+# torch must fail, not quietly skip every training test.
+torch = pytest.importorskip("torch") if not os.environ.get("REQUIRE_TORCH") else __import__("torch")
 
 from inference.classifier import SHIPPED_MODEL, load_session, read_metadata  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
@@ -22,8 +26,8 @@ from training.export import (  # noqa: E402
     quantize,
 )
 from training.model import LesionNet, load_imagenet_backbone  # noqa: E402
-from training.pad import PAD_TO_CLASS, read_pad, split_by_patient  # noqa: E402
-from training.train import train  # noqa: E402
+from training.pad import PAD_DOMAIN, PAD_TO_CLASS, read_pad, split_by_patient  # noqa: E402
+from training.train import effective_class_counts, train  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -191,3 +195,79 @@ def test_shipped_model_metadata_matches_the_graph() -> None:
     assert meta.temperature > 0 and np.isfinite(meta.ood_threshold)
     # Every retrain stays in git history: the shipped file must stay a few MB.
     assert SHIPPED_MODEL.stat().st_size < 8 * 1024 * 1024
+
+
+@pytest.fixture
+def spied_run(
+    tiny_dataset: Path, tiny_pad: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """Two epochs of train() on the tiny sets, recording what it built: the loader's
+    sampler, the loss's class weights, and which checkpoint it calls best. The second
+    epoch is made to score worse on validation than the first."""
+    import training.train as tr
+
+    seen: dict[str, Any] = {}
+    out_dir = tmp_path / "run"
+    real_loader, real_loss, real_summarise = tr.DataLoader, tr.nn.CrossEntropyLoss, tr.summarise
+
+    def loader(dataset: Any, **kwargs: Any) -> Any:
+        seen["dataset"], seen["sampler"] = dataset, kwargs.get("sampler")
+        return real_loader(dataset, **kwargs)
+
+    def loss(*args: Any, **kwargs: Any) -> Any:
+        seen["class_weight"] = kwargs.get("weight")
+        return real_loss(*args, **kwargs)
+
+    def summarise(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        real_summarise(logits, labels)
+        # Epoch 1 scores 0.9 on every validation set, any later epoch 0.5.
+        score = 0.5 if (out_dir / "epoch_01.pt").exists() else 0.9
+        return {"balanced_accuracy": score, "malignant_auc": score}
+
+    monkeypatch.setattr(tr, "DataLoader", loader)
+    monkeypatch.setattr(tr.nn, "CrossEntropyLoss", loss)
+    monkeypatch.setattr(tr, "summarise", summarise)
+    cfg = TrainConfig(
+        data_dir=str(tiny_dataset),
+        pad_dir=str(tiny_pad),
+        pad_split=(0.5, 0.25, 0.25),
+        out_dir=str(out_dir),
+        epochs=2,
+        batch_size=4,
+        warmup_steps=1,
+        num_workers=0,
+        split=(0.5, 0.25, 0.25),
+        pad_share=0.25,
+    )
+    seen["cfg"] = cfg
+    seen["best"] = train(cfg, pretrained=False)
+    return seen
+
+
+def test_training_draws_real_photos_at_their_share_and_weights_rare_classes(
+    spied_run: dict[str, Any],
+) -> None:
+    """The ~370 PAD photos would be 6% of the draws without the domain sampler; without
+    class weights the rare classes (akiec, df, vasc) would hardly move the loss."""
+    cfg, records = spied_run["cfg"], spied_run["dataset"].records
+    sampler = spied_run["sampler"]
+    assert sampler is not None, "training must draw through the domain sampler"
+    weights = np.asarray(sampler.weights, np.float64)
+    is_pad = np.array([r.domain == PAD_DOMAIN for r in records])
+    assert is_pad.any() and (~is_pad).any()
+    assert weights[is_pad].sum() / weights.sum() == pytest.approx(cfg.pad_share)
+
+    class_weight = spied_run["class_weight"]
+    assert class_weight is not None, "the loss must weight classes by their rarity"
+    w = class_weight.numpy()
+    counts = effective_class_counts(records, cfg)
+    assert w[np.argmin(counts)] > w[np.argmax(counts)]
+    # Mean weight per drawn sample is 1: the weights rebalance, they do not rescale.
+    assert float((w * counts).sum() / counts.sum()) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_training_keeps_the_epoch_validation_scores_best(spied_run: dict[str, Any]) -> None:
+    """The last epoch is not the model: validation chooses (here epoch 1 of 2)."""
+    best = torch.load(spied_run["best"], map_location="cpu", weights_only=False)
+    assert best["epoch"] == 1
+    assert best["metrics"]["selection_score"] == pytest.approx(0.9)

@@ -93,8 +93,9 @@ def test_two_bot_replicas_in_webhook_mode_on_postgresql(compose: dict[str, Any])
         assert environment["WEBHOOK_SECRET"].startswith("${WEBHOOK_SECRET")
         assert environment["MIGRATE_ON_START"] == "false"
         assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-        probe = " ".join(service["healthcheck"]["test"])
-        assert f":{environment['HEALTH_PORT']}/readyz" in probe
+        # The probe reads HEALTH_PORT itself (tests/unit/test_healthcheck.py).
+        assert service["healthcheck"]["test"] == ["CMD", "python", "-m", "bot.healthcheck"]
+        assert "HEALTH_PORT" in environment
 
 
 def test_migrations_run_once_before_the_replicas(compose: dict[str, Any]) -> None:
@@ -128,3 +129,20 @@ def test_a_stopping_replica_has_time_to_finish_the_photos_it_is_screening(
     for name, service in bot_services(compose).items():
         grace = str(service["stop_grace_period"])
         assert grace.endswith("s") and float(grace[:-1]) > budget, name
+
+
+def test_every_image_is_a_fixed_release(compose: dict[str, Any]) -> None:
+    """No floating tag (postgres:15, caddy:2, latest): a redeploy runs what was tested."""
+    services = compose["services"].values()
+    images = [service["image"] for service in services if "build" not in service]
+    from_lines = [
+        line.split()[1]
+        for line in (REPO_ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("FROM ")
+    ]
+    assert images and from_lines
+    for image in [*images, *from_lines]:
+        tag = image.split("@", 1)[0].rsplit(":", 1)[-1]
+        # major.minor.patch for the application images, major.minor for PostgreSQL
+        # (its minor releases are its patch releases).
+        assert re.match(r"[0-9]+\.[0-9]+(\.[0-9]+)?(-[a-z0-9.-]+)?$", tag), image

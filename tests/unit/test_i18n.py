@@ -9,13 +9,17 @@ from pathlib import Path
 import pytest
 
 from bot.admission import BusyReason
+from bot.db.repository import OUTCOMES
 from bot.handlers.reminders import DIAGNOSES, SAW_DOCTOR
 from bot.i18n import LANGUAGES, catalogue_path, language_for, read_catalogue
+from bot.profile import MENUS
 from bot.replies import COMMANDS, for_language
 from bot.screening import UnsupportedMedia
 from inference.types import DecodeFailure, QualityIssue, Risk
 
 BOT_DIR = Path(__file__).resolve().parents[2] / "bot"
+# The offline CLI reads the same catalogues (inference/texts.py).
+INFERENCE_DIR = BOT_DIR.parent / "inference"
 ENGLISH = read_catalogue("en")
 
 
@@ -46,7 +50,7 @@ def test_every_template_formats(language: str) -> None:
 def test_every_key_the_code_uses_exists() -> None:
     """Keys written in the code and the key families built from enums are all in English."""
     used: set[str] = set()
-    for path in BOT_DIR.rglob("*.py"):
+    for path in [*BOT_DIR.rglob("*.py"), *INFERENCE_DIR.rglob("*.py")]:
         used |= set(
             re.findall(r"""(?:text|_t)\(\s*["']([a-z_]+\.[a-z_.]+|[a-z_]+)["']""", path.read_text())
         )
@@ -62,6 +66,22 @@ def test_every_key_the_code_uses_exists() -> None:
     used |= {f"followup.button.{answer}" for answer in SAW_DOCTOR}
     used |= {f"diagnosis.{dx}" for dx in DIAGNOSES}
     used |= {f"busy.{reason.value}" for reason in BusyReason}
+    # /stats names every refusal reason, outcome and follow-up answer in words.
+    used |= {
+        f"reason.{code}"
+        for code in (
+            *QualityIssue,
+            *DecodeFailure,
+            *UnsupportedMedia,
+            *(f"busy_{reason.value}" for reason in BusyReason),
+            "unassessable",
+            "failed",
+        )
+    }
+    used |= {f"stats.outcome.{outcome}" for outcome in (*OUTCOMES, "not_admitted")}
+    used |= {f"stats.followup.{answer}" for answer in (*SAW_DOCTOR, "pending", "unanswered")}
+    used |= {"bot.description", "bot.short_description"}
+    used |= {f"command.{name}" for menu in MENUS.values() for name in menu}
     assert {"consent.agreed", "track.compare", "stats.chart_caption"} <= used  # scan works
     assert used - set(ENGLISH) == set()
 

@@ -8,9 +8,14 @@ import numpy as np
 import pytest
 
 from inference.gate import GateInput, decide
-from inference.localize import LocalisationResult, find_lesion, skin_mask
-from inference.metadata import GateThresholds
+from inference.localize import LocalisationResult, find_lesion
+from inference.pipeline import gate_evidence, scene_of
+from inference.preprocess import square_crop_box
+from inference.scene import skin_mask
 from inference.types import LesionBox, QualityIssue, RGBImage
+from tests.shipped import shipped_gate, shipped_margin
+
+T = shipped_gate()
 
 # Skin tones from pale to very dark (sRGB), and a darker, browner spot for each.
 SKIN_TONES: dict[str, tuple[int, int, int]] = {
@@ -52,11 +57,13 @@ def add_spot(
 
 
 def located(img: RGBImage) -> tuple[LocalisationResult, tuple[QualityIssue, ...]]:
-    """The localiser's result and what the gate makes of it with default thresholds."""
+    """The localiser's result and what the shipped gate makes of it (no photo quality,
+    no model)."""
     result = find_lesion(img)
     h, w = img.shape[:2]
-    gate_input = GateInput(w, h, result.box, result.measurements, 0.4, float("inf"))
-    return result, decide(gate_input, GateThresholds())
+    crop = square_crop_box(result.box, w, h, shipped_margin()) if result.box else None
+    gate_input = GateInput(w, h, result.box, crop, gate_evidence(result, scene_of(result)))
+    return result, decide(gate_input, T)
 
 
 @pytest.mark.parametrize("tone", list(SKIN_TONES))
@@ -68,7 +75,7 @@ def test_dark_spot_on_skin_is_found_for_every_skin_tone(tone: str) -> None:
     assert result.box is not None, result.measurements
     assert result.box.iou(truth) > 0.5, (result.box, truth)
     assert issues == ()
-    assert result.skin_fraction > 0.8
+    assert scene_of(result).skin_fraction > 0.8
 
 
 def test_small_off_centre_spot_on_a_large_photo_is_found() -> None:
@@ -184,7 +191,7 @@ def test_black_frame_is_not_a_lesion() -> None:
     img = np.zeros((480, 640, 3), np.uint8)
     result, issues = located(img)
     assert issues == (QualityIssue.NOT_A_LESION,)
-    assert result.skin_fraction == 0.0
+    assert scene_of(result).skin_fraction == 0.0
 
 
 @pytest.mark.parametrize("paper", [(250, 250, 250), (245, 235, 220)])
@@ -234,7 +241,7 @@ def test_green_landscape_is_not_a_lesion() -> None:
     cv2.circle(img, (400, 280), 60, (30, 60, 25), -1)
     result, issues = located(img)
     assert issues == (QualityIssue.NOT_A_LESION,)
-    assert result.skin_fraction < 0.1
+    assert scene_of(result).skin_fraction < 0.1
 
 
 def test_skin_mask_covers_every_tone_and_excludes_non_skin() -> None:
@@ -347,6 +354,7 @@ def test_mole_on_a_hairy_forearm_is_not_print() -> None:
     truth = add_spot(img, 320, 240, 40, 35, SPOTS["pale"])
     result, issues = located(img)
     assert result.box is not None and result.box.iou(truth) > 0.5, result.measurements
-    assert result.measurements["specks_around"] > GateThresholds().max_specks_around
-    assert result.measurements["speck_darkness"] < GateThresholds().print_speck_darkness
+    scene = scene_of(result)
+    assert scene.specks_around > T.max_specks_around
+    assert scene.speck_darkness < T.print_speck_darkness
     assert issues == (), result.measurements

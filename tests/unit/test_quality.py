@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from inference.gate import PHOTO_RULES, GateInput, decide
-from inference.metadata import GateThresholds
+from inference.preprocess import square_crop_box
 from inference.quality import (
+    PhotoQuality,
     blockiness,
     blur_sigma,
     clipped_fraction,
@@ -19,9 +20,10 @@ from inference.quality import (
     luma,
     measure_quality,
 )
-from inference.types import QUALITY_PRIORITY, LesionBox, QualityIssue, RGBImage
+from inference.types import QUALITY_PRIORITY, GateEvidence, LesionBox, QualityIssue, RGBImage
+from tests.shipped import shipped_gate, shipped_margin
 
-T = GateThresholds()
+T = shipped_gate()
 
 
 def textured_skin(height: int = 960, width: int = 1280, seed: int = 0) -> RGBImage:
@@ -42,25 +44,40 @@ def textured_skin(height: int = 960, width: int = 1280, seed: int = 0) -> RGBIma
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def measure(rgb: RGBImage, box: LesionBox | None = None) -> dict[str, float]:
-    return measure_quality(rgb, downscale(rgb, 384), box, 0.4)
+def crop_of(rgb: RGBImage, box: LesionBox | None) -> LesionBox | None:
+    h, w = rgb.shape[:2]
+    return square_crop_box(box, w, h, shipped_margin()) if box else None
+
+
+def measure(rgb: RGBImage, box: LesionBox | None = None) -> PhotoQuality:
+    return measure_quality(rgb, downscale(rgb, 384), crop_of(rgb, box), box)
+
+
+def evidence(q: PhotoQuality) -> GateEvidence:
+    """The photo's own measurements as the gate's evidence; the rest not measured."""
+    return GateEvidence(
+        detail_side=q.detail_side,
+        blockiness=q.blockiness,
+        luma_p05=q.luma_p05,
+        luma_p90=q.luma_p90,
+        clipped_fraction=q.clipped_fraction,
+        blur_px=q.blur_px,
+        lesion_glare_fraction=q.lesion_glare_fraction,
+    )
 
 
 def issues(rgb: RGBImage, box: LesionBox | None = None) -> tuple[QualityIssue, ...]:
     """The gate's verdict from the photo rules alone (what is in the photo aside)."""
     h, w = rgb.shape[:2]
-    return decide(GateInput(w, h, box, measure(rgb, box), 0.4, float("inf")), T, PHOTO_RULES)
+    gate_input = GateInput(w, h, box, crop_of(rgb, box), evidence(measure(rgb, box)))
+    return decide(gate_input, T, PHOTO_RULES)
 
 
 def test_a_good_photo_passes_every_check() -> None:
     """The baseline the other tests perturb: sharp, well exposed, no glare, big enough."""
     assert issues(textured_skin()) == ()
-    assert set(measure(textured_skin())) >= {
-        "blur_px",
-        "luma_p90",
-        "clipped_fraction",
-        "lesion_glare_fraction",
-    }
+    q = measure(textured_skin())
+    assert q.blur_px < T.max_blur_px and q.luma_p90 > T.dark_p90
 
 
 def test_a_good_dark_skin_photo_is_not_too_dark() -> None:
@@ -207,7 +224,7 @@ def test_blue_white_veil_inside_a_lesion_is_not_glare() -> None:
     cv2.ellipse(img, (645, 482), (42, 34), 0, 0, 360, (175, 190, 215), -1, cv2.LINE_AA)
     cv2.ellipse(img, (645, 482), (30, 22), 0, 0, 360, (215, 232, 250), -1, cv2.LINE_AA)
     box = LesionBox(580, 430, 701, 531)
-    assert measure(img, box)["lesion_glare_fraction"] == 0.0
+    assert measure(img, box).lesion_glare_fraction == 0.0
     assert issues(img, box) == ()
 
 

@@ -17,8 +17,9 @@ import pytest
 from inference.__main__ import main
 from inference.decode import decode_image
 from inference.pipeline import Screener
-from inference.types import DecodeRejected, QualityIssue, Risk
+from inference.types import DecodeRejected, QualityIssue, Risk, ScreeningResult
 from tests.conftest import DATA_DIR
+from tests.e2e.chat import KNOWN_RISK_PHOTOS
 
 PAD_PHOTOS = sorted((DATA_DIR / "pad").glob("*.jpg"))
 
@@ -30,6 +31,16 @@ def screener() -> Screener:
 
 def test_the_real_sample_photos_are_committed() -> None:
     assert len(PAD_PHOTOS) >= 3
+
+
+@pytest.mark.parametrize("risk", list(KNOWN_RISK_PHOTOS))
+def test_the_photos_known_high_and_low_still_are(screener: Screener, risk: str) -> None:
+    """The follow-up and worker tests rely on these two; a new model that moves either
+    must get another sample photo (tests/data/README.md), not a test that skips a branch."""
+    data = KNOWN_RISK_PHOTOS[risk].read_bytes()
+    result = screener.screen_bytes(data, max_bytes=10_000_000, max_pixels=50_000_000)
+    assert isinstance(result, ScreeningResult)
+    assert result.risk is Risk(risk), result.prediction
 
 
 @pytest.mark.parametrize("path", PAD_PHOTOS, ids=lambda p: p.stem)
@@ -79,3 +90,20 @@ def test_cli_classifies_a_refused_lesion_photo(
     assert QualityIssue.BLURRY.value in record["quality"]["issues"]  # type: ignore[operator]
     assert isinstance(record["probabilities"], dict)
     assert isinstance(record["malignant_probability"], float)
+
+
+@pytest.mark.parametrize("size", [(64, 48), (48, 64), (40, 33)])
+def test_cli_classifies_a_tiny_image_and_refuses_it_as_low_resolution(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], size: tuple[int, int]
+) -> None:
+    """Every image that decodes gets probabilities, thumbnails included; the gate refuses it."""
+    w, h = size
+    rgb = cv2.resize(cv2.imread(str(PAD_PHOTOS[0])), (w, h), interpolation=cv2.INTER_AREA)
+    path = tmp_path / "thumb.png"
+    assert cv2.imwrite(str(path), rgb)
+    (record,) = _cli_records(capsys, path)
+    assert record["risk"] == "unassessable"
+    assert QualityIssue.LOW_RESOLUTION.value in record["quality"]["issues"]  # type: ignore[operator]
+    probabilities = record["probabilities"]
+    assert isinstance(probabilities, dict) and len(probabilities) == 7
+    assert abs(sum(probabilities.values()) - 1.0) < 1e-3
