@@ -59,8 +59,7 @@ THRESHOLD_RULES: tuple[ThresholdRule, ...] = (
         "min_skin_fraction",
         "little_skin",
         (0.15, 0.10),
-        "documents, landscapes and screenshots are mostly not skin; a lesion photo is "
-        "mostly skin",
+        "documents, landscapes and screenshots are mostly not skin; a lesion photo is mostly skin",
     ),
     ThresholdRule(
         "close_up_lesion_fraction",

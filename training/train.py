@@ -170,6 +170,11 @@ class CachedViews(Dataset[tuple[torch.Tensor, int]]):
         self.index = [(s, i) for s, src in enumerate(sources) for i in range(len(src.records))]
         self.rng = np.random.default_rng(cfg.seed)
 
+    @property
+    def records(self) -> list[Record]:
+        """Every record, in the order the sampler's weights and indices refer to."""
+        return [self.sources[s].records[i] for s, i in self.index]
+
     def __len__(self) -> int:
         return len(self.index)
 
