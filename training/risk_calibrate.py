@@ -1,24 +1,23 @@
-"""Set the risk cut-offs and the same-spot variation on validation; write them into the model.
+"""Risk cut-offs per domain and the same-spot variation on validation; write the latter.
 
     python -m training.risk_calibrate --config training/configs/lite0_milk.json \
         --model inference/models/lesion_classifier.onnx --out docs/evaluation
 
-Runs after ``training.calibrate`` (temperature, gate, OOD cut-off) on the model it wrote,
-and only on validation splits: PAD-UFES-20 phone photos, MILK10k close-ups and HAM10000
-dermoscopy, each through the real pipeline.
+Runs after ``training.calibrate`` (temperature, gate, OOD cut-off, risk cut-offs) on the
+model it wrote, and only on validation splits: PAD-UFES-20 phone photos, MILK10k close-ups
+and HAM10000 dermoscopy, each through the real pipeline.
 
-- ``medium``: per domain the lower confidence bound for 95% sensitivity
-  (:mod:`training.thresholds`); the shipped cut-off is the lowest bound of the domains the
-  bot is for (``--medium-domains``, phone photos and close-ups), so each keeps its
-  guarantee. The table of every domain at every domain's cut-off goes into the report.
-- ``high``: the lowest cut-off leaving ``HIGH_SPECIFICITY`` of the same domains' answered
-  non-cancers below it, pooled, and never below ``medium``.
+- the cut-offs (chosen by :func:`training.thresholds.risk_cutoffs` in calibration): per
+  domain the lower confidence bound for 95% sensitivity; ``medium`` is the lowest bound of
+  the domains the bot is for (``--medium-domains``, phone photos and close-ups), so each
+  keeps its guarantee; the report shows every domain at every domain's cut-off.
 - ``same_spot_delta``: the 95th percentile of |change in p(cancer)| between two photos of
   one spot: between a photo and its mirror image (pooled over those domains) and between
   different photos of one lesion (PAD has a handful in validation, HAM10000 hundreds),
   whichever is larger (:func:`same_spot_threshold`).
 
-Writes ``risk_calibration.{json,md}`` and the model file in place (or ``--write-to``).
+Writes ``risk_calibration.{json,md}`` and ``same_spot_delta`` into the model file in place
+(or ``--write-to``); run on its own output it writes the same value again.
 """
 
 from __future__ import annotations
@@ -33,17 +32,20 @@ from typing import Any
 
 import numpy as np
 
-from inference.metadata import RiskThresholds
 from inference.pipeline import Screener
 from training.config import TrainConfig
 from training.domains import DOMAIN_TITLES, MILK, PAD, DomainSplit, load_domains
 from training.evalsets import Photo
 from training.export import write_metadata
 from training.risk_eval import Scored, auc, score, spec_at_sens
-from training.thresholds import cross_domain_table, rates, sensitivity_lower_bound_threshold
+from training.thresholds import (
+    HIGH_SPECIFICITY,
+    cross_domain_table,
+    rates,
+    risk_cutoffs,
+)
 
 log = logging.getLogger(__name__)
-HIGH_SPECIFICITY = 0.90
 SAME_SPOT_QUANTILE = 0.95
 
 
@@ -153,10 +155,12 @@ def render(report: dict[str, Any]) -> str:
         f"Model `{report['model_version']}` (flip averaging {report['flip_average']}). "
         f"Command: `{report['command']}`.",
         "",
-        f"Shipped: medium = {t['medium']:.4f} (lowest lower-confidence bound of "
-        f"{', '.join(report['medium_domains'])}), high = {t['high']:.4f} "
-        f"({HIGH_SPECIFICITY:.0%} of their non-cancers below), same_spot_delta = "
-        f"{report['same_spot_delta']:.4f}.",
+        f"Shipped (written by training.calibrate): medium = {t['medium']:.4f} (lowest "
+        f"lower-confidence bound of {', '.join(report['medium_domains'])}), high = "
+        f"{t['high']:.4f} ({HIGH_SPECIFICITY:.0%} of their non-cancers below); recomputed "
+        f"here on the same photos: {report['recomputed_thresholds']['medium']:.4f} / "
+        f"{report['recomputed_thresholds']['high']:.4f}. same_spot_delta = "
+        f"{report['same_spot_delta']:.4f} (written by this step).",
         "",
         "Each domain's lower confidence bound for 95% sensitivity (k-th lowest cancer score; "
         "confidence that the true sensitivity there is >= 95%):",
@@ -247,10 +251,10 @@ def main() -> None:
         d: (sc.split.cancer[sc.answered], sc.p_cancer[sc.answered]) for d, sc in scored.items()
     }
     cross = cross_domain_table(answered)
-    bounds = {d: sensitivity_lower_bound_threshold(s[y]) for d, (y, s) in answered.items()}
-    medium = min(bounds[d].threshold for d in medium_domains)
-    benign = np.concatenate([answered[d][1][~answered[d][0]] for d in medium_domains])
-    high = max(float(np.quantile(benign, HIGH_SPECIFICITY)), medium)
+    # The cut-offs are training.calibrate's (the same rule, on the same photos: recomputed
+    # here as a check and for the table); this step adds only the same-spot variation.
+    medium, high = meta.thresholds.medium, meta.thresholds.high
+    recomputed = risk_cutoffs(answered, medium_domains)[:2]
     domains: dict[str, Any] = {}
     for d, (y, s) in answered.items():
         sens, spec = rates(y, s, medium)
@@ -282,6 +286,7 @@ def main() -> None:
         ),
         "medium_domains": medium_domains,
         "thresholds": {"medium": medium, "high": high},
+        "recomputed_thresholds": {"medium": recomputed[0], "high": recomputed[1]},
         "same_spot_delta": same_spot_delta if same_spot_delta is not None else float("nan"),
         "cross_domain": cross,
         "domains": domains,
@@ -293,18 +298,7 @@ def main() -> None:
         args.scores_out.write_text(json.dumps({d: per_photo(sc) for d, sc in scored.items()}))
     (args.out / "risk_calibration.json").write_text(json.dumps(report, indent=1))
     (args.out / "risk_calibration.md").write_text(render(report))
-    final = replace(
-        meta,
-        thresholds=RiskThresholds(medium=medium, high=high),
-        same_spot_delta=same_spot_delta,
-        metrics={
-            **meta.metrics,
-            "risk_calibration": {
-                k: report[k]
-                for k in ("thresholds", "domains", "mirror", "same_spot_delta", "medium_domains")
-            },
-        },
-    )
+    final = replace(meta, same_spot_delta=same_spot_delta)
     write_metadata(args.model, final, args.write_to or args.model)
     log.info("medium %.4f high %.4f same_spot_delta %s", medium, high, same_spot_delta)
 

@@ -85,3 +85,23 @@ def shared_threshold(bounds: dict[str, SensitivityBound], domains: list[str]) ->
     """One cut-off for the listed domains: the lowest of their bounds, so each keeps its
     guarantee (the bot cannot tell a phone photo from a clinic's close-up for sure)."""
     return min(bounds[d].threshold for d in domains)
+
+
+HIGH_SPECIFICITY = 0.90
+
+
+def risk_cutoffs(
+    answered: dict[str, tuple[BoolArray, FloatArray]],
+    medium_domains: list[str],
+    target: float = 0.95,
+    high_specificity: float = HIGH_SPECIFICITY,
+) -> tuple[float, float, dict[str, SensitivityBound]]:
+    """``medium``: the lowest of the listed domains' lower confidence bounds for ``target``
+    sensitivity; ``high``: the cut-off leaving ``high_specificity`` of their non-cancers
+    below it, pooled, never under ``medium``. ``answered`` holds (is_cancer, score) of the
+    photos the gate answers, per domain."""
+    bounds = {d: sensitivity_lower_bound_threshold(s[y], target) for d, (y, s) in answered.items()}
+    medium = shared_threshold(bounds, medium_domains)
+    benign = np.concatenate([answered[d][1][~answered[d][0]] for d in medium_domains])
+    high = max(float(np.quantile(benign, high_specificity)), medium)
+    return medium, high, bounds
