@@ -209,3 +209,29 @@ def test_dermoscopy_cache_centres_the_box() -> None:
     assert geometry == BoxGeometry(
         pytest.approx(50, abs=1), pytest.approx(50, abs=1), pytest.approx(100 / 2.7, abs=1)
     )
+
+
+def test_same_spot_delta_takes_the_larger_spread_and_pairs_only_when_enough() -> None:
+    from training.risk_calibrate import same_spot_threshold
+
+    mirror = np.linspace(0, 0.1, 101)  # 95th percentile 0.095
+    pairs = np.linspace(0, 0.3, 101)  # 0.285
+    assert same_spot_threshold(mirror, pairs) == pytest.approx(0.285)
+    assert same_spot_threshold(mirror, pairs[:40]) == pytest.approx(0.095)  # too few pairs
+    assert same_spot_threshold(np.zeros(0), np.zeros(0)) is None
+
+
+def test_mirrored_photos_keep_their_box_on_the_lesion() -> None:
+    from training.domains import DomainSplit
+    from training.evalsets import Photo
+    from training.risk_calibrate import mirrored
+
+    img = np.zeros((10, 20, 3), np.uint8)
+    img[2:5, 1:4] = 255
+    split = DomainSplit(
+        "pad", [Photo(img, 0, LesionBox(1, 2, 4, 5))], np.zeros(1, bool), ["g"], ["l"], ["f"]
+    )
+    flipped = mirrored(split).photos[0]
+    b = flipped.box
+    assert (flipped.rgb[b.y0 : b.y1, b.x0 : b.x1] == 255).all()
+    assert b == LesionBox(16, 2, 19, 5)
