@@ -49,7 +49,10 @@ def sensitivity_lower_bound_threshold(
     reached = binom.sf(ks - 1, n, 1.0 - target)
     ok = ks[reached >= confidence]
     k = int(ok.max()) if len(ok) else 1
-    return SensitivityBound(float(pos[k - 1]), k, n, float(reached[k - 1]))
+    # Just under the k-th score, so that cancer is flagged however the same photo's score
+    # is rounded on another run (the pipeline's float noise is ~1e-7; k = 1 on PAD put the
+    # lowest validation cancer exactly on the cut-off and a rerun read it as missed).
+    return SensitivityBound(float(pos[k - 1]) * (1 - 1e-5), k, n, float(reached[k - 1]))
 
 
 def rates(is_cancer: BoolArray, score: FloatArray, threshold: float) -> tuple[float, float]:

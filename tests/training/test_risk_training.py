@@ -139,7 +139,8 @@ def test_lower_bound_threshold_is_a_binomial_order_statistic() -> None:
     scores = np.arange(1, 101, dtype=float)  # 100 cancers
     bound = sensitivity_lower_bound_threshold(scores)
     # P(Bin(100, .05) >= 2) = 0.963 >= 0.95, P(>= 3) = 0.882: the 2nd-lowest score.
-    assert bound.rank == 2 and bound.threshold == 2.0
+    assert bound.rank == 2 and bound.threshold == pytest.approx(2.0, rel=1e-4)
+    assert (scores >= bound.threshold).sum() == 99  # the 2nd-lowest itself is flagged
     assert bound.confidence == pytest.approx(0.9629, abs=1e-3)
     few = sensitivity_lower_bound_threshold(np.arange(41, dtype=float))
     assert few.rank == 1 and few.confidence == pytest.approx(1 - 0.95**41)
