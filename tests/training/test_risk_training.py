@@ -236,3 +236,16 @@ def test_mirrored_photos_keep_their_box_on_the_lesion() -> None:
     b = flipped.box
     assert (flipped.rgb[b.y0 : b.y1, b.x0 : b.x1] == 255).all()
     assert b == LesionBox(16, 2, 19, 5)
+
+
+def test_shipped_risk_settings_are_what_calibration_wrote() -> None:
+    """Change only by recalibrating (training.calibrate, then training.risk_calibrate):
+    a hand edit of the model's cut-offs or same-spot variation shows up here."""
+    from tests.shipped import shipped_metadata
+
+    meta = shipped_metadata()
+    assert meta.malignant_classes == ("bcc", "mel", "scc")
+    assert meta.flip_average is True
+    assert meta.thresholds.medium == pytest.approx(0.07377194884338191, rel=1e-9)
+    assert meta.thresholds.high == pytest.approx(0.9302675387575476, rel=1e-9)
+    assert meta.same_spot_delta == pytest.approx(0.4542498268117436, rel=1e-9)
