@@ -18,15 +18,15 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
-from telegram import Update
 from telegram.error import InvalidToken
 
-from bot.app import build_application
+from bot.app import ALLOWED_UPDATES, build_application
 from bot.config import DatabaseSettings, Settings, describe_settings_error
 from bot.db.migrate import upgrade_to_head
 from bot.db.session import create_engine
 from bot.keys import KeySetupError
 from bot.log import configure_logging
+from bot.webhook import guard_webhook_server
 from inference.pipeline import Screener
 
 logger = logging.getLogger("bot")
@@ -92,14 +92,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT: long polling, or a webhook server with WEBHOOK_URL."""
-    # Messages and button presses; edits of old photos are not re-screened.
-    updates = [Update.MESSAGE, Update.CALLBACK_QUERY]
+    updates = ALLOWED_UPDATES
     # SIGTERM/SIGINT are the application's own (a graceful stop), not PTB's.
     application = build_application(settings, handle_signals=True)
     if settings.webhook_url is None:
         application.run_polling(allowed_updates=updates, stop_signals=None)
         return
     assert settings.webhook_secret is not None  # the settings refuse a webhook without one
+    # Before PTB builds its server: the secret checked before a body is read, bodies capped.
+    guard_webhook_server(settings.webhook_secret.get_secret_value())
     logger.info("Webhook mode, listening on %s:%d", settings.webhook_listen, settings.webhook_port)
     application.run_webhook(
         listen=settings.webhook_listen,

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
+from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes
 
@@ -32,7 +33,9 @@ from bot.handlers import (
     history,
     lesion,
     private,
+    questions,
     reminders,
+    report,
     start,
     unsupported,
     worker,
@@ -41,13 +44,24 @@ from bot.handlers.errors import on_error
 from bot.health import HealthServer
 from bot.inbox import Inbox, InboxProcessor, InboxQueue, tend
 from bot.keys import load_keys, reseal_chat_refs
+from bot.replies import for_language
 from bot.screening import ScreeningService
+from bot.updates import SafeUpdatesRequest
 from inference.pipeline import Screener
 
 logger = logging.getLogger(__name__)
 
+# What the bot asks Telegram for: messages and button presses (edits of old photos are not
+# re-screened), and its own membership, so it leaves a group as soon as it is added.
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
 # /readyz answers within this, even when the database does not.
 READY_TIMEOUT_S = 3.0
+# Not ready when polling has not got an answer from Telegram for this long (a long poll
+# returns at least every 10 s) ...
+POLL_STALE_S = 60.0
+# ... or when updates wait and none has finished for this long (twice the time after
+# which a photo stuck in a worker is failed: the workers are stuck, not just busy).
+STUCK_AFTER_BUDGETS = 4
 INBOX_JOB_NAME = "inbox"
 # Old handled updates are purged from the inbox at most this often.
 INBOX_PURGE_INTERVAL_S = 3600.0
@@ -84,6 +98,20 @@ class CountingRateLimiter(AIORateLimiter):
         return await super().process_request(counted, args, kwargs, endpoint, data, rate_limit_args)
 
 
+class PollingRequest(SafeUpdatesRequest):
+    """The connection getUpdates uses, noting when Telegram last answered it (for /readyz:
+    a polling loop that has stopped, or cannot reach Telegram, is not ready)."""
+
+    def __init__(self) -> None:
+        super().__init__(connection_pool_size=1)
+        self.last_answer = time.monotonic()
+
+    async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        answer = await super().do_request(*args, **kwargs)
+        self.last_answer = time.monotonic()
+        return answer
+
+
 def build_application(settings: Settings, *, handle_signals: bool = False) -> BotApplication:
     """Build the bot: Telegram client, handlers, and start-up/shutdown hooks.
 
@@ -93,10 +121,13 @@ def build_application(settings: Settings, *, handle_signals: bool = False) -> Bo
     token = settings.telegram_bot_token.get_secret_value()
     # Every update is kept before Telegram is told it arrived, and settled once handled.
     queue = InboxQueue()
+    # A webhook request whose update cannot be kept is answered 503: Telegram sends it again.
+    queue.webhook = settings.webhook_url is not None
     processor = InboxProcessor(settings.concurrent_updates)
+    polling = PollingRequest()
 
     async def ready() -> str | None:
-        return await _readiness(application)
+        return await _readiness(application, queue, processor, polling)
 
     async def post_init(application: BotApplication) -> None:
         resources = AsyncExitStack()
@@ -114,6 +145,9 @@ def build_application(settings: Settings, *, handle_signals: bool = False) -> Bo
             raise
         application.bot_data.attach(runtime, resources)
         queue.inbox = processor.inbox = runtime.inbox
+        queue.turns, queue.max_backlog = processor.turns, settings.max_waiting_updates
+        processor.queue = queue
+        runtime.inbox.on_given_up = _tell_given_up
         # Last in, first out: updates not handled are given back before the database closes.
         resources.push_async_callback(_give_back, runtime.inbox, queue, processor)
         if application.job_queue is not None:
@@ -137,6 +171,9 @@ def build_application(settings: Settings, *, handle_signals: bool = False) -> Bo
         .context_types(ContextTypes(bot_data=BotData))
         # Retry after Telegram's flood control rather than lose a reply.
         .rate_limiter(CountingRateLimiter(max_retries=3))
+        # Each update of a getUpdates batch checked on its own: one that PTB cannot parse
+        # is skipped once, not logged and retried for ever (bot.updates).
+        .get_updates_request(polling)
         .update_queue(queue)
         .concurrent_updates(processor)
         .post_init(post_init)
@@ -149,7 +186,19 @@ def build_application(settings: Settings, *, handle_signals: bool = False) -> Bo
     application.add_handlers(flood.gate_handlers(), group=-2)
     application.add_handlers(consent.gate_handlers(), group=-1)
     # Order matters: the first matching handler wins, and an animation also has a document.
-    modules = (start, consent, history, reminders, admin, worker, unsupported, lesion, fallback)
+    modules = (
+        start,
+        consent,
+        history,
+        reminders,
+        report,
+        questions,
+        admin,
+        worker,
+        unsupported,
+        lesion,
+        fallback,
+    )
     for module in modules:
         application.add_handlers(module.handlers(settings))
     application.add_error_handler(on_error)
@@ -161,7 +210,7 @@ def _begin_stop(application: BotApplication, processor: InboxProcessor) -> None:
     yet are given back to the inbox for the next process (or another replica), so the stop
     takes about as long as one photo, not the whole queue."""
     logger.info("Stopping: finishing the photos being screened, handing the rest over")
-    processor.draining = True
+    processor.drain()
     if application.bot_data.attached:
         application.bot_data.runtime.screening.drain()
     application.stop_running()
@@ -175,20 +224,39 @@ def _schedule_inbox(
 
     async def run(context: Any) -> None:
         del context
-        if processor.draining or not application.bot_data.attached:
+        if not application.bot_data.attached:
             return
         now = time.monotonic()
         purge = now - last_purge[0] >= INBOX_PURGE_INTERVAL_S
         if purge:
             last_purge[0] = now
         try:
-            await tend(application.bot_data.runtime.inbox, queue, application.bot, purge=purge)
+            # While draining the leases are still renewed (the last photos may take longer
+            # than a lease), but nothing new is claimed: it is left for the next process.
+            await tend(
+                application.bot_data.runtime.inbox,
+                queue,
+                application.bot,
+                purge=purge and not processor.draining,
+                claim=not processor.draining,
+            )
         except Exception as error:  # the next run tries again; the leases allow for it
             logger.warning("Inbox upkeep failed (%s)", type(error).__name__)
 
     assert application.job_queue is not None
     interval = application.bot_data.runtime.settings.inbox_lease_s / 3
     application.job_queue.run_repeating(run, interval=interval, first=0.1, name=INBOX_JOB_NAME)
+
+
+async def _tell_given_up(update: Update) -> None:
+    """Tell the sender of a picture given up on (it kept failing) to send it again: every
+    photo gets an answer, this one too."""
+    message = update.message
+    if message is None or not (message.photo or message.document):
+        return
+    user = update.effective_user
+    replies = for_language(user.language_code if user else None)
+    await message.reply_text(replies.text("inbox.gave_up"))
 
 
 async def _give_back(inbox: Inbox, queue: InboxQueue, processor: InboxProcessor) -> None:
@@ -221,11 +289,7 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
     resources.push_async_callback(
         asyncio.to_thread, executor.shutdown, wait=True, cancel_futures=True
     )
-    admission = Admission(
-        queue_limit=settings.max_queued_photos,
-        burst=settings.user_photo_burst,
-        per_minute=settings.user_photos_per_minute,
-    )
+    admission = Admission(burst=settings.user_photo_burst, per_hour=settings.user_photos_per_hour)
     screening = ScreeningService(
         screener,
         executor,
@@ -234,7 +298,9 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
         max_pixels=settings.max_image_pixels,
         max_pending=settings.max_pending_screenings,
         follow_up_after=timedelta(days=settings.follow_up_after_days),
-        admission=admission,
+        # Past its budget the pipeline refuses a photo itself, between stages; a photo
+        # that has not come back by twice the budget is stuck inside one.
+        hung_after_s=2 * settings.screening_time_budget_s,
     )
     inbox = Inbox(sessions, keys.update_sealer, lease=timedelta(seconds=settings.inbox_lease_s))
     return Runtime(
@@ -257,8 +323,15 @@ async def _admins(settings: Settings, runtime: Runtime) -> dict[int, bool]:
         }
 
 
-async def _readiness(application: BotApplication) -> str | None:
-    """Return None when the bot can serve (model loaded, database answering), else why not."""
+async def _readiness(
+    application: BotApplication,
+    queue: InboxQueue,
+    processor: InboxProcessor,
+    polling: PollingRequest,
+) -> str | None:
+    """Return None when the bot can serve, else why not: starting (model not loaded yet),
+    database unreachable, updates that cannot be kept, polling that gets no answer, or
+    updates waiting while none has finished for a long time (stuck workers)."""
     if not application.bot_data.attached:
         return "starting"  # the runtime is attached only once the model has loaded
     runtime = application.bot_data.runtime
@@ -268,4 +341,15 @@ async def _readiness(application: BotApplication) -> str | None:
     except Exception as error:  # any failure means "not ready"; the kind is enough to say
         logger.warning("Readiness: database unreachable (%s)", type(error).__name__)
         return "database unreachable"
+    now = time.monotonic()
+    if queue.failing_since is not None:
+        return f"updates cannot be kept (for {now - queue.failing_since:.0f} s)"
+    if not queue.webhook and now - polling.last_answer > POLL_STALE_S:
+        return f"no answer to polling for {now - polling.last_answer:.0f} s"
+    stuck_after = STUCK_AFTER_BUDGETS * runtime.settings.screening_time_budget_s
+    turns = processor.turns
+    if turns.waiting + turns.running > 0 and now - processor.last_finished > stuck_after:
+        return (
+            f"{turns.waiting + turns.running} updates wait, none finished for {stuck_after:.0f} s"
+        )
     return None

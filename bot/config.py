@@ -9,6 +9,37 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+# Secrets must hold at least this many bytes of randomness (USER_KEY_SECRET,
+# CHAT_SEAL_KEYS, a kept key file): 64 hex digits, 43 base64 characters, 40 of any kind.
+MIN_SECRET_BYTES = 32
+# Telegram's webhook secret_token has 6 bits a character (A-Z, a-z, 0-9, _, -): 32 give
+# 192 bits, far beyond guessing over HTTP.
+MIN_WEBHOOK_SECRET_LENGTH = 32
+_HEX = frozenset("0123456789abcdefABCDEF")
+_BASE64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-")
+# Fewer distinct characters than this is a pattern ("aaaa...", "abab..."), not randomness;
+# 64 random hex digits have 15-16, 43 random base64 characters about 31.
+_MIN_DISTINCT = 10
+
+
+def weak_secret(value: str) -> str | None:
+    """Why ``value`` cannot be a secret of MIN_SECRET_BYTES random bytes (None if it can).
+
+    The randomness is estimated from the characters used: 4 bits each for hex digits, 6 for
+    base64, 6.5 for anything else; a value of few distinct characters is refused outright.
+    """
+    if not value.strip():
+        return "is empty"
+    chars = set(value)
+    bits = 4.0 if chars <= _HEX else 6.0 if chars <= _BASE64 else 6.5
+    if len(chars) < _MIN_DISTINCT or len(value) * bits < MIN_SECRET_BYTES * 8:
+        return (
+            f"is too short or too regular: it needs {MIN_SECRET_BYTES} random bytes, such as "
+            f'64 hex digits (python -c "import secrets; print(secrets.token_hex(32))")'
+        )
+    return None
+
+
 # Empty values (as in a copied .env.example) count as unset, so defaults apply.
 _ENV = SettingsConfigDict(
     env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore"
@@ -38,10 +69,12 @@ class Settings(DatabaseSettings):
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     # Header check before anything is decoded; keep it under Pillow's own limit (~89 MP).
     max_image_pixels: int = Field(default=50_000_000, gt=0)
-    # The memory budget of one photo's decoded image (MB): Pillow holds 4 bytes a pixel
-    # (2 for 16-bit grey), JPEGs are decoded already reduced, and everything after decoding
-    # works on at most 2560 px a side. 200 MiB admits a 50 MP PNG; larger ones are refused
-    # from their header. Each worker thread holds one photo, so memory for photos is at most
+    # The memory budget of one photo's decoding (MB): the image Pillow holds (4 bytes a
+    # pixel, 2 for 16-bit grey; JPEGs decoded already reduced) plus the decoder's own
+    # buffers (a progressive JPEG's coefficients, libwebp's canvases: inference.decode).
+    # Everything after decoding works on at most 2560 px a side. 200 MiB admits a 50 MP
+    # PNG and a 12 MP WebP; larger ones are refused from their headers ("too complex").
+    # Each worker thread holds one photo, so memory for photos is at most
     # WORKER_THREADS x (MAX_DECODE_MB + 64 MiB of working arrays, inference.pipeline).
     max_decode_mb: int = Field(default=200, gt=0)
     # A photo still being decoded or screened after this long is refused ("send a smaller
@@ -51,31 +84,32 @@ class Settings(DatabaseSettings):
     worker_threads: int = Field(default=2, ge=1)
     # Photos downloaded and waiting for a worker; each holds at most max_image_bytes.
     max_pending_screenings: int = Field(default=8, ge=1)
-    # Updates handled at once, so one slow photo never blocks other users' replies. More
-    # wait, unanswered, in PTB's queue; with SQLite, more at once mostly wait on its one
-    # writer (a burst of 100 photos on a busy machine ran past its 30 s lock timeout).
+    # Updates handled at once, at most one photo per user (bot.turns: each user's photos wait
+    # in their own queue, users are served in turn), so one slow photo or one user's 60
+    # never blocks other users' replies. With SQLite, more at once mostly wait on its one writer.
     concurrent_updates: int = Field(default=64, ge=1)
-    # Photos admitted and not yet answered, all users together (nothing is downloaded
-    # before a worker is free); more are answered "busy, send it again in a minute". Only
-    # reached when CONCURRENT_UPDATES is larger (say with PostgreSQL): below it, PTB's
-    # own limit holds further photos back first.
-    max_queued_photos: int = Field(default=100, ge=1)
+    # Backpressure: updates waiting or running in this process, all users together. At this
+    # many no more are taken from Telegram (polling asks for no more; a webhook request
+    # waits) until some are answered; Telegram keeps the rest meanwhile. Each waiting
+    # update is a few KB of memory (no photo is downloaded before its turn).
+    max_waiting_updates: int = Field(default=2000, ge=1)
     # Every update is kept in the database until handled (bot.inbox), held by its process
     # under a lease renewed every third of this. After a kill -9 the updates it held are
     # handled by the next process (or another replica) once their lease runs out; a clean
     # stop gives them back at once. Shorter: sooner after a crash, more database writes.
     inbox_lease_s: float = Field(default=30, ge=3)
-    # Per user: photos that may arrive at once, and how many more per minute after that.
-    # One person sending hundreds must not delay everyone else; the rest are refused (told
-    # once a minute), and one user's photos are screened one at a time.
-    user_photo_burst: int = Field(default=3, ge=1)
-    user_photos_per_minute: float = Field(default=6, gt=0)
+    # Abuse limit per user, far above real use: photos that may arrive at once (a health
+    # worker back in signal uploads a day's photos), refilled at this many an hour. Beyond
+    # it each photo is refused and told so; below it nothing is refused, whatever the load.
+    user_photo_burst: int = Field(default=200, ge=1)
+    user_photos_per_hour: float = Field(default=200, gt=0)
     # onnxruntime intra-op threads per inference; the pool already runs photos in parallel.
     inference_threads: int = Field(default=1, ge=1)
     # None means the model shipped in inference/models/.
     model_path: Path | None = None
     # Key for the HMAC that turns Telegram ids into pseudonymous keys; it must never change.
     # Unset: generated once and kept beside the SQLite file (bot.keys); required otherwise.
+    # At least MIN_SECRET_BYTES of randomness (weak_secret).
     user_key_secret: SecretStr | None = None
     # Keys sealing stored chat ids (AES-GCM), newest first: the first seals, all open, and
     # start-up re-seals older values with the first. Unset: one derived from the user-key
@@ -145,9 +179,20 @@ class Settings(DatabaseSettings):
 
     @field_validator("chat_seal_keys")
     @classmethod
-    def _long_seal_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
-        if any(len(key.get_secret_value()) < 32 for key in value):
-            raise ValueError("each key must be at least 32 characters (e.g. 64 hex digits)")
+    def _strong_seal_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        # The first key seals and must be strong; older keys only open what they sealed,
+        # under the rule of their time (32 characters), so a weak key can be rotated out.
+        if value and (why := weak_secret(value[0].get_secret_value())) is not None:
+            raise ValueError(f"the first key {why}")
+        if any(len(key.get_secret_value()) < 32 for key in value[1:]):
+            raise ValueError("each older key must be at least 32 characters")
+        return value
+
+    @field_validator("user_key_secret")
+    @classmethod
+    def _strong_user_key_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and (why := weak_secret(value.get_secret_value())) is not None:
+            raise ValueError(why)
         return value
 
     @field_validator("log_level")
@@ -167,6 +212,11 @@ class Settings(DatabaseSettings):
             allowed = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
             if not 1 <= len(secret) <= 256 or not set(secret) <= allowed:
                 raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+            if len(secret) < MIN_WEBHOOK_SECRET_LENGTH or len(set(secret)) < _MIN_DISTINCT:
+                raise ValueError(
+                    f"must be at least {MIN_WEBHOOK_SECRET_LENGTH} random characters "
+                    '(python -c "import secrets; print(secrets.token_urlsafe(32))")'
+                )
         return value
 
     @model_validator(mode="after")
@@ -188,9 +238,10 @@ class Settings(DatabaseSettings):
         """Every secret value set, for the log formatter to redact."""
         values = [self.telegram_bot_token, self.user_key_secret, self.webhook_secret]
         values += self.chat_seal_keys
-        # A very short value would blank out ordinary words; such a value is no secret anyway.
+        # Every one, however short (the token is only checked for being non-blank): a short
+        # value may blank out ordinary words in the log, which is the lesser harm.
         plain = [value.get_secret_value() for value in values if value is not None]
-        return [value for value in plain if len(value) >= 8]
+        return [value for value in plain if value]
 
 
 def describe_settings_error(error: ValidationError) -> str:

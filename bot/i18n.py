@@ -20,6 +20,10 @@ DEFAULT_LANGUAGE = "en"
 LANGUAGES = ("en", "ru", "kk")
 # Names as speakers of each language write them (never translated).
 LANGUAGE_NAMES = {"en": "English", "ru": "Русский", "kk": "Қазақша"}
+# Where a high-risk result looks for referral contacts when the administrator set none in
+# the reader's language: contacts are mostly names, addresses and phone numbers, readable in
+# another language; Russian is the one most Kazakh speakers also read, English the last resort.
+REFERRAL_FALLBACK = {"kk": ("kk", "ru", "en"), "ru": ("ru", "en", "kk"), "en": ("en", "ru", "kk")}
 
 
 def language_for(code: str | None) -> str:
@@ -34,14 +38,23 @@ def catalogue_path(language: str) -> Path:
 
 
 def read_catalogue(language: str) -> dict[str, str]:
-    """Return ``{message key: text}`` of one catalogue, skipping fuzzy and empty entries."""
+    """Return ``{message key: text}`` of one catalogue, skipping fuzzy and empty entries
+    (an entry with plural forms: its forms, one per line)."""
     with catalogue_path(language).open("rb") as file:
         catalog = read_po(file, locale=language)
-    return {
-        str(message.id): str(message.string)
-        for message in catalog
-        if message.id and message.string and not message.fuzzy
-    }
+    texts: dict[str, str] = {}
+    for message in catalog:
+        if not message.id or not message.string or message.fuzzy:
+            continue
+        if message.pluralizable:
+            # One form per plural category, keyed by the singular id; a form left empty
+            # leaves the entry out, as an empty singular one is.
+            forms = [str(form) for form in message.string]
+            if all(forms):
+                texts[str(message.id[0])] = "\n".join(forms)
+        else:
+            texts[str(message.id)] = str(message.string)
+    return texts
 
 
 @cache

@@ -3,6 +3,10 @@
 The user-key secret turns Telegram ids into the pseudonymous keys every table uses, so it
 must outlive any bot token: it comes from USER_KEY_SECRET, or is generated once and kept
 beside the SQLite file (mode 0600). It is never derived from the token.
+
+Fails safe: a kept file that is missing while the database has users (lost, or a restore
+without it) stops the bot rather than generate a new secret, which would orphan every
+user; so does an empty or short secret (bot.config.weak_secret).
 """
 
 from __future__ import annotations
@@ -17,15 +21,13 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings
+from bot.config import Settings, weak_secret
 from bot.db.models import User
 from bot.privacy import ChatSealer, UpdateSealer, open_legacy_chat_id, user_key
 
 logger = logging.getLogger(__name__)
 
 KEY_FILE_NAME = "user_key_secret"
-# What the bot used before USER_KEY_SECRET was required: b"user-key:" + the bot token.
-_LEGACY_PREFIX = b"user-key:"
 
 
 class KeySetupError(Exception):
@@ -66,7 +68,10 @@ async def load_keys(settings: Settings, sessions: async_sessionmaker[AsyncSessio
 
 async def _user_key_secret(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> bytes:
     if settings.user_key_secret is not None:
-        return settings.user_key_secret.get_secret_value().encode()
+        value = settings.user_key_secret.get_secret_value()
+        if (why := weak_secret(value)) is not None:  # settings built without validation
+            raise KeySetupError(f"USER_KEY_SECRET {why}")
+        return value.encode()
     path = key_file_for(settings.database_url)
     if path is None:
         raise KeySetupError(
@@ -80,30 +85,36 @@ async def _user_key_secret(settings: Settings, sessions: async_sessionmaker[Asyn
         if path.stat().st_mode & 0o077:
             path.chmod(0o600)
             logger.warning("%s was readable by others; it is now owner-only (0600)", path)
-        return path.read_bytes().strip()
+        kept = path.read_bytes().strip()
+        if (why := weak_secret(kept.decode("utf-8", "replace"))) is not None:
+            raise KeySetupError(
+                f"The kept user-key secret in {path} {why}. It was not written by this bot "
+                "or was damaged: restore the file from the backup taken with the database "
+                "(see README, 'Privacy and security'); the bot does not replace it, which "
+                "would disconnect every user from their data."
+            )
+        return kept
     async with sessions() as session:
         known_users = int(await session.scalar(select(func.count()).select_from(User)) or 0)
     if known_users:
-        # A database from before the secret was required: its keys came from the token.
-        # Keep that value as the secret, so nobody's consent, history or reminders are lost;
-        # from now on it no longer follows the token, so the token can (and should) rotate.
-        secret = _LEGACY_PREFIX + settings.telegram_bot_token.get_secret_value().encode()
-        logger.warning(
-            "USER_KEY_SECRET is not set: the user key of the existing %d users was derived "
-            "from the bot token; it is now kept in %s. Rotate the bot token with @BotFather: "
-            "the kept key stays valid",
-            known_users,
-            path,
+        # Never a new secret (every user would lose consent, history and reminders), and
+        # never one derived from the token: stop and say how to recover.
+        raise KeySetupError(
+            f"The user-key secret file {path} is missing, but the database already has "
+            f"{known_users} users keyed with it. Restore the file from the backup taken "
+            "with the database, or set USER_KEY_SECRET to its content (see README, "
+            "'Privacy and security'). A database first used by a version before the "
+            "secret existed was keyed with 'user-key:' followed by the bot token of that "
+            "time: set USER_KEY_SECRET to exactly that, then rotate the token."
         )
-    else:
-        secret = secrets.token_hex(32).encode()
-        logger.info("USER_KEY_SECRET is not set: generated one, kept in %s (mode 0600)", path)
+    secret = secrets.token_hex(32).encode()
+    logger.info("USER_KEY_SECRET is not set: generated one, kept in %s (mode 0600)", path)
     _write_private(path, secret)
     return secret
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # Created owner-only from the start (no window with looser permissions); O_EXCL: two
     # processes starting at once cannot overwrite each other's secret.
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -67,13 +67,33 @@ SCHEDULER_BACKLOG = Gauge(
 INBOX_EVENTS = Counter(
     "bot_inbox_updates",
     "Updates through the inbox beyond the plain path, by event (seen_before, claimed, "
-    "given_back, not_kept, gave_up_attempts, gave_up_unreadable)",
+    "given_back, not_kept, gave_up_attempts, gave_up_unreadable, unparsable)",
     ["event"],
     registry=REGISTRY,
 )
 INBOX_WAITING = Gauge(
     "bot_inbox_waiting",
     "Updates kept and not yet handled, by every replica together",
+    registry=REGISTRY,
+)
+INBOX_OLDEST_WAITING = Gauge(
+    "bot_inbox_oldest_waiting_seconds",
+    "Age of the oldest update kept and not yet handled (0 when none waits), all replicas",
+    registry=REGISTRY,
+)
+# From an update kept (or taken over) by this process to its being settled: the time a
+# user waits for an answer, queueing included. Buckets up to a burst's worst case.
+UPDATE_SECONDS = Histogram(
+    "bot_update_seconds",
+    "Seconds from an update being kept or taken over to its being settled (answered)",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0),
+    registry=REGISTRY,
+)
+ANSWERS = Counter(
+    "bot_answers",
+    "Photo results sent, by outcome: delivered, abandoned (every retry failed: left "
+    "undelivered in the log) or uncertain (timed out: perhaps delivered, not sent again)",
+    ["outcome"],
     registry=REGISTRY,
 )
 
@@ -114,8 +134,8 @@ _not_admitted_by_day: Counter_[tuple[date, str]] = Counter_()
 
 
 def not_admitted(reason: str) -> None:
-    """Count one picture refused unscreened as busy: ``busy_queue_full`` (everyone's queue
-    is full) or ``busy_rate`` (over its sender's rate)."""
+    """Count one picture refused unscreened: ``busy_rate`` (over its sender's abuse limit;
+    nothing is refused for load, see bot.turns)."""
     REFUSALS.labels(reason=f"busy_{reason}").inc()
     _not_admitted_by_day[(datetime.now(UTC).date(), f"busy_{reason}")] += 1
 
@@ -125,13 +145,19 @@ def not_admitted_by_day() -> dict[tuple[date, str], int]:
     return dict(_not_admitted_by_day)
 
 
+def answer_sent(outcome: str) -> None:
+    """Count one photo result by how its sending ended (see :data:`ANSWERS`)."""
+    ANSWERS.labels(outcome=outcome).inc()
+
+
 def inbox_event(event: str) -> None:
     """Count one inbox event (see :data:`INBOX_EVENTS`)."""
     INBOX_EVENTS.labels(event=event).inc()
 
 
-def set_inbox_waiting(count: int) -> None:
+def set_inbox_waiting(count: int, oldest_s: float = 0.0) -> None:
     INBOX_WAITING.set(count)
+    INBOX_OLDEST_WAITING.set(oldest_s)
 
 
 def observe_stage(stage: str, seconds: float) -> None:

@@ -12,8 +12,11 @@ from datetime import date, datetime
 from babel.dates import format_date
 from babel.numbers import format_percent
 
+from bot.advice import Advice, Note, advise
+from bot.answers import SIGNS, signs_of
 from bot.db.models import Consultation
 from bot.db.repository import PatientSummary, StatsSummary
+from bot.doctor_report import ReportLine, Style
 from bot.i18n import DEFAULT_LANGUAGE, language_for, translations
 from bot.screening import (
     Assessed,
@@ -24,13 +27,14 @@ from bot.screening import (
     Tracked,
     Unassessable,
 )
-from bot.tracking import Change
+from bot.tracking import Change, Direction, Earlier
 from inference.types import QualityIssue, Risk
 
 Translate = Callable[[str], str]
+Plural = Callable[[str, str, int], str]
 # Telegram refuses a message longer than this, counted in UTF-16 code units.
 TELEGRAM_TEXT_LIMIT = 4096
-COMMANDS = ("start", "help", "history", "remind", "language", "privacy", "forget")
+COMMANDS = ("start", "help", "history", "report", "remind", "language", "privacy", "forget")
 
 
 def english(key: str) -> str:
@@ -41,28 +45,51 @@ def english(key: str) -> str:
 class Replies:
     """Render replies in one language."""
 
-    def __init__(self, translate: Translate = english, language: str = DEFAULT_LANGUAGE) -> None:
+    def __init__(
+        self,
+        translate: Translate = english,
+        language: str = DEFAULT_LANGUAGE,
+        ngettext: Plural | None = None,
+    ) -> None:
         self._t = translate
         self.language = language
+        self._n = ngettext or translations(DEFAULT_LANGUAGE).ngettext
 
     def text(self, key: str, **values: object) -> str:
-        """Render one message by key, filling its placeholders."""
-        template = self._t(key)
-        return template.format(**values) if values else template
+        """Render one message by key, filling its placeholders.
+
+        A message with plural forms takes its form from its one number: ``text("stats.title",
+        days=30)`` is ``plural("stats.title", 30, days=30)``, never the singular by mistake.
+        """
+        numbers = [v for v in values.values() if isinstance(v, int) and not isinstance(v, bool)]
+        if len(numbers) == 1 and self._n(key, key, 1) != key:
+            return self.plural(key, numbers[0], **values)
+        return _fill(self._t(key), values)
+
+    def plural(self, key: str, n: int, **values: object) -> str:
+        """Render a message whose words agree with the number ``n`` ("1 day", "5 дней"):
+        the catalogue entry has one form per plural category of its language."""
+        return _fill(self._n(key, key, n), values)
 
     def date(self, moment: date | datetime) -> str:
-        """Format a date the way this language writes it."""
+        """Format a date the way this language writes it: day, month in words, year.
+
+        Not CLDR's "medium" form: in Russian it ends in "г." (a second full stop at the end
+        of a sentence) and in Kazakh it reads "2026 ж. 03 жел.", which nobody writes.
+        """
         day = moment.date() if isinstance(moment, datetime) else moment
-        return format_date(day, "medium", locale=self.language)
+        return format_date(day, "d MMMM y", locale=self.language)
 
     def percent(self, value: float) -> str:
         return format_percent(value, locale=self.language)
 
     # -- introductions -------------------------------------------------------------------
 
-    def start(self, *, ask_consent: bool = False) -> str:
-        intro = self._t("start").format(photo_tips=self._t("photo_tips"))
-        return f"{intro}\n\n{self.consent()}" if ask_consent else intro
+    def start(self, *, ask_consent: bool = False) -> list[str]:
+        """The introduction as short messages (what I do; what I do not do; photo tips),
+        and the consent question last, where its buttons go, for whoever has not agreed."""
+        messages = [self._t("start"), self._t("start.limits"), self._t("photo_tips")]
+        return [*messages, self.consent()] if ask_consent else messages
 
     def help(self) -> str:
         return self._t("help").format(photo_tips=self._t("photo_tips"))
@@ -77,25 +104,31 @@ class Replies:
         return self._t("heatmap_caption")
 
     def consent(self) -> str:
-        return self._t("consent")
+        """The terms and the question, for whoever has not agreed."""
+        return f"{self._t('consent')}\n\n{self._t('consent.question')}"
 
     def consent_required(self) -> str:
         return f"{self._t('consent.required')}\n\n{self.consent()}"
 
     def privacy(self, consented_at: datetime | None) -> str:
+        """The terms; to someone who agreed, when, and how to withdraw (not the question)."""
         if consented_at is None:
             return self.consent()
-        return f"{self.consent()}\n\n{self.text('consent.given', date=self.date(consented_at))}"
+        return f"{self._t('consent')}\n\n{self.text('consent.given', date=self.date(consented_at))}"
 
     # -- screening results ---------------------------------------------------------------
 
-    def outcome(self, outcome: Outcome) -> str:
-        """Render the text reply for any screening outcome."""
+    def outcome(self, outcome: Outcome, earlier: Earlier | None = None) -> str:
+        """Render the text reply for any screening outcome (``earlier``: a higher result
+        of the same named spot that still stands, see :mod:`bot.advice`)."""
         match outcome:
             case Assessed():
-                return self.assessed(outcome.risk, self.lesion_name(outcome))
+                advice = advise(
+                    outcome.risk, outcome.top_class, earlier=earlier.risk if earlier else None
+                )
+                return self.assessed(advice, self.lesion_name(outcome), earlier)
             case Unassessable():
-                return self.unassessable(outcome.issues)
+                return self.unassessable(outcome.issues, suspicious=outcome.suspicious)
             case Rejected():
                 return self.rejected(outcome.reason)
 
@@ -105,19 +138,47 @@ class Replies:
         name = self._t(key)
         return outcome.lesion_name if name == key else name
 
-    def assessed(self, risk: Risk, lesion_name: str) -> str:
-        if risk is Risk.UNASSESSABLE:
+    def assessed(self, advice: Advice, lesion_name: str, earlier: Earlier | None = None) -> str:
+        """Render an assessed result as the advice policy decided it."""
+        if advice.level is Risk.UNASSESSABLE:
             raise ValueError("an unassessable photo has no risk level to render")
-        return "\n\n".join(
-            [
-                self._t(f"risk.{risk.value}"),
-                self._t("result.lesion_type").format(name=lesion_name),
-                self._t(f"advice.{risk.value}"),
-                self._t("disclaimer"),
-            ]
-        )
+        parts = [self._t(f"risk.{advice.level.value}")]
+        if advice.name_type:
+            parts.append(self.text("result.lesion_type", name=lesion_name))
+        for note in advice.notes:
+            if note is Note.HELD and earlier is not None:
+                parts.append(
+                    self.text(
+                        "advice.note.held",
+                        date=self.date(earlier.at),
+                        label=earlier.label,
+                        level=self._t(f"level.{earlier.risk.value}"),
+                    )
+                )
+            elif note is not Note.HELD:
+                parts.append(self._t(f"advice.note.{note.value}"))
+        parts.append(self._t(f"advice.{advice.action.value}"))
+        if advice.warning_signs:
+            parts.append(self._t("advice.warning_signs"))
+        parts.append(self._t("disclaimer"))
+        return "\n\n".join(parts)
 
-    def unassessable(self, issues: tuple[QualityIssue, ...]) -> str:
+    def unassessable(self, issues: tuple[QualityIssue, ...], *, suspicious: bool = False) -> str:
+        """A refused photo: what to fix first, and what to do if the spot worries you.
+
+        "Not a skin spot" first means the photo shows no spot at all (a screenshot, a
+        page): tips about glare or focus would be beside the point, so it stands alone.
+        When the classifier saw high malignancy, the reply does not say "no spot" at all.
+        """
+        if issues and issues[0] is QualityIssue.NOT_A_LESION:
+            issues = issues[:1]
+        if suspicious:
+            fixable = [i for i in issues if i is not QualityIssue.NOT_A_LESION]
+            tips = [f"• {self._t(f'issue.{issue.value}')}" for issue in fixable]
+            parts = [self._t("unassessable.suspicious")]
+            if tips:
+                parts += ["\n".join(tips), self._t("unassessable.retake")]
+            return "\n\n".join([*parts, self._t("disclaimer")])
         advice = [f"• {self._t(f'issue.{issue.value}')}" for issue in issues]
         return "\n\n".join(
             [
@@ -131,23 +192,29 @@ class Replies:
     def rejected(self, reason: RejectReason) -> str:
         return self._t(f"rejected.{reason.value}")
 
-    def worker_outcome(self, outcome: Outcome, patient_code: str) -> str:
+    def worker_outcome(
+        self, outcome: Outcome, patient_code: str, earlier: Earlier | None = None
+    ) -> str:
         """The short reply a health worker gets: patient, risk, type, one line of advice."""
         match outcome:
             case Assessed():
-                level = self._t(f"level.{outcome.risk.value}")
-                return "\n".join(
-                    [
-                        self.text(
-                            "worker.result",
-                            code=patient_code,
-                            level=level,
-                            name=self.lesion_name(outcome),
-                        ),
-                        self._t(f"advice_short.{outcome.risk.value}"),
-                        self._t("worker.disclaimer"),
-                    ]
+                advice = advise(
+                    outcome.risk, outcome.top_class, earlier=earlier.risk if earlier else None
                 )
+                lines = [
+                    self.text(
+                        "worker.result",
+                        code=patient_code,
+                        level=self._t(f"level.{advice.level.value}"),
+                        name=self.lesion_name(outcome),
+                    ),
+                    self._t(f"advice_short.{advice.action.value}"),
+                ]
+                if advice.warning_signs:
+                    lines.append(self._t("advice_short.warning_signs"))
+                return "\n".join([*lines, self._t("worker.disclaimer")])
+            case Unassessable(suspicious=True):
+                return self.text("worker.unassessable_suspicious", code=patient_code)
             case Unassessable():
                 issue = outcome.issues[0].value if outcome.issues else None
                 tip = self._t(f"issue.{issue}") if issue else self._t("issue.generic")
@@ -159,10 +226,11 @@ class Replies:
         """Render a stored consultation: the result, how a named spot changed, where to go
         if the risk is high, and how to name the spot."""
         code = reply.subject.patient_code
+        earlier = reply.tracked.earlier if reply.tracked is not None else None
         if reply.worker and code is not None:
-            parts = [self.worker_outcome(reply.outcome, code)]
+            parts = [self.worker_outcome(reply.outcome, code, earlier)]
         else:
-            parts = [self.outcome(reply.outcome)]
+            parts = [self.outcome(reply.outcome, earlier)]
         if not isinstance(reply.outcome, Assessed):
             return "\n\n".join(parts)
         if reply.tracked is not None:
@@ -185,15 +253,22 @@ class Replies:
     # -- lesion tracking -----------------------------------------------------------------
 
     def comparison(self, change: Change) -> str:
-        """Say how a named spot changed since its previous photo, and what to do if worse."""
-        lines = [self.text("track.compare", label=change.label, date=self.date(change.before_at))]
-        lines.append(
+        """Say how a named spot changed since its previous photo: only a change beyond
+        what two photos of one spot differ by chance is reported as one."""
+        heading = self.text("track.compare", label=change.label, date=self.date(change.before_at))
+        direction = change.direction
+        if direction is Direction.SAME:
+            return f"{heading}\n{self._t('track.same')}"
+        if direction is Direction.UNMEASURED:
+            return f"{heading}\n{self._t('track.unmeasured')}"
+        lines = [
+            heading,
             self.text(
                 "track.risk_change",
                 before=self._t(f"level.{change.risk_before.value}"),
                 after=self._t(f"level.{change.risk_after.value}"),
-            )
-        )
+            ),
+        ]
         if change.probability_before is not None and change.probability_after is not None:
             lines.append(
                 self.text(
@@ -202,7 +277,7 @@ class Replies:
                     after=self.percent(change.probability_after),
                 )
             )
-        advice = self._t("track.worse" if change.worse else "track.not_worse")
+        advice = self._t("track.worse" if direction is Direction.WORSE else "track.lower")
         return "\n".join(lines) + "\n\n" + advice
 
     # -- history -------------------------------------------------------------------------
@@ -241,11 +316,92 @@ class Replies:
             [self.text("worker.patient.title", code=code), *map(self.history_line, rows)]
         )
 
+    # -- report for the doctor -----------------------------------------------------------
+
+    def report(
+        self,
+        checks: Sequence[Consultation],
+        *,
+        made_at: datetime,
+        type_names: Mapping[str, str],
+        patient_code: str | None = None,
+    ) -> list[ReportLine]:
+        """What the report for the doctor says: each assessed check with its date, spot,
+        result, likely type and advice, then why there is no photo and the disclaimer.
+
+        ``type_names``: the model's own words for a class this catalogue has no name for.
+        """
+        lines = [ReportLine(self._t("report.title"), Style.TITLE)]
+        if patient_code is not None:
+            lines.append(ReportLine(self.text("report.patient", code=patient_code)))
+        lines.append(ReportLine(self.text("report.intro", date=self.date(made_at))))
+        for row in checks:
+            if row.risk not in (Risk.LOW, Risk.MEDIUM, Risk.HIGH) or row.top_class is None:
+                continue  # only assessed checks have a result to show
+            when = self.date(row.created_at)
+            heading = (
+                self.text("report.check_named", date=when, label=row.lesion_label)
+                if row.lesion_label
+                else when
+            )
+            advice = advise(Risk(row.risk), row.top_class, signs=signs_of(row.answers))
+            name_key = f"lesion.{row.top_class}"
+            name = self._t(name_key)
+            if name == name_key:
+                name = type_names.get(row.top_class, row.top_class)
+            lines += [
+                ReportLine(heading, Style.HEADING),
+                ReportLine(self._t(f"risk.{advice.level.value}")),
+                ReportLine(self.text("result.lesion_type", name=name)),
+                *(ReportLine(self._t(f"advice.note.{n.value}")) for n in advice.notes),
+                ReportLine(self._t(f"advice.{advice.action.value}")),
+            ]
+            if advice.warning_signs:
+                lines.append(ReportLine(self._t("advice.warning_signs")))
+            lines += [ReportLine(text) for text in self.answers(row.answers)]
+        lines += [
+            ReportLine(self._t("report.no_photo"), Style.NOTE),
+            ReportLine(self._t("disclaimer"), Style.NOTE),
+        ]
+        return lines
+
+    def answers(self, answers: Mapping[str, object] | None) -> list[str]:
+        """The answers to the optional questions, one line each (none: nothing)."""
+        lines = []
+        for step in ("site", "age"):
+            code = (answers or {}).get(step)
+            if isinstance(code, str):
+                value = self._t(f"questions.{step}.{code}")
+                lines.append(self.text(f"report.answer.{step}", value=value))
+        signs = [sign for sign in SIGNS if sign in signs_of(answers)]
+        if signs:
+            names = ", ".join(self._t(f"questions.sign.{sign}") for sign in signs)
+            lines.append(self.text("report.answer.signs", value=names))
+        return lines
+
     # -- follow-up -----------------------------------------------------------------------
 
     def follow_up(self, checked_at: datetime, label: str | None) -> str:
-        suffix = self.text("followup.label", label=label) if label else ""
-        return self.text("followup.ask", date=self.date(checked_at), label=suffix)
+        """Ask whether the person saw a doctor about one spot: which one, and when."""
+        return self.follow_ups([(checked_at, label)])
+
+    def follow_ups(self, checks: Sequence[tuple[datetime, str | None]]) -> str:
+        """Ask once about every spot whose follow-up is due: each named, with its date."""
+        if len(checks) == 1:
+            [(checked_at, label)] = checks
+            spot = (
+                self.text("followup.spot", label=label)
+                if label
+                else self._t("followup.spot_unnamed")
+            )
+            return self.text("followup.ask", date=self.date(checked_at), spot=spot)
+        lines = [
+            self.text("followup.line_named", label=label, date=self.date(at))
+            if label
+            else self.text("followup.line_unnamed", date=self.date(at))
+            for at, label in checks
+        ]
+        return self.text("followup.ask_many", spots="\n".join(lines))
 
     # -- admin ---------------------------------------------------------------------------
 
@@ -273,6 +429,7 @@ class Replies:
             self._section("stats.followups", follow_ups),
             self.text("stats.outbox", pending=summary.outbox_pending),
             self._section("stats.outbox_parked", summary.outbox_parked.items()),
+            self._section("stats.given_up", summary.inbox_given_up.items()),
         ]
         return "\n".join(sections)
 
@@ -299,6 +456,17 @@ class Replies:
         return "\n".join([self._t(title_key), *(lines or [self._t("stats.none")])])
 
 
+def _fill(template: str, values: dict[str, object]) -> str:
+    if not values:
+        return template
+    for name, value in values.items():
+        # A value that ends a sentence itself ("3 дек. 2026 г.") takes the place of the
+        # template's own full stop: never "г..".
+        if isinstance(value, str) and value.endswith("."):
+            template = template.replace(f"{{{name}}}.", f"{{{name}}}")
+    return template.format(**values)
+
+
 def _or_dash(value: int | None) -> str:
     return "-" if value is None else str(value)
 
@@ -306,7 +474,8 @@ def _or_dash(value: int | None) -> str:
 def for_language(language: str | None) -> Replies:
     """Return the replies for a language or a Telegram ``language_code`` (English fallback)."""
     resolved = language_for(language)
-    return Replies(translations(resolved).gettext, resolved)
+    catalogue = translations(resolved)
+    return Replies(catalogue.gettext, resolved, catalogue.ngettext)
 
 
 def utf16_length(text: str) -> int:

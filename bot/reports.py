@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from babel.dates import format_date
 
+from bot.answers import export_cell
 from bot.db.models import Consultation
 from bot.db.repository import OUTCOMES, StatsSummary
 from bot.replies import Replies
@@ -52,6 +53,7 @@ ADMIN_COLUMNS = (
     "model_version",
     "processing_ms",
     "delivered_at",
+    "answers",  # the optional questions: button codes only, never typed text
 )
 # A worker's own export adds what they typed themselves: the patient code and spot name.
 WORKER_COLUMNS = (*ADMIN_COLUMNS, "patient_code", "lesion_label")
@@ -104,9 +106,7 @@ def stats_chart(
         reasons_title=replies.text("stats.chart.reasons"),
         reasons=[(replies.reason(code), n) for code, n in reasons.most_common()],
         follow_ups_title=replies.text("stats.chart.followups"),
-        follow_ups=[
-            (replies.follow_up_outcome(code), n) for code, n in summary.follow_ups.items()
-        ],
+        follow_ups=[(replies.follow_up_outcome(code), n) for code, n in summary.follow_ups.items()],
         timing=replies.text(
             "stats.chart.timing",
             p50=_or_dash(summary.processing_p50_ms),
@@ -190,6 +190,8 @@ def _cell(row: Consultation, column: str) -> str:
         return value.isoformat()
     if column == "quality_issues":
         return ";".join(value)
+    if column == "answers":
+        return export_cell(value)
     text = str(value)
     # A typed cell starting like a formula would run in a spreadsheet.
     return f"'{text}" if text[:1] in ("=", "+", "-", "@") and column == "lesion_label" else text

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot, InlineKeyboardMarkup
 from telegram.error import Forbidden, NetworkError, TelegramError
 from telegram.ext import JobQueue
@@ -21,14 +22,15 @@ from telegram.ext import JobQueue
 from bot import metrics
 from bot.config import Settings
 from bot.context import BotContext, Runtime
-from bot.db.models import OutboxMessage, utc_now
+from bot.db.models import Consultation, OutboxMessage, utc_now
 from bot.db.repository import (
     ConsultationRepository,
     FollowUpRepository,
     OutboxRepository,
     UserRepository,
+    database_now,
 )
-from bot.handlers.reminders import MONTHLY, follow_up_keyboard
+from bot.handlers.reminders import MAX_IDS, MONTHLY, follow_up_keyboard
 from bot.replies import for_language
 
 logger = logging.getLogger(__name__)
@@ -58,12 +60,20 @@ class RunReport:
     dropped: int = 0  # no longer wanted (reminders turned off meanwhile)
 
 
+# Follow-ups due for one person go out as one message, about this many spots at most: the
+# ids of all of them ride in each button's callback data, which Telegram caps at 64 bytes.
+MAX_FOLLOW_UPS_PER_MESSAGE = MAX_IDS
+
+
 @dataclass(frozen=True)
 class _Outgoing:
-    message_id: int
+    message_ids: tuple[int, ...]  # the outbox rows this one message sends
     chat_id: int
     text: str
     markup: InlineKeyboardMarkup | None
+    # The claim's lease, which is also its fencing token: the row is marked only while it
+    # still carries this lease (no other run has claimed it since).
+    lease: datetime
 
 
 async def send_due(bot: Bot, runtime: Runtime, now: datetime) -> RunReport:
@@ -81,10 +91,12 @@ async def send_due(bot: Bot, runtime: Runtime, now: datetime) -> RunReport:
         except TelegramError as error:
             # Counted in bot_telegram_errors by the rate limiter every call goes through.
             network_failures = network_failures + 1 if isinstance(error, NetworkError) else 0
-            await _mark_failed(runtime, claimed.message_id, error, now, report)
+            for message_id in claimed.message_ids:
+                await _mark_failed(runtime, claimed, message_id, error, now, report)
         else:
             network_failures = 0
-            await _mark_sent(runtime, claimed.message_id, now)
+            for message_id in claimed.message_ids:
+                await _mark_sent(runtime, claimed, message_id, now)
             report.sent += 1
     if network_failures >= MAX_NETWORK_FAILURES_IN_A_ROW:
         logger.warning("Telegram unreachable; the rest of the outbox waits for the next run")
@@ -130,9 +142,16 @@ async def queue_due(runtime: Runtime, now: datetime) -> int:
 
 
 async def _claim(runtime: Runtime, now: datetime, report: RunReport) -> _Outgoing | int | None:
-    """Claim the next message and render it; an id alone means it was settled unsent."""
+    """Claim the next message and render it; an id alone means it was settled unsent.
+
+    ``now`` says what is due; the lease is from the database's clock at this claim, not
+    from the start of the run: a run that lasts longer than a lease would otherwise hand
+    out leases already run out, and another replica would send the same message again.
+    """
     async with runtime.sessions.begin() as session:
-        message = await OutboxRepository(session).claim_next(now, now + CLAIM_LEASE)
+        clock = await database_now(session)
+        lease = clock + CLAIM_LEASE
+        message = await OutboxRepository(session).claim_next(now, lease, clock=clock)
         if message is None:
             return None
         user = await UserRepository(session).get(message.user_key)
@@ -151,19 +170,32 @@ async def _claim(runtime: Runtime, now: datetime, report: RunReport) -> _Outgoin
             return message.id
         replies = for_language(user.language)
         if message.kind == REMINDER:
-            return _Outgoing(message.id, chat_id, replies.text("remind.message"), None)
-        follow_up = await FollowUpRepository(session).get(message.follow_up_id or 0)
-        consultation = (
-            await ConsultationRepository(session).get(follow_up.consultation_id)
-            if follow_up is not None
-            else None
+            return _Outgoing((message.id,), chat_id, replies.text("remind.message"), None, lease)
+        outbox = OutboxRepository(session)
+        # Every follow-up of this person that is due goes in this one message.
+        more = await outbox.claim_follow_ups_of(
+            message.user_key, now, lease, MAX_FOLLOW_UPS_PER_MESSAGE - 1, clock=clock
         )
-        if follow_up is None or consultation is None:
-            await session.delete(message)
-            report.dropped += 1
+        asked: list[tuple[int, int, Consultation]] = []  # outbox row, follow-up, check
+        for row in (message, *(other for other in more if other.id != message.id)):
+            follow_up = await FollowUpRepository(session).get(row.follow_up_id or 0)
+            consultation = (
+                await ConsultationRepository(session).get(follow_up.consultation_id)
+                if follow_up is not None
+                else None
+            )
+            if follow_up is None or consultation is None:
+                await session.delete(row)
+                report.dropped += 1
+                continue
+            asked.append((row.id, follow_up.id, consultation))
+        if not asked:
             return message.id
-        text = replies.follow_up(consultation.created_at, consultation.lesion_label)
-        return _Outgoing(message.id, chat_id, text, follow_up_keyboard(replies, follow_up.id))
+        asked.sort(key=lambda item: item[2].created_at)
+        text = replies.follow_ups([(c.created_at, c.lesion_label) for _, _, c in asked])
+        markup = follow_up_keyboard(replies, [follow_up_id for _, follow_up_id, _ in asked])
+        ids = tuple(row_id for row_id, _, _ in asked)
+        return _Outgoing(ids, chat_id, text, markup, lease)
 
 
 async def _send(bot: Bot, item: _Outgoing, settings: Settings) -> None:
@@ -178,11 +210,22 @@ async def _send(bot: Bot, item: _Outgoing, settings: Settings) -> None:
     )
 
 
-async def _mark_sent(runtime: Runtime, message_id: int, now: datetime) -> None:
+async def _held(session: AsyncSession, item: _Outgoing, message_id: int) -> OutboxMessage | None:
+    """The row, if this run's claim still holds it (else None: a /forget deleted it, or
+    another run claimed it after this claim's lease ran out, and that run now decides)."""
+    message = await OutboxRepository(session).get(message_id)
+    if message is None or message.claimed_until != item.lease:
+        if message is not None:
+            logger.warning("Outbox message %d: claim lost before it was marked", message_id)
+        return None
+    return message
+
+
+async def _mark_sent(runtime: Runtime, item: _Outgoing, message_id: int, now: datetime) -> None:
     async with runtime.sessions.begin() as session:
-        message = await OutboxRepository(session).get(message_id)
+        message = await _held(session, item, message_id)
         if message is None:
-            return  # the user asked to be forgotten while it was being sent
+            return
         message.sent_at, message.claimed_until = now, None
         if message.follow_up_id is not None:
             follow_up = await FollowUpRepository(session).get(message.follow_up_id)
@@ -191,12 +234,17 @@ async def _mark_sent(runtime: Runtime, message_id: int, now: datetime) -> None:
 
 
 async def _mark_failed(
-    runtime: Runtime, message_id: int, error: TelegramError, now: datetime, report: RunReport
+    runtime: Runtime,
+    item: _Outgoing,
+    message_id: int,
+    error: TelegramError,
+    now: datetime,
+    report: RunReport,
 ) -> None:
     kind = type(error).__name__
     settings = runtime.settings
     async with runtime.sessions.begin() as session:
-        message = await OutboxRepository(session).get(message_id)
+        message = await _held(session, item, message_id)
         if message is None:
             return
         message.attempts += 1
@@ -212,7 +260,7 @@ async def _mark_failed(
             _park(message, kind, now)
         else:
             message.due_at = now + backoff(message.attempts, settings.scheduler_retry_after_s)
-    if message is not None and message.parked_at is not None:
+    if message.parked_at is not None:
         report.parked += 1
         logger.warning(
             "Outbox message %d parked after %d tries: %s",

@@ -22,11 +22,19 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import metrics
-from bot.admission import Admission, BusyReason
+from bot.advice import advise
 from bot.db.models import Consultation, ConsultationStatus, FollowUp, utc_now
 from bot.db.repository import ConsultationRepository, ReferralRepository, UserRepository
-from bot.i18n import language_for
-from bot.tracking import Change, change_between, normalise_label, parse_caption
+from bot.i18n import REFERRAL_FALLBACK, language_for
+from bot.tracking import (
+    RECENT,
+    Change,
+    Earlier,
+    change_between,
+    normalise_label,
+    parse_caption,
+    standing_earlier,
+)
 from inference.metadata import ModelMetadata
 from inference.pipeline import Screener
 from inference.types import (
@@ -87,6 +95,8 @@ class Assessed:
 class Unassessable:
     issues: tuple[QualityIssue, ...]  # most important first; may be empty
     consultation_id: int | None = None
+    # The classifier saw high malignancy in the refused photo (see bot.advice).
+    suspicious: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,23 +175,13 @@ class ShuttingDownError(Exception):
 
 
 @dataclass(frozen=True)
-class Busy:
-    """Not admitted (the queue is full, or this sender sent too many): nothing downloaded.
-
-    ``notify`` is false when the sender was told so less than a minute ago.
-    """
-
-    language: str
-    reason: BusyReason
-    notify: bool
-
-
-@dataclass(frozen=True)
 class Tracked:
     """A named spot: how it changed since its previous photo (None: its first photo)."""
 
     label: str
     change: Change | None
+    earlier: Earlier | None = None  # a higher result of this spot that still stands
+    answered: bool = False  # the optional questions were answered for an earlier photo
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,7 @@ class Consulted:
     consultation_id: int | None = None  # the stored row, to mark delivered
 
 
-PhotoReply = NeedsConsent | NeedsPatientCode | Forgotten | Busy | AlreadyAnswered | Consulted
+PhotoReply = NeedsConsent | NeedsPatientCode | Forgotten | AlreadyAnswered | Consulted
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ class ScreeningService:
         max_pixels: int,
         max_pending: int,
         follow_up_after: timedelta,
-        admission: Admission,
+        hung_after_s: float = 120.0,
     ) -> None:
         self._screener = screener
         self._executor = executor
@@ -230,7 +230,7 @@ class ScreeningService:
         self._max_bytes = max_bytes
         self._max_pixels = max_pixels
         self._follow_up_after = follow_up_after
-        self._admission = admission
+        self._hung_after_s = hung_after_s
         # Bounds the photos held in memory (downloaded, waiting for a worker); later
         # users queue here, in arrival order, instead of failing.
         self._slots = asyncio.Semaphore(max_pending)
@@ -266,18 +266,9 @@ class ScreeningService:
             return await self._store(
                 request, sender, subject, Rejected(DecodeFailure.TOO_MANY_BYTES)
             )
-        # The rate per user was checked before anything else (bot.handlers.flood).
-        if not self._admission.enter_queue():
-            logger.info("Photo not admitted: the queue is full (%d)", self._admission.queued)
-            metrics.not_admitted(BusyReason.QUEUE_FULL)
-            notify = self._admission.should_notify(request.user_key)
-            return Busy(sender.language, BusyReason.QUEUE_FULL, notify)
-        try:
-            # One photo per user at a time: a burst from one sender waits its own turn.
-            async with self._admission.turn(request.user_key):
-                return await self._screen_and_store(request, sender, subject, download)
-        finally:
-            self._admission.done()
+        # The abuse limit was checked before anything else (bot.handlers.flood), and each
+        # user's photos come here one at a time, users in turn (bot.turns).
+        return await self._screen_and_store(request, sender, subject, download)
 
     @metrics.tracks_queue_depth
     async def _screen_and_store(
@@ -291,9 +282,13 @@ class ScreeningService:
             try:
                 data = bytes(await download())
                 loop = asyncio.get_running_loop()
-                screened = await loop.run_in_executor(
-                    self._executor, self._screen_sync, data, sender.worker
-                )
+                # A photo still in a worker long past its time budget is hung (a stage that
+                # never returns): it counts as a failure and is answered so, rather than
+                # holding its sender's turn for ever. The thread itself cannot be stopped.
+                async with asyncio.timeout(self._hung_after_s):
+                    screened = await loop.run_in_executor(
+                        self._executor, self._screen_sync, data, sender.worker
+                    )
             except Exception as error:
                 # Unexpected: the global error handler replies; the log keeps the attempt
                 # (unless the user has been forgotten meanwhile).
@@ -339,7 +334,9 @@ class ScreeningService:
             earlier = (
                 None
                 if request.update_id is None
-                else await ConsultationRepository(session).by_update(request.update_id)
+                else await ConsultationRepository(session).by_update(
+                    request.update_id, request.user_key
+                )
             )
         return _Sender(
             language=(user.language if user else None) or language_for(request.telegram_language),
@@ -372,7 +369,7 @@ class ScreeningService:
                 return Forgotten(sender.language)
             consultations = ConsultationRepository(session)
             if request.update_id is not None:
-                earlier = await consultations.by_update(request.update_id)
+                earlier = await consultations.by_update(request.update_id, request.user_key)
                 if earlier is not None and earlier.delivered_at is not None:
                     return AlreadyAnswered(sender.language)
                 if earlier is not None:
@@ -383,11 +380,18 @@ class ScreeningService:
             # Reads first, writes last: SQLite holds its one write lock from the first
             # write to the commit, and every other photo's write waits for it meanwhile.
             previous: Consultation | None = None
+            standing: Earlier | None = None
+            answered = False
             if isinstance(outcome, Assessed):
                 if subject.lesion_label is not None:
                     previous = await consultations.previous_of_lesion(row)
-                if outcome.risk is Risk.HIGH:
-                    referral = await ReferralRepository(session).get(sender.language)
+                    # The advice follows the spot's highest recent result (bot.advice).
+                    recent = await consultations.recent_of_lesion(row, utc_now() - RECENT)
+                    standing = standing_earlier(subject.lesion_label, outcome.risk, recent)
+                    answered = any(earlier.answers for earlier, _ in recent)
+                if Risk.HIGH in (outcome.risk, standing and standing.risk):
+                    fallback = REFERRAL_FALLBACK.get(sender.language, (sender.language,))
+                    referral = await ReferralRepository(session).first_of(fallback)
             await consultations.add(row)
             if isinstance(outcome, Assessed):
                 if _wants_follow_up(outcome, sender) and request.chat_ref is not None:
@@ -400,7 +404,8 @@ class ScreeningService:
                     )
                     user.chat_ref = request.chat_ref
                 if subject.lesion_label is not None:
-                    tracked = Tracked(subject.lesion_label, change_between(previous, row))
+                    change = change_between(previous, row, self.metadata.same_spot_delta)
+                    tracked = Tracked(subject.lesion_label, change, standing, answered)
         metrics.consultation_logged(row.status, row.reason)
         logger.info(
             "Consultation %d: %s %s (%s, %s ms)",
@@ -445,11 +450,19 @@ class ScreeningService:
         verdict = screened.verdict
         if isinstance(verdict, DecodeRejected):
             return Rejected(verdict.reason)
-        if verdict.risk is Risk.UNASSESSABLE or verdict.prediction is None:
-            return Unassessable(verdict.quality.issues)
-        top = verdict.prediction.top_class
+        prediction = verdict.prediction
+        if verdict.risk is Risk.UNASSESSABLE or prediction is None:
+            # The classifier judges every photo, refused or not: a refused photo it
+            # judges as high risk gets "see a doctor if it worries you", not "no spot".
+            suspicious = (
+                prediction is not None
+                and prediction.malignant_probability >= self.metadata.thresholds.high
+            )
+            return Unassessable(verdict.quality.issues, suspicious=suspicious)
+        top = prediction.top_class
         return Assessed(
-            risk=verdict.risk,
+            # The level shown, after the advice policy (a cancer named lifts it).
+            risk=advise(verdict.risk, top).level,
             top_class=top,
             lesion_name=self.metadata.class_names.get(top, top),
             heatmap_jpeg=screened.heatmap_jpeg,
@@ -493,7 +506,9 @@ def _consultation(screened: _Screened, outcome: Outcome, size: int) -> Consultat
     row.quality_ok = verdict.quality.ok
     row.quality_issues = [issue.value for issue in verdict.quality.issues]
     row.quality_measurements = _json_floats(verdict.quality.measurements)
-    row.risk = verdict.risk
+    # What the person was told (bot.advice may lift the model's level); the model's own
+    # level follows from malignant_probability and the model's thresholds.
+    row.risk = outcome.risk if isinstance(outcome, Assessed) else verdict.risk
     if verdict.lesion_box is not None:
         row.lesion_box = [int(v) for v in verdict.lesion_box.as_list()]
     if verdict.prediction is not None:

@@ -26,11 +26,12 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from inference.classifier import ModelLoadError
+from inference.decode import ACCEPTED_SUFFIXES
 from inference.pipeline import Screener
 from inference.texts import DEFAULT_LANGUAGE, LANGUAGES, Texts
 from inference.types import DecodeRejected, ScreeningResult
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic"}
+IMAGE_SUFFIXES = ACCEPTED_SUFFIXES  # only formats that decode (no HEIC, no TIFF)
 MAX_BYTES = 40 * 1024 * 1024
 MAX_PIXELS = 50_000_000
 # Exit codes: every path found and every image screened (a photo the gate refuses is a

@@ -1,11 +1,13 @@
 """The photo gate: every reason to refuse a photo, in one place and in order.
 
-The localiser only finds the lesion and :mod:`inference.quality` only measures; this
-module turns their measurements into refusals, each by one named :class:`Rule` with its
-threshold from the model's :class:`~inference.metadata.GateThresholds`. A refusal is not
-free: a clear lesion refused leaves a person without an answer, so each rule is kept only
-while it refuses few clean real photos and the classifier does measurably worse on what it
-refuses (``python -m training.gate_rules`` reports both, per rule, on PAD-UFES-20 val).
+The localiser only finds the lesion, and :mod:`inference.scene` and :mod:`inference.quality`
+only measure; this module turns their measurements (one typed
+:class:`~inference.types.GateEvidence`) into refusals, each by one named :class:`Rule` with its
+threshold from the model's :class:`~inference.metadata.GateThresholds`, which calibration
+chose on validation photos (:mod:`training.gate_calibration`). A refusal is not free: a clear
+lesion refused leaves a person without an answer, so each threshold refuses at most 1 % of the
+clean validation photos where its defect allows (``python -m training.gate_rules`` reports
+what each rule refuses, and how the classifier does on it, on PAD-UFES-20 val).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 
 from inference.classifier import OnnxClassifier, overlay_heatmap, risk_level
-from inference.decode import decode_image
+from inference.decode import DEFAULT_MAX_DECODE_BYTES, decode_image
 from inference.gate import GateInput, decide
 from inference.localize import LocalisationResult, LocaliserParams, find_lesion
 from inference.metadata import ModelMetadata
@@ -57,6 +57,10 @@ DECODE_MIN_SIDE = 32
 # holds two 50 MP PNGs screened at once to this budget).
 WORKING_MEMORY_BYTES = 64 * 2**20
 
+# A photo still being screened after this long is refused (TOO_SLOW) when the caller sets
+# no budget (the offline CLI, scripts): what the bot's SCREENING_TIME_BUDGET_S defaults to.
+DEFAULT_TIME_BUDGET_S = 30.0
+
 # Called with a stage name and its seconds (decode, localise, quality, classify, heatmap,
 # total); the bot turns these into a latency histogram. No Telegram or metrics here.
 StageObserver = Callable[[str, float], None]
@@ -80,8 +84,8 @@ class Screener:
         flip_average: bool | None = None,
         *,
         work_side: int | None = WORK_MAX_SIDE,
-        max_decode_bytes: int | None = None,
-        time_budget_s: float | None = None,
+        max_decode_bytes: int | None = DEFAULT_MAX_DECODE_BYTES,
+        time_budget_s: float | None = DEFAULT_TIME_BUDGET_S,
         on_stage: StageObserver | None = None,
     ) -> None:
         self.work_side = work_side
@@ -159,8 +163,8 @@ class Screener:
         if with_overlay:
             overlay = overlay_heatmap(rgb, prediction.heatmap, crop_box.as_tuple())
             self._lap("heatmap", lap, None)
-        # Everything measured, for logs and calibration: the gate's evidence first, then
-        # the diagnostics it does not judge (contrast, median luma, glare anywhere).
+        # Everything measured, for logs: the diagnostics the gate does not judge (contrast,
+        # median luma, glare anywhere) and the gate's evidence (NaN where not measured).
         measurements = {
             **found.measurements,
             **quality.as_dict(),

@@ -29,6 +29,9 @@ class DecodeFailure(StrEnum):
     ANIMATED = "animated"
     # Decoding and screening ran past the per-photo time budget (a hostile or huge file).
     TOO_SLOW = "too_slow"
+    # Its decoder would need more memory or time than allowed, though the picture itself
+    # fits (a progressive JPEG of many scans, a large WebP, a run-length BMP).
+    TOO_COMPLEX = "too_complex"
 
 
 @dataclass(frozen=True)

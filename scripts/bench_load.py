@@ -54,7 +54,7 @@ from tests.e2e import images  # noqa: E402
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
-SECRET = "bench-user-key-secret"  # noqa: S105  # a throwaway bot's key, not a credential
+SECRET = "bench-user-key-secret-7c2e9f4a1d6b8305e2c7f9a4d1b6e803"  # noqa: S105  # a throwaway bot's key (32+ random bytes, as the settings require)
 APOLOGY = for_language("en").error()
 
 
@@ -244,6 +244,61 @@ async def running_bot(
 
 
 @dataclass(frozen=True)
+class FloodReport:
+    photos: int
+    flood_s: float  # from the first of the flood to its last answer
+    flood_answered: int
+    others_ms: list[float]  # each of the ten: photo sent to its answer
+    errors: int
+
+
+async def run_flood(
+    api: FakeTelegramApi,
+    database_url: str,
+    photos: list[tuple[dict[str, object], dict[str, object]]],
+    count: int,
+    timeout_s: float,
+) -> FloodReport:
+    """One user uploads ``count`` photos at once, then ten others send one each."""
+    worker, others = 3_000_000, range(3_000_001, 3_000_011)
+    await seed_consent(database_url, range(worker, others.stop))
+    first_sent = len(api.sent)
+    started = time.monotonic()
+    for n in range(count):
+        small, full = photos[n % len(photos)]
+        api.push_message(worker, "en", photo=[small, full], media_group_id=f"album-{n // 10}")
+    sent_at = {}
+    for n, user in enumerate(others):
+        small, full = photos[n % len(photos)]
+        sent_at[user] = time.monotonic()
+        api.push_message(user, "en", photo=[small, full])
+
+    def texts(user: int) -> list[tuple[float, str]]:
+        return [
+            (m.at, m.text or "")
+            for m in api.sent[first_sent:]
+            if m.method == "sendMessage" and m.chat_id == user
+        ]
+
+    def done() -> bool:
+        return len(texts(worker)) >= count and all(texts(user) for user in others)
+
+    with contextlib.suppress(TimeoutError):
+        await api.wait_for(done, timeout_s)
+    flood = texts(worker)
+    answers = {user: texts(user)[0] for user in others if texts(user)}
+    errors = sum(text == APOLOGY for _, text in [*flood, *answers.values()])
+    errors += count - len(flood) + len(others) - len(answers)
+    return FloodReport(
+        photos=count,
+        flood_s=(flood[-1][0] if flood else time.monotonic()) - started,
+        flood_answered=len(flood),
+        others_ms=sorted((at - sent_at[user]) * 1000 for user, (at, _) in answers.items()),
+        errors=errors,
+    )
+
+
+@dataclass(frozen=True)
 class KillReport:
     users: int
     answered_before_kill: int
@@ -345,6 +400,11 @@ async def main(args: argparse.Namespace) -> None:
                     args.spread,
                 )
                 levels.append(replace(level, model_ms=(before + model.median_ms()) / 2))
+            flood = (
+                await run_flood(api, database_url, photos, args.flood, args.timeout)
+                if args.flood
+                else None
+            )
             stages = {
                 stage: await stage_mean_ms(health_port, stage)
                 for stage in ("decode", "localise", "quality", "classify", "heatmap", "total")
@@ -370,6 +430,16 @@ async def main(args: argparse.Namespace) -> None:
             f"kill -9 with {kill.users} photos in flight ({kill.answered_before_kill} answered "
             f"before the kill), then a restart: {kill.answered} answered in all, "
             f"{kill.lost} consultations lost, {kill.duplicated} users with duplicates"
+        )
+    if flood is not None:
+        others = flood.others_ms
+        print(
+            f"Flood: one user's {flood.photos} photos at once, then 10 others one each: the 10 "
+            f"answered in p50 {percentile(others, 50):.0f} ms, p95 {percentile(others, 95):.0f} "
+            f"ms, max {max(others, default=float('nan')):.0f} ms; the {flood.photos} took "
+            f"{flood.flood_s:.1f} s ({flood.flood_answered} answered; the 10's slowest is "
+            f"{max(others, default=float('nan')) / 1000 / flood.flood_s:.2f} of that); "
+            f"errors {flood.errors}"
         )
     print()
     users_heading = f"users (photos over {args.spread:g} s)" if args.spread else "users at once"
@@ -399,6 +469,9 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--spread", type=float, default=0.0, help="seconds over which a level's photos arrive"
+    )
+    parser.add_argument(
+        "--flood", type=int, default=0, help="then one user's N photos at once beside 10 others"
     )
     parser.add_argument("--keep-log", type=Path, help="copy the bot's log (WARNING and up) here")
     asyncio.run(main(parser.parse_args()))

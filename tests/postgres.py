@@ -23,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.db.models import Base
 
 
-def _server_bin() -> Path | None:
+def server_bin() -> Path | None:
+    """Where PostgreSQL's server binaries are (None: not installed here)."""
     found = shutil.which("initdb")
     if found:
         return Path(found).parent
@@ -37,44 +38,62 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class Cluster:
+    """A PostgreSQL cluster of its own in a temporary folder, which a test may stop and
+    start again (a database restart) without touching anyone else's."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        self._bin = bin_dir
+        self._as_root = os.geteuid() == 0
+        self._prefix = ["runuser", "-u", "postgres", "--"] if self._as_root else []
+        self.base = Path(tempfile.mkdtemp(prefix="pgtest-"))
+        self._data = self.base / "data"
+        if self._as_root:
+            shutil.chown(self.base, "postgres")
+        self.port = _free_port()
+        initdb = (str(bin_dir / "initdb"), "-D", str(self._data), "-U", "postgres")
+        self._run(*initdb, "--auth=trust", "-E", "UTF8")
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self._prefix, *args], check=True, capture_output=True)
+
+    def start(self) -> None:
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base} -c fsync=off"
+        self._run(
+            str(self._bin / "pg_ctl"),
+            *("-D", str(self._data), "-l", str(self.base / "log"), "-w", "-o", options),
+            "start",
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(str(self._bin / "pg_ctl"), "-D", str(self._data), "-m", mode, "-w", "stop")
+
+    def remove(self) -> None:
+        stop = (str(self._bin / "pg_ctl"), "-D", str(self._data), "-m", "immediate", "stop")
+        subprocess.run([*self._prefix, *stop], capture_output=True)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str | None]:
     """A PostgreSQL URL for a scratch database, or None when no server can be had."""
     if os.environ.get("TEST_POSTGRES_URL"):
         yield os.environ["TEST_POSTGRES_URL"]
         return
-    bin_dir = _server_bin()
+    bin_dir = server_bin()
     if bin_dir is None:
         yield None
         return
-    as_root = os.geteuid() == 0
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    base = Path(tempfile.mkdtemp(prefix="pgtest-"))
-    data = base / "data"
-    if as_root:
-        shutil.chown(base, "postgres")
-    port = _free_port()
-    run = lambda *args: subprocess.run([*prefix, *args], check=True, capture_output=True)  # noqa: E731
-    run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    run(
-        str(bin_dir / "pg_ctl"),
-        "-D",
-        str(data),
-        "-l",
-        str(base / "log"),
-        "-w",
-        "-o",
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off",
-        "start",
-    )
+    cluster = Cluster(bin_dir)
     try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
+        yield cluster.url
     finally:
-        subprocess.run(
-            [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.remove()
 
 
 async def drop_everything(engine: AsyncEngine) -> None:

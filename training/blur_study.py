@@ -55,7 +55,7 @@ def main() -> None:
             rgb = np.asarray(cv2.GaussianBlur(rgb, (0, 0), px), np.uint8)
         r = screener.screen(rgb, with_overlay=False)
         p = r.prediction.malignant_probability if r.prediction else float("nan")
-        return r.quality.measurements["blur_px"], p, classes[photo.label] in malignant
+        return r.evidence.blur_px, p, classes[photo.label] in malignant
 
     lines = [
         "# Blur: what it costs the classifier, what the blur check catches",

@@ -48,6 +48,7 @@ from training.evalsets import (
 )
 from training.export import write_metadata
 from training.gate_calibration import OOD_QUANTILE, calibrate_gate
+from training.gate_calibration import report as gate_report
 from training.metrics import (
     fit_temperature,
     sensitivity_specificity,
@@ -241,6 +242,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_metadata(args.model, final, args.out)
     write_gate_evidence(args.gate_evidence, final.version, clean, ood_scores)
+    args.gate_evidence.with_suffix(".md").write_text(
+        gate_report(final.version, {name: c.as_json() for name, c in choices.items()})
+    )
     log.info(
         "wrote %s: T=%.3f medium=%.4f high=%.4f ood=%.1f",
         args.out,

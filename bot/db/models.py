@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -111,8 +112,13 @@ class Consultation(Base):
     # When Telegram accepted the reply; None: not (yet) delivered, after every retry.
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The Telegram update it answers: an update handled again after a crash (see
-    # bot.inbox) finds its row here instead of logging a second consultation.
-    update_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    # bot.inbox) finds its row here instead of logging a second consultation. Not unique:
+    # Telegram reuses ids (it restarts them after a week without updates), so an update is
+    # this id from this user within bot.inbox.KEEP_HANDLED.
+    update_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    # The optional questions about the spot, answered with buttons (bot.answers): codes
+    # only, e.g. {"site": "arm", "age": "50_69", "signs": ["changed"], "done": true}.
+    answers: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     def __repr__(self) -> str:
         return f"Consultation(id={self.id!r}, status={self.status!r}, reason={self.reason!r})"

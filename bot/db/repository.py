@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import delete, exists, func, or_, select, true, update
+from sqlalchemy import ColumnElement, delete, exists, func, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,20 @@ from bot.db.models import (
     ReferralContact,
     User,
 )
+
+# How long an update id names one update: longer than Telegram keeps an update (24 hours),
+# shorter than the week without updates after which it may start its ids again.
+UPDATE_WINDOW = timedelta(hours=48)
+
+
+async def database_now(session: AsyncSession) -> datetime:
+    """The database server's clock, for leases: replicas whose own clocks disagree still
+    agree on when a lease runs out. SQLite is a file on this machine: its clock is ours."""
+    if session.get_bind().dialect.name == "postgresql":
+        moment = await session.scalar(select(func.clock_timestamp()))
+        assert isinstance(moment, datetime)
+        return moment.astimezone(UTC)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,8 @@ class StatsSummary:
     # Every calendar day (UTC) of the period, empty ones too, oldest first, with its count
     # per outcome: the risk level of an assessed photo, else the status (OUTCOMES).
     outcomes_per_day: list[tuple[date, dict[str, int]]] = field(default_factory=list)
+    # Updates given up in the period (they kept failing, or could not be opened), by reason.
+    inbox_given_up: dict[str, int] = field(default_factory=dict)
 
 
 # What became of a photo, as the /stats chart stacks it.
@@ -81,10 +97,20 @@ class ConsultationRepository:
             update(Consultation).where(Consultation.id == consultation_id).values(**values)
         )
 
-    async def by_update(self, update_id: int) -> Consultation | None:
-        """Return the consultation that answers one Telegram update, if any."""
+    async def by_update(self, update_id: int, user_key: str) -> Consultation | None:
+        """Return the consultation that answers one Telegram update, if any: this id from
+        this user within UPDATE_WINDOW (Telegram reuses ids, so an older one, or another
+        user's, answers another update)."""
+        since = datetime.now(UTC) - UPDATE_WINDOW
         return await self._session.scalar(
-            select(Consultation).where(Consultation.update_id == update_id)
+            select(Consultation)
+            .where(
+                Consultation.update_id == update_id,
+                Consultation.user_key == user_key,
+                Consultation.created_at >= since,
+            )
+            .order_by(Consultation.id.desc())
+            .limit(1)
         )
 
     async def remove(self, consultation: Consultation) -> None:
@@ -151,24 +177,28 @@ class ConsultationRepository:
         (``current`` may not be stored yet: then every stored one is before it)."""
         if current.lesion_label is None:
             return None
-        same_patient = (
-            Consultation.patient_code.is_(None)
-            if current.patient_code is None
-            else Consultation.patient_code == current.patient_code
-        )
         query = (
             select(Consultation)
-            .where(
-                Consultation.user_key == current.user_key,
-                Consultation.lesion_label == current.lesion_label,
-                same_patient,
-                Consultation.status == ConsultationStatus.ASSESSED,
-                true() if current.id is None else Consultation.id < current.id,
-            )
+            .where(*_same_spot_before(current))
             .order_by(Consultation.id.desc())
             .limit(1)
         )
         return await self._session.scalar(query)
+
+    async def recent_of_lesion(
+        self, current: Consultation, since: datetime
+    ) -> list[tuple[Consultation, str | None]]:
+        """Return the assessed photos of the same named spot before ``current`` and since
+        ``since``, oldest first, each with the doctor's answer to its follow-up (if any)."""
+        if current.lesion_label is None:
+            return []
+        query = (
+            select(Consultation, FollowUp.diagnosis)
+            .outerjoin(FollowUp, FollowUp.consultation_id == Consultation.id)
+            .where(*_same_spot_before(current), Consultation.created_at >= since)
+            .order_by(Consultation.id)
+        )
+        return [(row, diagnosis) for row, diagnosis in (await self._session.execute(query)).all()]
 
     async def by_result_message(self, user_key: str, message_id: int) -> Consultation | None:
         """Return the consultation whose result the bot sent as ``message_id``."""
@@ -344,14 +374,18 @@ class OutboxRepository:
     async def get(self, message_id: int) -> OutboxMessage | None:
         return await self._session.get(OutboxMessage, message_id)
 
-    async def claim_next(self, now: datetime, lease_until: datetime) -> OutboxMessage | None:
-        """Claim the oldest due message nobody holds; return it, or None when none is left.
+    async def claim_next(
+        self, now: datetime, lease_until: datetime, *, clock: datetime | None = None
+    ) -> OutboxMessage | None:
+        """Claim the oldest message due by ``now`` that nobody holds at ``clock`` (the
+        database's time; ``now`` if not given); return it, or None when none is left.
 
         The claim is a conditional UPDATE (claimed only if still unclaimed), which holds
         on SQLite too, where ``SKIP LOCKED`` is ignored; on PostgreSQL the lock lets two
         replicas pass each other instead of waiting.
         """
-        free = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until <= now)
+        held_until = now if clock is None else clock
+        free = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until <= held_until)
         waiting = (
             OutboxMessage.sent_at.is_(None),
             OutboxMessage.parked_at.is_(None),
@@ -377,6 +411,50 @@ class OutboxRepository:
             if int(getattr(result, "rowcount", 0) or 0) == 1:
                 return await self._session.get(OutboxMessage, message_id, populate_existing=True)
 
+    async def claim_follow_ups_of(
+        self,
+        user_key: str,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        *,
+        clock: datetime | None = None,
+    ) -> list[OutboxMessage]:
+        """Claim up to ``limit`` more due follow-up messages of one person, oldest first,
+        to send with one already claimed (one message per person per run); held means
+        held at ``clock`` (the database's time; ``now`` if not given), as in claim_next."""
+        held_until = now if clock is None else clock
+        free = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until <= held_until)
+        waiting = (
+            OutboxMessage.kind == "follow_up",
+            OutboxMessage.user_key == user_key,
+            OutboxMessage.sent_at.is_(None),
+            OutboxMessage.parked_at.is_(None),
+            OutboxMessage.due_at <= now,
+        )
+        query = (
+            select(OutboxMessage.id)
+            .where(*waiting, free)
+            .order_by(OutboxMessage.due_at, OutboxMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        ids = list(await self._session.scalars(query))
+        if not ids:
+            return []
+        # Conditional, as in claim_next: a row another replica claimed meanwhile is not ours.
+        await self._session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids), *waiting, free)
+            .values(claimed_until=lease_until)
+            .execution_options(synchronize_session=False)
+        )
+        claimed = select(OutboxMessage).where(
+            OutboxMessage.id.in_(ids), OutboxMessage.claimed_until == lease_until
+        )
+        rows = await self._session.scalars(claimed.execution_options(populate_existing=True))
+        return list(rows)
+
     async def backlog(self) -> tuple[int, dict[str, int]]:
         """Return how many messages wait to be sent, and the parked ones by reason."""
         pending = await self._session.scalar(
@@ -395,6 +473,14 @@ class OutboxRepository:
         return int(pending or 0), _by_count(reasons)
 
 
+@dataclass(frozen=True)
+class ClaimedUpdate:
+    update_id: int
+    payload: str | None
+    attempts: int
+    suspect: bool  # its previous holder died holding it
+
+
 class InboxRepository:
     """Updates from their arrival until they are handled (see ``bot.inbox``)."""
 
@@ -405,30 +491,54 @@ class InboxRepository:
         self, update_id: int, payload: str, owner: str, now: datetime, lease_until: datetime
     ) -> bool:
         """Keep a new update, held by ``owner``; False if this update id is known already
-        (Telegram sent it again, or another replica got it): nothing is written then."""
+        (Telegram sent it again, or another replica got it): nothing is written then. An id
+        handled longer than UPDATE_WINDOW ago and not purged yet is a new update (Telegram
+        reuses ids): it takes the old row's place."""
         dialect = self._session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        values = {
+            "update_id": update_id,
+            "received_at": now,
+            "payload": payload,
+            "owner": owner,
+            "lease_until": lease_until,
+            "attempts": 1,
+            "done_at": None,
+            "gave_up": None,
+        }
+        forgotten = InboxUpdate.done_at.is_not(None) & (InboxUpdate.done_at < now - UPDATE_WINDOW)
         statement = (
             insert(InboxUpdate)
-            .values(
-                update_id=update_id,
-                received_at=now,
-                payload=payload,
-                owner=owner,
-                lease_until=lease_until,
-                attempts=1,
+            .values(**values)
+            .on_conflict_do_update(
+                index_elements=[InboxUpdate.update_id],
+                set_={k: v for k, v in values.items() if k != "update_id"},
+                where=forgotten,
             )
-            .on_conflict_do_nothing(index_elements=[InboxUpdate.update_id])
             .returning(InboxUpdate.update_id)
         )
         return (await self._session.scalar(statement)) is not None
 
-    async def finish(self, update_id: int, now: datetime, gave_up: str | None = None) -> None:
-        """Mark an update handled (or given up): its sealed text goes, its id stays."""
+    async def finish(
+        self, update_id: int, owner: str, now: datetime, gave_up: str | None = None
+    ) -> None:
+        """Mark ``owner``'s update handled (or given up): its sealed text goes, its id
+        stays. Nothing happens if another process holds it now (fenced by the owner)."""
         await self._session.execute(
             update(InboxUpdate)
-            .where(InboxUpdate.update_id == update_id, InboxUpdate.done_at.is_(None))
-            .values(done_at=now, payload=None, owner=None, lease_until=None, gave_up=gave_up)
+            .where(
+                InboxUpdate.update_id == update_id,
+                InboxUpdate.owner == owner,
+                InboxUpdate.done_at.is_(None),
+            )
+            .values(
+                done_at=now,
+                # A given-up update stays sealed until purged, for an administrator to see.
+                payload=None if gave_up is None else InboxUpdate.payload,
+                owner=None,
+                lease_until=None,
+                gave_up=gave_up,
+            )
         )
 
     async def release(self, owner: str, update_ids: Sequence[int] | None = None) -> int:
@@ -456,37 +566,51 @@ class InboxRepository:
         )
 
     async def claim_free(
-        self, owner: str, now: datetime, lease_until: datetime, limit: int
-    ) -> list[InboxUpdate]:
-        """Claim up to ``limit`` unhandled updates nobody holds (given back, or whose
-        holder's lease ran out), oldest first, counting the attempt.
+        self, owner: str, now: datetime, lease_until: datetime, limit: int, *, suspects: int = 1
+    ) -> list[ClaimedUpdate]:
+        """Claim up to ``limit`` unhandled updates given back cleanly, and up to
+        ``suspects`` whose holder's lease ran out (it died holding them), oldest first,
+        counting the attempt.
 
         A conditional UPDATE like the outbox's claim: an update another process claimed
         in between no longer matches, on SQLite and PostgreSQL alike.
         """
-        free = (
-            InboxUpdate.done_at.is_(None),
-            or_(InboxUpdate.lease_until.is_(None), InboxUpdate.lease_until <= now),
-        )
-        candidates = (
-            await self._session.scalars(
-                select(InboxUpdate.update_id)
-                .where(*free)
-                .order_by(InboxUpdate.update_id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+        unhandled = InboxUpdate.done_at.is_(None)
+        given_back = InboxUpdate.lease_until.is_(None)
+        ran_out = InboxUpdate.lease_until <= now
+        candidates: list[tuple[int, bool]] = []
+        for wanted, condition, suspect in ((limit, given_back, False), (suspects, ran_out, True)):
+            if wanted <= 0:
+                continue
+            ids = (
+                await self._session.scalars(
+                    select(InboxUpdate.update_id)
+                    .where(unhandled, condition)
+                    .order_by(InboxUpdate.update_id)
+                    .limit(wanted)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            candidates += [(update_id, suspect) for update_id in ids]
         if not candidates:
             return []
+        suspect_of = dict(candidates)
         claimed = await self._session.scalars(
             update(InboxUpdate)
-            .where(InboxUpdate.update_id.in_(candidates), *free)
+            .where(
+                InboxUpdate.update_id.in_(list(suspect_of)),
+                unhandled,
+                or_(given_back, ran_out),
+            )
             .values(owner=owner, lease_until=lease_until, attempts=InboxUpdate.attempts + 1)
             .returning(InboxUpdate)
             .execution_options(synchronize_session=False)
         )
-        return sorted(claimed.all(), key=lambda row: row.update_id)
+        rows = sorted(claimed.all(), key=lambda row: row.update_id)
+        return [
+            ClaimedUpdate(row.update_id, row.payload, row.attempts, suspect_of[row.update_id])
+            for row in rows
+        ]
 
     async def waiting(self) -> int:
         """How many updates wait to be handled (held or free)."""
@@ -494,6 +618,12 @@ class InboxRepository:
             select(func.count()).where(InboxUpdate.done_at.is_(None))
         )
         return int(count or 0)
+
+    async def oldest_waiting(self) -> datetime | None:
+        """When the oldest update still waiting to be handled arrived (None: none waits)."""
+        return await self._session.scalar(
+            select(func.min(InboxUpdate.received_at)).where(InboxUpdate.done_at.is_(None))
+        )
 
     async def purge_done_before(self, cutoff: datetime) -> int:
         """Forget handled updates from before ``cutoff``; return how many."""
@@ -510,6 +640,16 @@ class ReferralRepository:
     async def get(self, language: str) -> str | None:
         row = await self._session.get(ReferralContact, language)
         return row.text if row else None
+
+    async def first_of(self, languages: Sequence[str]) -> str | None:
+        """Return the contacts in the first of ``languages`` that has any (one query)."""
+        query = select(ReferralContact).where(ReferralContact.language.in_(languages))
+        found = {row.language: row.text for row in await self._session.scalars(query)}
+        return next((found[language] for language in languages if language in found), None)
+
+    async def languages(self) -> set[str]:
+        """Return the languages that have contacts."""
+        return set(await self._session.scalars(select(ReferralContact.language)))
 
     async def set(self, language: str, text: str) -> None:
         row = await self._session.get(ReferralContact, language)
@@ -572,6 +712,13 @@ class StatsRepository:
         )
         known = await self._session.scalar(select(func.count()).select_from(User))
         outbox_pending, outbox_parked = await OutboxRepository(self._session).backlog()
+        given_up = (
+            await self._session.execute(
+                select(InboxUpdate.gave_up, func.count())
+                .where(InboxUpdate.gave_up.is_not(None), InboxUpdate.done_at >= since)
+                .group_by(InboxUpdate.gave_up)
+            )
+        ).all()
         return StatsSummary(
             days=days,
             active_users=len({row.user_key for row in rows}),
@@ -588,6 +735,7 @@ class StatsRepository:
             outbox_pending=outbox_pending,
             outbox_parked=outbox_parked,
             outcomes_per_day=outcomes_per_day,
+            inbox_given_up=_by_count(Counter({str(why): int(n) for why, n in given_up})),
         )
 
 
@@ -599,6 +747,22 @@ def _refusal_reason(status: str, reason: str | None) -> str | None:
     if status == ConsultationStatus.FAILED:
         return "failed"
     return reason or status
+
+
+def _same_spot_before(current: Consultation) -> list[ColumnElement[bool]]:
+    """Conditions for an assessed photo of ``current``'s named spot stored before it."""
+    same_patient = (
+        Consultation.patient_code.is_(None)
+        if current.patient_code is None
+        else Consultation.patient_code == current.patient_code
+    )
+    return [
+        Consultation.user_key == current.user_key,
+        Consultation.lesion_label == current.lesion_label,
+        same_patient,
+        Consultation.status == ConsultationStatus.ASSESSED,
+        true() if current.id is None else Consultation.id < current.id,
+    ]
 
 
 def _follow_up_outcome(sent: bool, saw_doctor: str | None, diagnosis: str | None) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +16,21 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+logger = logging.getLogger(__name__)
+
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
 def create_engine(database_url: str) -> AsyncEngine:
-    """Create the engine, first making the folder of a SQLite database file if needed."""
+    """Create the engine, first making a SQLite database file (and its folder) if needed,
+    owner-only: it holds spot names, patient codes and results."""
     url = make_url(database_url)
     # hide_parameters: an error's message would otherwise carry the statement's values
     # (spot names, patient codes, user keys) into tracebacks and logs.
     if url.get_backend_name() != "sqlite":
         return create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
     if url.database not in (None, "", ":memory:"):
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        _private_file(Path(url.database))
     # SQLite has one writer at a time; with many users at once a write may wait its turn
     # longer than the driver's default 5 s, so let it wait rather than fail.
     engine = create_async_engine(
@@ -34,6 +39,21 @@ def create_engine(database_url: str) -> AsyncEngine:
     event.listen(engine.sync_engine, "connect", _sqlite_wal)
     event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
     return engine
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 (its new folders 0700) whatever the umask, or
+    make an existing one owner-only. SQLite gives its -wal and -shm files the database
+    file's mode, and an empty file is a new database to it."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+            logger.warning("%s was readable by others; it is now owner-only (0600)", path)
+        return
+    os.close(descriptor)
 
 
 def _sqlite_wal(dbapi_connection: Any, connection_record: Any) -> None:

@@ -24,7 +24,7 @@ from bot.db.repository import (
     UserRepository,
 )
 from bot.handlers.common import Handler, person, reply_long
-from bot.i18n import LANGUAGES
+from bot.i18n import LANGUAGE_NAMES, LANGUAGES
 from bot.replies import Replies
 from bot.reports import ADMIN_COLUMNS, consultations_csv, stats_chart, stats_chart_png
 
@@ -103,8 +103,15 @@ async def on_set_referral(update: Update, context: BotContext) -> None:
         await message.reply_text(replies.text("referral.too_long", limit=REFERRAL_MAX_CHARS))
         return
     async with context.bot_data.runtime.sessions.begin() as session:
-        await ReferralRepository(session).set(language, contacts)
-    await message.reply_text(replies.text("referral.set", language=language))
+        referrals = ReferralRepository(session)
+        await referrals.set(language, contacts)
+        missing = [code for code in LANGUAGES if code not in await referrals.languages()]
+    reply = replies.text("referral.set", language=language)
+    if missing:
+        # Readers of these languages get another language's contacts (REFERRAL_FALLBACK).
+        names = ", ".join(LANGUAGE_NAMES[code] for code in missing)
+        reply = f"{reply}\n{replies.text('referral.missing', languages=names)}"
+    await message.reply_text(reply)
 
 
 async def on_worker_role(update: Update, context: BotContext) -> None:

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.ext import BaseHandler, filters
+from telegram.ext import ApplicationHandlerStop, BaseHandler, filters
 
 from bot.context import BotContext
 from bot.db.repository import UserRepository
 from bot.handlers.delivery import with_retries
 from bot.i18n import language_for
 from bot.replies import Replies, for_language, split_message
+
+logger = logging.getLogger(__name__)
 
 Handler = BaseHandler[Update, BotContext, Any]
 AGREE, DECLINE = "consent:agree", "consent:decline"
@@ -41,6 +44,20 @@ def replies_for(update: object) -> Replies:
     """
     user = update.effective_user if isinstance(update, Update) else None
     return for_language(user.language_code if user else None)
+
+
+async def refuse(send: Awaitable[object] | None = None) -> NoReturn:
+    """Send a gate's refusal (if any), then stop the update, whatever happened to the send.
+
+    A refusal that fails (no right to write, a 502) must not let PTB run the next handler
+    groups: they would screen a photo without consent, or post an export into a group.
+    """
+    try:
+        if send is not None:
+            await send
+    except Exception as error:  # logged and counted (the rate limiter); the stop matters
+        logger.warning("A gate's refusal was not sent (%s)", type(error).__name__)
+    raise ApplicationHandlerStop
 
 
 def user_key(update: Update, context: BotContext) -> str:

@@ -6,7 +6,6 @@ import logging
 
 from telegram import CallbackQuery, Update
 from telegram.ext import (
-    ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
     MessageHandler,
@@ -25,9 +24,12 @@ from bot.handlers.common import (
     consent_keyboard,
     keyboard,
     person,
+    refuse,
     replies_for,
+    user_key,
 )
 from bot.i18n import LANGUAGE_NAMES, LANGUAGES
+from bot.replies import for_language
 
 __all__ = ["AGREE", "DECLINE", "consent_keyboard", "gate_handlers", "handlers"]
 
@@ -40,21 +42,22 @@ async def gate(update: Update, context: BotContext) -> None:
 
     Fails closed: if consent cannot be checked (say, the database is down), the update
     stops here with an apology. An exception would let PTB run the next handler group,
-    which screens the photo.
+    which screens the photo; so the update stops even when the refusal cannot be sent.
     """
     try:
         sender = await person(update, context)
     except Exception:  # any failure to check means "not agreed": see the docstring
         logger.exception("Consent could not be checked; the update was dropped")
         if update.message is not None:
-            await update.message.reply_text(replies_for(update).text("consent.unchecked"))
-        raise ApplicationHandlerStop from None
+            await refuse(update.message.reply_text(replies_for(update).text("consent.unchecked")))
+        await refuse()
     if sender.consented or update.message is None:
         return
-    await update.message.reply_text(
-        sender.replies.consent_required(), reply_markup=consent_keyboard(sender.replies)
+    await refuse(
+        update.message.reply_text(
+            sender.replies.consent_required(), reply_markup=consent_keyboard(sender.replies)
+        )
     )
-    raise ApplicationHandlerStop
 
 
 async def on_privacy(update: Update, context: BotContext) -> None:
@@ -107,12 +110,17 @@ async def on_language_chosen(update: Update, context: BotContext) -> None:
     await query.answer()
     if language not in LANGUAGES:
         return
-    sender = await person(update, context)
     async with context.bot_data.runtime.sessions.begin() as session:
-        user = await UserRepository(session).get_or_add(sender.key)
-        user.language = language
-    chosen = await person(update, context)
-    await query.edit_message_text(chosen.replies.text("language.set"))
+        # Only an existing row, checked where it is written: a /forget that committed
+        # meanwhile (or someone who never agreed) must not get a row back from a button.
+        user = await UserRepository(session).lock(user_key(update, context))
+        if user is not None:
+            user.language = language
+    chosen = for_language(language)
+    if user is None:
+        await query.edit_message_text(chosen.text("language.needs_consent"))
+        return
+    await query.edit_message_text(chosen.text("language.set"))
 
 
 def gate_handlers() -> list[Handler]:

@@ -11,22 +11,24 @@ import logging
 
 from telegram import Document, Message, PhotoSize, Update
 from telegram.constants import ChatAction
-from telegram.error import NetworkError
+from telegram.error import NetworkError, TimedOut
 from telegram.ext import MessageHandler, filters
 
+from bot import metrics
 from bot.config import Settings
 from bot.context import BotContext
 from bot.db.models import Consultation, ConsultationStatus
 from bot.db.repository import ConsultationRepository
-from bot.handlers.common import Handler, person, reply_long, user_key
+from bot.handlers.common import Handler, keyboard, person, reply_long, user_key
 from bot.handlers.consent import consent_keyboard
 from bot.handlers.delivery import show_action, with_retries
-from bot.inbox import defer_current_update
+from bot.handlers.questions import questions_button
+from bot.handlers.report import report_button
+from bot.inbox import InboxProcessor, defer_current_update, sender_of
 from bot.replies import for_language
 from bot.screening import (
     AlreadyAnswered,
     Assessed,
-    Busy,
     Consulted,
     Forgotten,
     InputKind,
@@ -87,7 +89,8 @@ async def on_label_reply(update: Update, context: BotContext) -> None:
     if row is None or label is None:
         await message.reply_text(sender.replies.text("track.no_result"))
         return
-    tracked = Tracked(label, change_between(previous, row))
+    delta = context.bot_data.runtime.screening.metadata.same_spot_delta
+    tracked = Tracked(label, change_between(previous, row, delta))
     parts = [sender.replies.text("track.named", label=label), sender.replies.tracked(tracked)]
     await reply_long(message, "\n\n".join(parts))
 
@@ -160,10 +163,21 @@ async def _screen(
         # Not looked at yet: the next process answers it (bot.inbox), so no reply now.
         defer_current_update()
         return
-    await answer(message, context, reply)
+    await answer(message, context, reply, waiting=_waiting_behind(update, context))
 
 
-async def answer(message: Message, context: BotContext, reply: PhotoReply) -> None:
+def _waiting_behind(update: Update, context: BotContext) -> int | None:
+    """How many more of this sender's updates wait behind this one, the first time it is
+    asked in a run of their queue (so only the first answer of a batch says it)."""
+    processor = context.application.update_processor
+    if not isinstance(processor, InboxProcessor):
+        return None
+    return processor.turns.announce(sender_of(update))
+
+
+async def answer(
+    message: Message, context: BotContext, reply: PhotoReply, *, waiting: int | None = None
+) -> None:
     """Send what ``consult`` or ``reject`` decided: a prompt, or the heatmap and the result."""
     replies = for_language(reply.language)
     match reply:
@@ -175,17 +189,15 @@ async def answer(message: Message, context: BotContext, reply: PhotoReply) -> No
             await message.reply_text(replies.text("worker.need_code"))
         case Forgotten():
             await message.reply_text(replies.text("forget.photo_dropped"))
-        case Busy(reason=reason, notify=True):
-            await message.reply_text(replies.text(f"busy.{reason.value}"))
-        case Busy():
-            pass  # told less than a minute ago: another notice would only add to the flood
         case AlreadyAnswered():
             pass  # answered by the process that handled this update before a crash
         case Consulted():
-            await _deliver(message, context, reply)
+            await _deliver(message, context, reply, waiting)
 
 
-async def _deliver(message: Message, context: BotContext, reply: Consulted) -> None:
+async def _deliver(
+    message: Message, context: BotContext, reply: Consulted, waiting: int | None = None
+) -> None:
     """Send the heatmap and the result, then mark the consultation delivered.
 
     Bookkeeping comes after delivery: a reply that never got through, after every retry,
@@ -203,15 +215,39 @@ async def _deliver(message: Message, context: BotContext, reply: Consulted) -> N
         except NetworkError as error:
             # The picture only illustrates the result: the text still goes.
             logger.warning("Heatmap not delivered (%s); sending the text", type(error).__name__)
+    # Under an assessed result: a report to show the doctor, and the optional questions
+    # (once per spot: not when an earlier photo of it has answers).
+    markup = None
+    if isinstance(outcome, Assessed) and reply.consultation_id is not None:
+        rows = [[report_button(replies, reply.consultation_id)]]
+        if reply.tracked is None or not reply.tracked.answered:
+            rows.append([questions_button(replies, reply.consultation_id)])
+        markup = keyboard(*rows)
+    text = replies.consulted(reply)
+    if waiting:
+        # A batch of photos is answered one by one: say so once, so nobody thinks the
+        # rest were lost while they wait.
+        text = f"{text}\n\n{replies.text('queue.waiting', count=waiting)}"
     try:
-        sent = await reply_long(message, replies.consulted(reply))
+        sent = await reply_long(message, text, markup)
+    except TimedOut:
+        # Telegram may have it (its answer was lost): not sent again, which would show the
+        # user the result twice. Left undelivered in the log: we do not know.
+        metrics.answer_sent("uncertain")
+        logger.warning(
+            "Reply to consultation %s timed out: perhaps delivered, not resent",
+            reply.consultation_id,
+        )
+        return
     except NetworkError as error:
+        metrics.answer_sent("abandoned")
         logger.warning(
             "Reply to consultation %s abandoned (%s): left undelivered",
             reply.consultation_id,
             type(error).__name__,
         )
         return
+    metrics.answer_sent("delivered")
     if reply.consultation_id is None:
         return
     nameable = isinstance(outcome, Assessed) and reply.subject.lesion_label is None

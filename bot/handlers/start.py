@@ -12,17 +12,18 @@ from bot.handlers.consent import consent_keyboard
 
 
 async def on_start(update: Update, context: BotContext) -> None:
-    """Introduce the bot; whoever has not agreed yet gets the consent text and buttons too."""
+    """Introduce the bot in a few short messages; whoever has not agreed yet gets the
+    consent text and buttons last."""
     if not update.message:
         return
     sender = await person(update, context)
     replies = sender.replies
-    if sender.consented:
-        await update.message.reply_text(replies.start())
-    else:
-        await update.message.reply_text(
-            replies.start(ask_consent=True), reply_markup=consent_keyboard(replies)
-        )
+    # Short messages rather than one long block; the consent buttons under the last.
+    messages = replies.start(ask_consent=not sender.consented)
+    for number, text in enumerate(messages, start=1):
+        last = number == len(messages)
+        markup = consent_keyboard(replies) if last and not sender.consented else None
+        await update.message.reply_text(text, reply_markup=markup)
 
 
 async def on_help(update: Update, context: BotContext) -> None:

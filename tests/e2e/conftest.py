@@ -20,9 +20,8 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from sqlalchemy.engine import make_url
-from telegram import Update
 
-from bot.app import build_application
+from bot.app import ALLOWED_UPDATES, build_application
 from bot.config import Settings
 from bot.context import BotApplication
 from bot.db.models import Consultation, User, utc_now
@@ -33,6 +32,8 @@ from tests.fakes.telegram_api import TOKEN, FakeTelegramApi
 MAX_IMAGE_BYTES = 3 * 1024 * 1024
 MAX_IMAGE_PIXELS = 4_000_000
 ADMIN_ID = 999
+# 32 random bytes, as USER_KEY_SECRET must hold (a fixed value, so tests can recompute keys).
+TEST_USER_KEY_SECRET = "5f0c9a3e7b21d48e6a90f3c2b7d15e84a3c6f09e2d7b41a85c3e9f06d2b7a418"
 
 
 def make_settings(api_url: str, database: Path | str, **overrides: object) -> Settings:
@@ -43,7 +44,7 @@ def make_settings(api_url: str, database: Path | str, **overrides: object) -> Se
         "telegram_bot_token": TOKEN,
         "telegram_api_url": api_url,
         "database_url": url,
-        "user_key_secret": "test-user-key-secret",
+        "user_key_secret": TEST_USER_KEY_SECRET,
         "max_image_bytes": MAX_IMAGE_BYTES,
         "max_image_pixels": MAX_IMAGE_PIXELS,
         "admin_ids": str(ADMIN_ID),
@@ -167,9 +168,7 @@ async def start_bot(settings: Settings) -> AsyncIterator[RunningBot]:
     async with initialised_application(settings) as application:
         assert application.updater is not None
         try:
-            await application.updater.start_polling(
-                allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY]
-            )
+            await application.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
             await application.start()
             yield RunningBot(application, settings)
         finally:

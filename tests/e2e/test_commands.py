@@ -15,9 +15,11 @@ async def test_start_explains_what_the_bot_does_and_how_to_take_a_photo(
 ) -> None:
     """/start says it is not a diagnosis, gives photo tips and says to send a file."""
     fake_api.push_text(user_id, "/start")
-    [reply] = await fake_api.wait_for_text(user_id)
-    text = reply.text or ""
-    assert "not a diagnosis" in text
+    replies = await fake_api.wait_for_text(user_id, count=3)
+    # Short messages, not one block of ~1,900 characters; no consent question (agreed).
+    assert all(len(reply.text or "") < 700 for reply in replies)
+    text = "\n".join(reply.text or "" for reply in replies)
+    assert "I do not diagnose" in text and "Do you agree?" not in text
     for tip in ("close", "focus", "daylight", "middle", "flash", "as a file"):
         assert tip in text, tip
 
@@ -38,7 +40,7 @@ async def test_bot_registers_its_commands_on_start_up(
     fake_api: FakeTelegramApi, running_bot: RunningBot
 ) -> None:
     """The command menu offers the user commands, in English and in each user language."""
-    expected = ["start", "help", "history", "remind", "language", "privacy", "forget"]
+    expected = ["start", "help", "history", "report", "remind", "language", "privacy", "forget"]
     assert [c["command"] for c in fake_api.commands] == expected
     for language in ("ru", "kk"):
         menu = fake_api.commands_by_language[language]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.replies import for_language
-from tests.e2e.chat import last_text, phone_photo, press, send_photo
+from tests.e2e.chat import last_text, phone_photo, press, send_photo, texts_after
 from tests.e2e.conftest import RunningBot
 from tests.fakes.telegram_api import FakeTelegramApi
 
@@ -43,15 +43,18 @@ async def test_agreeing_stores_the_time_and_unlocks_screening(
 ) -> None:
     """/start shows the intro and consent; Agree stores the time; the next photo is screened."""
     fake_api.push_text(new_user_id, "/start")
-    start = await last_text(fake_api, new_user_id, 1)
-    assert start.text == EN.start(ask_consent=True)
+    expected = EN.start(ask_consent=True)
+    assert len(expected) == 4  # short messages, not one block
+    assert await texts_after(fake_api, new_user_id, 4) == expected
+    start = fake_api.last_with_buttons(new_user_id)
+    assert start.text == EN.consent() and start.text.endswith("Do you agree?")
     reply = await press(fake_api, new_user_id, start, AGREE)
     assert reply.text == EN.text("consent.agreed")
     user = await running_bot.user(new_user_id)
     assert user is not None and user.consented_at is not None and user.language == "en"
 
     send_photo(fake_api, new_user_id, phone_photo(lesion_jpegs))
-    await last_text(fake_api, new_user_id, 3)
+    await last_text(fake_api, new_user_id, 6)
     [row] = await running_bot.consultations(new_user_id)
     assert row.status in ("assessed", "unassessable")
 
@@ -78,15 +81,16 @@ async def test_privacy_shows_the_terms_and_when_the_user_agreed(
     assert user is not None
     assert reply.text == EN.privacy(user.consented_at)
     assert "You agreed on" in (reply.text or "")
+    assert "Do you agree?" not in (reply.text or "")  # agreed already: not asked again
     assert reply.buttons == []
 
 
 @pytest.mark.parametrize(
     ("language_code", "disclaimer", "agree"),
     [
-        ("ru", "помощник для скрининга, а не диагноз", "Согласен(на)"),
-        ("kk", "скринингке көмекшімін, диагноз емеспін", "Келісемін"),
-        ("de", "I am a screening aid, not a diagnosis", "I agree"),
+        ("ru", "я не ставлю диагноз", "Даю согласие"),
+        ("kk", "диагноз қоймаймын", "Келісемін"),
+        ("de", "I do not diagnose", "I agree"),
     ],
 )
 async def test_users_are_answered_in_their_telegram_language(
@@ -99,8 +103,8 @@ async def test_users_are_answered_in_their_telegram_language(
 ) -> None:
     """Russian and Kazakh users get Russian and Kazakh; other languages get English."""
     fake_api.push_text(new_user_id, "/start", language_code=language_code)
-    start = await last_text(fake_api, new_user_id, 1)
-    assert disclaimer in (start.text or "")
+    assert disclaimer in "\n".join(await texts_after(fake_api, new_user_id, 4))
+    start = fake_api.last_with_buttons(new_user_id)
     assert start.buttons[0] == (agree, AGREE)
     reply = await press(fake_api, new_user_id, start, AGREE, language_code)
     expected = for_language(language_code)

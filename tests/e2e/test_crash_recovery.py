@@ -28,7 +28,7 @@ from tests.e2e.conftest import fresh_postgres_database
 from tests.e2e.processes import bot_env, bot_process, free_port, stop, wait_until_ready
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi, SentMessage
 
-SECRET = "crash-test-user-key-secret"
+SECRET = "crash-test-" + "9b1e4c7a2f5d8036e1b4a7c9d2f5083e6b1a4d7c0f3e6a9b2d5c8f1e4a7b0c3d6"
 # Issue 14: back within 10 s of a restart after kill -9, and out within 10 s of SIGTERM.
 ANSWERS_AGAIN_WITHIN_S = 10.0
 EXITS_WITHIN_S = 10.0
@@ -63,13 +63,14 @@ class Deployment:
         self.env = env
         self.log = tmp_path / "bot.log"
         self.starts = 0
+        self.health_port = 0  # the latest process's /healthz, /readyz and /metrics
 
     @asynccontextmanager
     async def process(
         self, *, ready: bool = True, **env: str
     ) -> AsyncIterator[asyncio.subprocess.Process]:
         self.starts += 1
-        health = free_port()
+        health = self.health_port = free_port()
         env = bot_env(
             TELEGRAM_BOT_TOKEN=TOKEN,
             TELEGRAM_API_URL=self.api.url,
@@ -266,7 +267,7 @@ async def test_a_replica_killed_under_load_has_its_photos_answered_by_the_other(
             database_url,
             INBOX_LEASE_S="5",
             WEBHOOK_URL=urls[0],
-            WEBHOOK_SECRET="replica-Secret_1",
+            WEBHOOK_SECRET="replica-Secret_1-Kq7Zp3Xw9Lm2Vb8Nc4Rt6Yh",
         )
         async with (
             deployment.process(WEBHOOK_PORT=str(ports[1])) as survivor,
@@ -288,3 +289,33 @@ async def test_a_replica_killed_under_load_has_its_photos_answered_by_the_other(
     assert len(answered_before) < len(users), "all answered before the kill: nothing tested"
     assert "updates taken over from the inbox" in logs
     assert_one_row_each_and_no_answer_lost(rows, results(fresh_api, users), answered_before)
+
+
+async def test_a_drain_longer_than_the_lease_beside_another_replica_answers_once(
+    fresh_api: FakeTelegramApi, tmp_path: Path, photos: list[bytes]
+) -> None:
+    """A rolling restart: the new process is up, the old one gets SIGTERM while a photo's
+    download hangs for longer than a lease. The old one keeps renewing its leases while it
+    drains, so the new one does not take the photo over: one answer, one row."""
+    user = 6_000_000
+    deployment = Deployment(fresh_api, tmp_path, INBOX_LEASE_S="3")
+    [photo] = [register(fresh_api, photos[0])]
+    held = fresh_api.hold_download(str(photo[-1]["file_id"]))
+    async with deployment.process() as old:
+        await deployment.send_photos([user], [photo])
+        await fresh_api.wait_for(lambda: len(fresh_api.download_requests) == 1, 60)
+        async with deployment.process() as new:
+            old.send_signal(signal.SIGTERM)
+            await asyncio.sleep(7.0)  # more than two leases: a held photo not renewed is taken
+            held.set()
+            assert await asyncio.wait_for(old.wait(), 60) == 0
+            await fresh_api.wait_for(lambda: len(results(fresh_api, [user])) == 1, 60)
+            await asyncio.sleep(4.0)  # a second answer, from a takeover, would come now
+            assert await stop(new) == 0
+
+    logs = deployment.logs()
+    assert "Traceback" not in logs, logs[-3000:]
+    assert results(fresh_api, [user]) == {user: 1}
+    assert heatmaps(fresh_api, [user]) == {user: 1}
+    assert "taken over" not in logs
+    assert await deployment.rows_per_user([user]) == {user: 1}

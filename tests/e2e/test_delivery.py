@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import event
 
 from bot.db.models import Consultation
+from bot.handlers.delivery import SEND_BACKOFF_S
 from bot.replies import for_language
 from tests.e2e.chat import phone_photo, send_photo
 from tests.e2e.conftest import RunningBot
@@ -104,10 +105,11 @@ async def test_a_reply_telegram_never_accepts_is_abandoned_and_left_undelivered(
     """sendMessage fails on every attempt: the row stays undelivered (visible in /export),
     no apology is attempted on top, and the bot keeps answering afterwards."""
     before = len(fake_api.faults_used)
-    for _ in range(4):  # every attempt the backoff allows
+    attempts = len(SEND_BACKOFF_S) + 1  # every attempt the backoff allows
+    for _ in range(attempts):
         fake_api.inject("sendMessage", Fault(502, "Bad Gateway"))
     send_photo(fake_api, user_id, phone_photo(lesion_jpegs, seed=2))
-    await fake_api.wait_for(lambda: len(fake_api.faults_used) >= before + 4)
+    await fake_api.wait_for(lambda: len(fake_api.faults_used) >= before + attempts)
     fake_api.push_text(user_id, "/help")
     [help_text] = sent(fake_api, user_id, "sendMessage") or [
         m for m in await fake_api.wait_for_text(user_id) if m.method == "sendMessage"
@@ -124,7 +126,7 @@ async def test_a_heatmap_telegram_never_accepts_is_skipped_and_the_result_still_
     lesion_jpegs: dict[str, bytes],
 ) -> None:
     """sendPhoto fails on every attempt: the text result still arrives, once, delivered."""
-    for _ in range(4):
+    for _ in range(len(SEND_BACKOFF_S) + 1):  # every attempt the backoff allows
         fake_api.inject("sendPhoto", Fault(502, "Bad Gateway"))
     send_photo(fake_api, user_id, phone_photo(lesion_jpegs, seed=3))
     [result] = [m for m in await fake_api.wait_for_text(user_id) if m.method == "sendMessage"]
@@ -168,3 +170,42 @@ async def test_a_delivery_that_cannot_be_recorded_gets_no_apology_on_top(
     assert len(texts) == 2
     row = await only_row(running_bot, user_id)
     assert row.delivered_at is None
+
+
+async def test_a_result_answered_after_the_read_timeout_is_not_sent_again(
+    fake_api: FakeTelegramApi,
+    running_bot: RunningBot,
+    user_id: int,
+    lesion_jpegs: dict[str, bytes],
+) -> None:
+    """Telegram takes the result but answers after the client's 5 s read timeout: the
+    bot cannot know it got through, and does not send it blindly again (test 5 of issue
+    19): the user sees the heatmap once and the result once."""
+    fake_api.inject("sendMessage", Fault.slow(6.5))
+    send_photo(fake_api, user_id, phone_photo(lesion_jpegs, seed=3))
+    await fake_api.wait_for_text(user_id)
+    await asyncio.sleep(4.0)  # a resend (after the backoff) would come now
+    assert ("sendMessage", 200) in served(fake_api)
+    [result] = sent(fake_api, user_id, "sendMessage")
+    assert DISCLAIMER in (result.text or "")
+    assert len(sent(fake_api, user_id, "sendPhoto")) <= 1
+    assert len(await running_bot.consultations(user_id)) == 1
+
+
+async def test_four_bad_gateways_then_success_deliver_each_part_once(
+    fake_api: FakeTelegramApi,
+    running_bot: RunningBot,
+    user_id: int,
+    lesion_jpegs: dict[str, bytes],
+) -> None:
+    """Four 502s on the heatmap and four on the result, then Telegram takes them: each part
+    arrives exactly once and the row is marked delivered (test 5 of issue 19)."""
+    fake_api.inject("sendPhoto", *[Fault(502, "Bad Gateway")] * 4)
+    fake_api.inject("sendMessage", *[Fault(502, "Bad Gateway")] * 4)
+    send_photo(fake_api, user_id, phone_photo(lesion_jpegs))
+    await fake_api.wait_for_text(user_id, within_s=60)
+    assert fake_api.pending_faults("sendPhoto") == fake_api.pending_faults("sendMessage") == 0
+    [result] = sent(fake_api, user_id, "sendMessage")
+    assert DISCLAIMER in (result.text or "")
+    assert len(sent(fake_api, user_id, "sendPhoto")) == 1
+    await delivered_row(running_bot, user_id)

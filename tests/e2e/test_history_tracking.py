@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -11,7 +12,7 @@ from sqlalchemy import func, select
 from bot.db.models import Consultation, FollowUp, User, utc_now
 from bot.replies import for_language
 from bot.scheduler import send_due
-from bot.tracking import Change
+from bot.tracking import Change, Direction
 from inference.types import Risk
 from tests.e2e.chat import last_text, phone_photo, press, send_photo
 from tests.e2e.conftest import RunningBot
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 EN = for_language("en")
 LABEL = "left shoulder mole"
+PAD_DIR = Path(__file__).resolve().parents[1] / "data" / "pad"
 
 
 async def assessed_photo(
@@ -89,14 +91,41 @@ async def test_second_photo_of_a_named_spot_is_compared_with_the_first(
         risk_after=Risk(second.risk),
         probability_before=first.malignant_probability,
         probability_after=second.malignant_probability,
+        same_spot_delta=running_bot.application.bot_data.runtime.screening.metadata.same_spot_delta,
     )
     comparison = EN.comparison(change)
     assert comparison in second_text
     assert f"Compared with the photo of “{LABEL}” from {EN.date(first.created_at)}:" in second_text
-    assert f"• risk: {first.risk} → {second.risk}" in second_text
-    assert "• the model's estimate that it may be malignant: " in second_text
-    advice = "It looks worse than last time" if change.worse else "It does not look worse"
-    assert advice in second_text
+    # Levels and estimates are shown only for a change beyond the same-spot variation.
+    shown = change.direction in (Direction.WORSE, Direction.LOWER)
+    assert (f"• risk: {first.risk} → {second.risk}" in second_text) is shown
+
+
+@pytest.fixture
+def pad_photos() -> dict[str, bytes]:
+    """Real phone photos: a basal cell carcinoma (high) and a naevus (medium)."""
+    return {path.stem: path.read_bytes() for path in PAD_DIR.glob("*.jpg")}
+
+
+async def test_a_lower_result_of_a_named_spot_keeps_the_higher_advice(
+    fake_api: FakeTelegramApi, running_bot: RunningBot, user_id: int, pad_photos: dict[str, bytes]
+) -> None:
+    """A basal cell carcinoma photo (high), then a naevus photo (lower) with the same name:
+    the second reply still gives the high-risk advice and says why; the first result stands
+    until a doctor's answer says otherwise."""
+    high_photo, lower_photo = pad_photos["PAT_145_216_110"], pad_photos["PAT_1364_1246_447"]
+    _, first = await assessed_photo(fake_api, running_bot, user_id, high_photo, 1, "right calf")
+    second_text, second = await assessed_photo(
+        fake_api, running_bot, user_id, lower_photo, 2, "Right calf"
+    )
+    assert (first.risk, second.risk) == ("high", "medium"), "the photos no longer differ"
+    note = EN.text(
+        "advice.note.held", date=EN.date(first.created_at), label="right calf", level="high"
+    )
+    assert note in second_text
+    assert EN.text("advice.high") in second_text
+    assert EN.text("advice.medium") not in second_text
+    assert EN.text("risk.medium") in second_text  # the photo's own result, as it is
 
 
 async def test_replying_to_a_result_names_the_spot(

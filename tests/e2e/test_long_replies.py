@@ -60,7 +60,7 @@ async def test_russian_stats_for_a_year_arrive_in_parts_that_fit(
     assert len(messages) >= 2
     whole = "\n".join(m.text or "" for m in messages)
     assert utf16_length(whole) > TELEGRAM_TEXT_LIMIT
-    assert whole.startswith(RU.text("stats.title", days=365))
+    assert whole.startswith(RU.plural("stats.title", 365, days=365))
     assert whole.count(RU.text("stats.item", name="", count=1).strip()) >= 365
 
 

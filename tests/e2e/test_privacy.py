@@ -8,6 +8,9 @@ own code.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -24,7 +27,7 @@ from bot.replies import for_language
 from bot.scheduler import send_due
 from tests.e2e.chat import last_text, phone_photo, press, send_photo
 from tests.e2e.conftest import ADMIN_ID, RunningBot, make_settings, start_bot
-from tests.fakes.telegram_api import FakeTelegramApi, SentMessage
+from tests.fakes.telegram_api import BOT_USER, FakeTelegramApi, Fault, SentMessage
 from tests.postgres import drop_everything
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -151,7 +154,7 @@ async def test_forget_wins_over_a_photo_in_flight(
     assert len(fake_api.replies_to(user_id)) == before
 
 
-GROUP_ID = -1_001_234_567_890
+GROUP_ID = -1_001_234_567_000
 
 
 async def test_a_group_gets_one_polite_line_and_no_health_data(
@@ -161,16 +164,20 @@ async def test_a_group_gets_one_polite_line_and_no_health_data(
     lesion_jpegs: dict[str, bytes],
 ) -> None:
     """A photo, /history, /remind and an admin's /export typed in a group: one polite line
-    each, no result, no history, no CSV, nothing downloaded, no group id sealed anywhere."""
-    before = len(fake_api.replies_to(GROUP_ID))
-    file_id = send_photo(fake_api, user_id, phone_photo(lesion_jpegs), group_id=GROUP_ID)
-    fake_api.push_text(user_id, "/history", group_id=GROUP_ID)
-    fake_api.push_text(user_id, "/remind monthly", group_id=GROUP_ID)
-    fake_api.push_text(ADMIN_ID, "/export", group_id=GROUP_ID)
-    await fake_api.wait_for_text(GROUP_ID, count=before + 4)
-    replies = fake_api.replies_to(GROUP_ID)[before:]
+    in all, then the bot leaves; no result, no history, no CSV, nothing downloaded, no
+    group id sealed anywhere."""
+    group = next(_group_ids)
+    file_id = send_photo(fake_api, user_id, phone_photo(lesion_jpegs), group_id=group)
+    fake_api.push_text(user_id, "/history", group_id=group)
+    fake_api.push_text(user_id, "/remind monthly", group_id=group)
+    fake_api.push_text(ADMIN_ID, "/export", group_id=group)
+    await fake_api.wait_for(lambda: group in fake_api.left_chats)
+    await _all_fetched(fake_api)
+    await _idle(running_bot)
 
-    assert [(m.method, m.text) for m in replies] == [("sendMessage", EN.text("private_only"))] * 4
+    replies = fake_api.replies_to(group)
+    assert [(m.method, m.text) for m in replies] == [("sendMessage", EN.text("private_only"))]
+    assert fake_api.left_chats.count(group) == 1
     assert file_id not in fake_api.download_requests
     assert not [m for m in fake_api.sent if m.method in ("sendDocument", "sendPhoto")]
     assert await rows_about(running_bot, user_id) == {
@@ -182,17 +189,130 @@ async def test_a_group_gets_one_polite_line_and_no_health_data(
     assert user is not None and user.chat_ref is None and user.reminder is None
 
 
+# Each test its own group: a group is told once, then left.
+_group_ids = itertools.count(-1_001_234_567_890, -1)
+
+
+async def _all_fetched(api: FakeTelegramApi) -> None:
+    """Wait until the bot has taken every queued update from the fake."""
+    await api.wait_for(lambda: api.unconfirmed == 0, within_s=30)
+
+
+async def _idle(bot: RunningBot) -> None:
+    """Wait until the bot holds no update (every fetched one has been handled)."""
+    inbox = bot.application.bot_data.runtime.inbox
+    async with asyncio.timeout(60):
+        while inbox.held:  # noqa: ASYNC110  # the inbox signals nothing when it empties
+            await asyncio.sleep(0.05)
+
+
+REFUSAL_FAULTS = {
+    "not enough rights": Fault.bad_request(
+        "Bad Request: not enough rights to send text messages to the chat"
+    ),
+    "bad gateway": Fault(502, "Bad Gateway"),
+}
+
+
+@pytest.mark.parametrize("fault", REFUSAL_FAULTS.values(), ids=REFUSAL_FAULTS.keys())
+@pytest.mark.parametrize("sent", ["photo", "/history", "/export"])
+async def test_a_group_where_the_refusal_fails_still_gets_nothing(
+    fake_api: FakeTelegramApi,
+    running_bot: RunningBot,
+    user_id: int,
+    lesion_jpegs: dict[str, bytes],
+    sent: str,
+    fault: Fault,
+) -> None:
+    """The private-chats-only line cannot be sent (no right to write there, or a 502):
+    the update still stops at the gate. Nothing is downloaded, screened, listed or
+    exported into the group, and the bot leaves it."""
+    group = next(_group_ids)
+    fake_api.inject("sendMessage", fault)
+    file_id = None
+    if sent == "photo":
+        file_id = send_photo(fake_api, user_id, phone_photo(lesion_jpegs), group_id=group)
+    else:
+        fake_api.push_text(ADMIN_ID if sent == "/export" else user_id, sent, group_id=group)
+
+    # Whichever comes first: the bot leaving, or anything at all reaching the group.
+    await fake_api.wait_for(
+        lambda: group in fake_api.left_chats or bool(fake_api.replies_to(group)), within_s=60
+    )
+    await _all_fetched(fake_api)
+    await _idle(running_bot)
+    assert fake_api.replies_to(group) == []
+    assert fake_api.left_chats.count(group) == 1
+    assert fake_api.pending_faults("sendMessage") == 0  # the refusal was tried, and failed
+    if file_id is not None:
+        assert file_id not in fake_api.download_requests
+        assert await running_bot.consultations(user_id) == []
+
+
+async def test_group_traffic_never_delays_a_private_user(
+    fake_api: FakeTelegramApi, running_bot: RunningBot, new_user_id: int
+) -> None:
+    """120 messages in one group (its replies limited to 20 a minute by Telegram), then a
+    private /help: answered within 2 s, as without the group. The group got one line."""
+    group = next(_group_ids)
+    for number in range(120):
+        fake_api.push_text(new_user_id, f"hello {number}", group_id=group)
+    await _all_fetched(fake_api)
+
+    fake_api.push_text(new_user_id, "/help")
+    started = time.monotonic()
+    [help_text] = await fake_api.wait_for_text(new_user_id, within_s=30)
+    took = time.monotonic() - started
+
+    assert help_text.text == EN.help()
+    assert took < 2.0, f"/help took {took:.1f} s behind the group's traffic"
+    await fake_api.wait_for(lambda: group in fake_api.left_chats, within_s=30)
+    assert len(fake_api.replies_to(group)) <= 1
+
+
+def _membership(
+    api: FakeTelegramApi, group: int, user_id: int, old: str, new: str
+) -> dict[str, Any]:
+    """A my_chat_member update: the bot's own status in ``group`` changed from old to new."""
+    banned = {"until_date": 0} if new == "kicked" else {}
+    return {
+        "update_id": api.next_id(),
+        "my_chat_member": {
+            "chat": {"id": group, "type": "supergroup", "title": "Test group"},
+            "from": {"id": user_id, "is_bot": False, "first_name": "Test"},
+            "date": int(time.time()),
+            "old_chat_member": {"user": BOT_USER, "status": old},
+            "new_chat_member": {"user": BOT_USER, "status": new, **banned},
+        },
+    }
+
+
+async def test_the_bot_leaves_a_group_as_soon_as_it_is_added(
+    fake_api: FakeTelegramApi, running_bot: RunningBot, new_user_id: int
+) -> None:
+    """Added to a group: one line there, then it leaves, before anyone wrote anything.
+    Removed from another: nothing is sent there and nothing is left."""
+    del running_bot
+    added, removed = next(_group_ids), next(_group_ids)
+    fake_api.push_update(_membership(fake_api, removed, new_user_id, "member", "kicked"))
+    fake_api.push_update(_membership(fake_api, added, new_user_id, "left", "member"))
+    await fake_api.wait_for(lambda: added in fake_api.left_chats, within_s=30)
+    assert [m.text for m in fake_api.replies_to(added)] == [EN.text("private_only")]
+    assert fake_api.replies_to(removed) == [] and removed not in fake_api.left_chats
+
+
 async def test_buttons_pressed_in_a_group_are_ignored(
     fake_api: FakeTelegramApi, running_bot: RunningBot, new_user_id: int
 ) -> None:
     """A consent button forwarded into a group and pressed there does nothing at all."""
     fake_api.push_text(new_user_id, "/start")
-    [start] = await fake_api.wait_for_text(new_user_id)
+    await fake_api.wait_for_text(new_user_id, count=4)  # the consent question is the last
+    start = fake_api.last_with_buttons(new_user_id)
     in_group = SentMessage("sendMessage", GROUP_ID, start.text, None, 1, start.reply_markup)
     answered, in_the_group = len(fake_api.answered_callbacks), len(fake_api.replies_to(GROUP_ID))
     fake_api.push_callback(new_user_id, in_group, "consent:agree")
     fake_api.push_text(new_user_id, "/help")  # handled after the press, in order
-    await fake_api.wait_for_text(new_user_id, count=2)
+    await fake_api.wait_for_text(new_user_id, count=5)
     assert len(fake_api.replies_to(GROUP_ID)) == in_the_group
     assert len(fake_api.answered_callbacks) == answered
     assert await running_bot.user(new_user_id) is None  # no consent stored

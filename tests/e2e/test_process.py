@@ -20,8 +20,9 @@ from sqlalchemy.engine import make_url
 
 from bot.__main__ import EXIT_BAD_SETTINGS, EXIT_BAD_TOKEN, main
 from bot.config import Settings
-from bot.db.migrate import MIGRATION_LOCK_KEY, alembic_config
-from bot.db.session import create_engine
+from bot.db.migrate import MIGRATION_LOCK_KEY, alembic_config, upgrade_to_head
+from bot.db.repository import UserRepository
+from bot.db.session import create_engine, create_session_factory
 from bot.keys import KEY_FILE_NAME
 from tests.conftest import REPO_ROOT
 from tests.e2e import images
@@ -38,6 +39,12 @@ from tests.e2e.processes import (
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi
 
 USER_ID = 918_273_645  # distinctive, to look for in the logs
+# /start to a newcomer: what the bot does, what it does not, photo tips, consent.
+START_MESSAGES = 4
+
+
+# 32 random bytes (64 hex digits), as USER_KEY_SECRET must hold.
+REPLICA_SECRET = "8c3f1a6d9e2b5c7f0a4d8e1b6c9f2a5d7e0b3c6f9a2d5e8b1c4f7a0d3e6b9c2f"
 
 
 async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
@@ -56,13 +63,15 @@ async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
     )
     async with bot_process(env, tmp_path, log_path) as process:
         fresh_api.push_text(USER_ID, "/start")
-        [reply] = await fresh_api.wait_for_text(USER_ID, within_s=180)
+        # /start: a few short messages, the consent question (with its buttons) last.
+        await fresh_api.wait_for_text(USER_ID, count=START_MESSAGES, within_s=180)
+        reply = fresh_api.last_with_buttons(USER_ID)
         assert "not a diagnosis" in (reply.text or "")
         fresh_api.push_callback(USER_ID, reply, "consent:agree")
-        await fresh_api.wait_for_text(USER_ID, count=2, within_s=180)
+        await fresh_api.wait_for_text(USER_ID, count=START_MESSAGES + 1, within_s=180)
         photo = fresh_api.add_file(images.phone_like_photo(lesion_jpegs["ISIC_0024380_nv"]))
         fresh_api.push_message(USER_ID, document={**photo.as_dict(), "mime_type": "image/jpeg"})
-        replies = await fresh_api.wait_for_text(USER_ID, count=3, within_s=180)
+        replies = await fresh_api.wait_for_text(USER_ID, count=START_MESSAGES + 2, within_s=180)
         assert "not a diagnosis" in (replies[-1].text or "")
         # In polling mode too: alive, ready, and the photo counted.
         assert await http_get(health, "/healthz") == (200, "ok\n")
@@ -88,12 +97,39 @@ async def test_bot_process_answers_and_exits_cleanly_on_sigterm(
     assert " apscheduler" not in output
 
 
+async def test_a_lost_key_file_stops_the_bot_with_a_clear_message(
+    fresh_api: FakeTelegramApi, tmp_path: Path
+) -> None:
+    """A database with users, and its user_key_secret file gone: the bot exits with the
+    bad-settings status and says how to recover; it writes no new secret (on main it
+    wrote "user-key:" + the live token, cutting every user off from their data)."""
+    database = tmp_path / "data" / "bot.db"
+    url = f"sqlite+aiosqlite:///{database}"
+    engine = create_engine(url)
+    try:
+        await upgrade_to_head(engine)
+        async with create_session_factory(engine).begin() as session:
+            await UserRepository(session).get_or_add("f" * 64)
+    finally:
+        await engine.dispose()
+    env = bot_env(TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_URL=fresh_api.url, DATABASE_URL=url)
+    log_path = tmp_path / "bot.log"
+    async with bot_process(env, tmp_path, log_path) as process:
+        returncode = await asyncio.wait_for(process.wait(), 180)
+    output = log_path.read_text()
+    assert returncode == EXIT_BAD_SETTINGS, output[-3000:]
+    assert "user_key_secret" in output and "is missing" in output
+    assert "Restore the file" in output
+    assert not (database.parent / KEY_FILE_NAME).exists()
+    assert TOKEN not in output and "Traceback" not in output
+
+
 async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
     fresh_api: FakeTelegramApi, tmp_path: Path
 ) -> None:
     """Behind a webhook: it registers URL and secret, answers what Telegram posts, and
     refuses a post without the secret, so a guessed URL cannot inject updates."""
-    port, secret, health = free_port(), "hook-Secret_42", free_port()
+    port, secret, health = free_port(), "hook-Secret_42-Jd8Wq2Lz5Xv7Nb3Mk9Pr4Tc", free_port()
     url = f"http://127.0.0.1:{port}/telegram-updates"
     log_path = tmp_path / "bot.log"
     env = bot_env(
@@ -124,12 +160,14 @@ async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
         # The webhook is registered just before its server starts listening; the fake
         # retries delivery, as Telegram does, until the bot takes the update.
         fresh_api.push_text(USER_ID, "/start")
-        [reply] = await fresh_api.wait_for_text(USER_ID, within_s=180)
-        assert "not a diagnosis" in (reply.text or "")
+        await fresh_api.wait_for_text(USER_ID, count=START_MESSAGES, within_s=180)
+        assert "not a diagnosis" in (fresh_api.last_with_buttons(USER_ID).text or "")
         async with ClientSession() as session:
             for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
                 async with session.post(url, json=forged, headers=headers) as response:
                     assert response.status == 403
+        # Checked before the body is read: the headers of an 80 MB post get their 403 at once.
+        assert await _status_of_headers_only(port, 80 * 2**20) == b"HTTP/1.1 403 Forbidden"
         # Beside the webhook, on a port of their own.
         assert await http_get(health, "/readyz") == (200, "ready\n")
         assert (await http_get(health, "/metrics"))[0] == 200
@@ -141,6 +179,20 @@ async def test_bot_process_in_webhook_mode_answers_and_refuses_forged_updates(
     assert fresh_api.replies_to(forger) == []
     assert secret not in output and TOKEN not in output
     assert "Traceback" not in output
+
+
+async def _status_of_headers_only(port: int, length: int) -> bytes:
+    """POST only the headers of a ``length``-byte body, no secret; the answer's status line."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            f"POST /telegram-updates HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n".encode()
+        )
+        async with asyncio.timeout(5):
+            return (await reader.readline()).strip()
+    finally:
+        writer.close()
 
 
 @pytest.fixture
@@ -260,9 +312,10 @@ async def test_error_paths_log_no_token_id_spot_name_or_patient_code(
     )
     async with bot_process(env, tmp_path, log_path) as process:
         fresh_api.push_text(WORKER_ID, "/start")
-        [start] = await fresh_api.wait_for_text(WORKER_ID, within_s=180)
+        await fresh_api.wait_for_text(WORKER_ID, count=START_MESSAGES, within_s=180)
+        start = fresh_api.last_with_buttons(WORKER_ID)
         fresh_api.push_callback(WORKER_ID, start, "consent:agree")
-        await fresh_api.wait_for_text(WORKER_ID, count=2)
+        await fresh_api.wait_for_text(WORKER_ID, count=START_MESSAGES + 1)
         fresh_api.push_text(ADMIN_USER_ID, f"/grantworker {WORKER_ID}")
         await fresh_api.wait_for_text(ADMIN_USER_ID)
         fail_inserts(database)
@@ -272,7 +325,7 @@ async def test_error_paths_log_no_token_id_spot_name_or_patient_code(
             document={**photo.as_dict(), "mime_type": "image/jpeg"},
             caption=f"#{PATIENT_CODE} {SPOT_NAME}",
         )
-        replies = await fresh_api.wait_for_text(WORKER_ID, count=3)
+        replies = await fresh_api.wait_for_text(WORKER_ID, count=START_MESSAGES + 2)
         assert (
             replies[-1].text
             == "Sorry, something went wrong on my side. Please try again in a minute."
@@ -319,7 +372,7 @@ async def test_two_replicas_starting_together_on_an_empty_postgresql_migrate_onc
                 TELEGRAM_API_URL=fresh_api.url,
                 DATABASE_URL=database_url,
                 # Required with a database server; shared, as replicas must share it.
-                USER_KEY_SECRET="replica-user-key-secret",
+                USER_KEY_SECRET=REPLICA_SECRET,
                 HEALTH_PORT=str(port),
             )
             for port in ports

@@ -77,15 +77,33 @@ async def test_monthly_reminder_is_stored_sent_when_due_and_stops_when_off(
     assert len([m for m in fake_api.replies_to(user_id) if m.method == "sendMessage"]) == 3
 
 
-async def test_remind_without_a_choice_explains_itself(
+async def test_remind_offers_buttons_rather_than_english_words_to_type(
     fake_api: FakeTelegramApi, running_bot: RunningBot, user_id: int
 ) -> None:
-    """/remind alone (or with nonsense) gives the usage and stores nothing."""
+    """/remind alone (or with nonsense) offers the choice as buttons in the user's language
+    and stores nothing; pressing "once a month" turns reminders on, "no reminders" off."""
+    await running_bot.agree(user_id, language="kk")
+    kk = for_language("kk")
     fake_api.push_text(user_id, "/remind weekly")
-    reply = await last_text(fake_api, user_id, 1)
-    assert reply.text == EN.text("remind.usage")
+    menu = await last_text(fake_api, user_id, 1)
+    assert menu.text == kk.text("remind.ask")
+    assert menu.buttons == [
+        (kk.text("remind.button.monthly"), "remind:monthly"),
+        (kk.text("remind.button.off"), "remind:off"),
+    ]
     user = await running_bot.user(user_id)
     assert user is not None and user.reminder is None
+
+    on = await press(fake_api, user_id, menu, "remind:monthly")
+    assert on.text == kk.text("remind.on")
+    user = await running_bot.user(user_id)
+    assert user is not None and user.reminder == "monthly" and user.chat_ref is not None
+    fake_api.push_text(user_id, "/remind")
+    menu = await last_text(fake_api, user_id, 2)
+    off = await press(fake_api, user_id, menu, "remind:off")
+    assert off.text == kk.text("remind.off")
+    user = await running_bot.user(user_id)
+    assert user is not None and user.reminder is None and user.next_reminder_at is None
 
 
 @pytest.mark.parametrize("risk", ["high", "low"])
@@ -159,8 +177,9 @@ async def test_follow_up_asks_once_and_stores_the_visit_and_the_diagnosis(
     await run_job_at(running_bot, running_bot.settings.follow_up_after_days + 1)
     question = await last_text(fake_api, user_id, 1)
     assert question.text == EN.follow_up(row.created_at, "arm")
-    assert "one of your skin spots (“arm”). Did you manage to see a doctor?" in (
-        question.text or ""
+    when = EN.date(row.created_at)
+    assert question.text == f"On {when} I suggested that a doctor check your spot “arm”. " + (
+        "Did you manage to see a doctor?"
     )
     follow_up = await follow_up_of(running_bot, row.id)
     assert question.buttons == [
@@ -195,6 +214,36 @@ async def test_follow_up_not_yet_is_stored_with_a_nudge_to_go(
     reply = await press(fake_api, user_id, question, f"fu:{follow_up.id}:not_yet")
     assert reply.text == EN.text("followup.please_go")
     assert (await follow_up_of(running_bot, row.id)).saw_doctor == "not_yet"
+
+
+async def test_follow_ups_due_together_go_out_as_one_message_naming_each_spot(
+    fake_api: FakeTelegramApi, running_bot: RunningBot, user_id: int
+) -> None:
+    """Three results due at once (one patient used to get five messages): one message per
+    person per run, each spot by name and date; one press answers for all of them."""
+    await running_bot.agree(user_id, language="ru")
+    rows = [
+        await seed_medium_result(running_bot, user_id, label) for label in ("arm", None, "calf")
+    ]
+    await run_job_at(running_bot, running_bot.settings.follow_up_after_days + 1)
+    question = await last_text(fake_api, user_id, 1)
+    assert len([m for m in fake_api.replies_to(user_id) if m.method == "sendMessage"]) == 1
+    ru = for_language("ru")
+    assert question.text == ru.follow_ups([(row.created_at, row.lesion_label) for row in rows])
+    text = question.text or ""
+    when = ru.date(rows[0].created_at)
+    for line in (f"• «arm», проверка от {when}", f"• пятно без названия, проверка от {when}"):
+        assert line in text
+    ids = ",".join([str((await follow_up_of(running_bot, row.id)).id) for row in rows])
+    assert question.buttons[0] == (ru.text("followup.button.yes"), f"fu:{ids}:yes")
+    for row in rows:
+        assert (await follow_up_of(running_bot, row.id)).sent_at is not None
+
+    diagnosis = await press(fake_api, user_id, question, f"fu:{ids}:yes")
+    await press(fake_api, user_id, diagnosis, f"dx:{ids}:benign")
+    for row in rows:
+        stored = await follow_up_of(running_bot, row.id)
+        assert (stored.saw_doctor, stored.diagnosis) == ("yes", "benign")
 
 
 async def test_someone_elses_follow_up_cannot_be_answered(

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from bot import metrics
+from bot import metrics, scheduler
 from bot.context import BotApplication
 from bot.db.models import OutboxMessage, utc_now
 from bot.db.repository import OutboxRepository, UserRepository
@@ -192,13 +192,20 @@ async def test_a_process_killed_after_claiming_loses_nothing(
     # A first process queues and claims it, then dies before sending.
     assert await queue_due(runtime, now) == 1
     async with runtime.sessions.begin() as session:
-        claimed = await OutboxRepository(session).claim_next(now, now + CLAIM_LEASE)
+        # Leases are on the database's clock (not the run's "now", which says what is due).
+        claimed = await OutboxRepository(session).claim_next(now, utc_now() + CLAIM_LEASE)
         assert claimed is not None and claimed.user_key == running_bot.key(new_user_id)
 
     # Another replica runs meanwhile: the claim is live, so it leaves the message alone.
     assert (await run_at(running_bot, now + timedelta(seconds=1))).sent == 0
     assert reminders_to(fake_api, new_user_id) == 0
     # The lease runs out: the next run sends it, exactly once.
+    async with runtime.sessions.begin() as session:
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == claimed.id)
+            .values(claimed_until=utc_now() - timedelta(seconds=1))
+        )
     later = now + CLAIM_LEASE + timedelta(seconds=1)
     assert (await run_at(running_bot, later)).sent == 1
     assert (await run_at(running_bot, later + timedelta(minutes=1))).sent == 0
@@ -238,6 +245,31 @@ async def test_two_replicas_running_the_scheduler_at_once_send_each_message_once
     assert first.queued + second.queued == 30
     assert first.sent + second.sent == 30
     assert [reminders_to(fake_api, u) for u in users] == [1] * 30
+
+
+async def test_a_run_longer_than_a_lease_still_sends_each_message_once(
+    fake_api: FakeTelegramApi,
+    running_bot: RunningBot,
+    second_replica: BotApplication,
+    new_user_id: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Telegram answers slowly, so one run lasts longer than a claim's lease (2 s here, 5
+    minutes in production), and another replica starts a run meanwhile: each claim's lease
+    counts from that claim, not from the start of the run, so no message it is still
+    sending looks free to the other replica. Each reminder goes out once."""
+    monkeypatch.setattr(scheduler, "CLAIM_LEASE", timedelta(seconds=2))
+    users = [new_user_id * 1000 + n for n in range(8)]
+    now = utc_now() + timedelta(days=8)
+    await due_reminders(running_bot, users, now - timedelta(hours=1))
+    fake_api.inject("sendMessage", *[Fault.slow(0.5)] * len(users))
+    first = asyncio.create_task(run_at(running_bot, now))
+    await asyncio.sleep(2.6)  # past the first claim's lease; that run is still sending
+    later = now + timedelta(seconds=2.6)
+    second = await send_due(second_replica.bot, second_replica.bot_data.runtime, later)
+    report = await first
+    assert report.sent + second.sent == len(users)
+    assert [reminders_to(fake_api, u) for u in users] == [1] * len(users)
 
 
 GROUP_ID = -1_001_234_567_891

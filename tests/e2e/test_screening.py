@@ -26,8 +26,9 @@ from bot.screening import Assessed, UnsupportedMedia
 from inference.preprocess import square_crop_box
 from inference.types import DecodeFailure, LesionBox, QualityIssue, Risk
 from tests.e2e import images
-from tests.e2e.conftest import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, RunningBot
+from tests.e2e.conftest import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, TEST_USER_KEY_SECRET, RunningBot
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi, SentMessage
+from tests.hostile_images import scan_repeat_jpeg
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -122,7 +123,7 @@ def assert_assessed(text: str, replies: list[SentMessage], row: Consultation) ->
 
 def assert_complete_log(row: Consultation, user_id: int, bot: RunningBot) -> None:
     """An assessed row carries everything the issue asks the log to keep."""
-    assert row.user_key == user_key(user_id, b"test-user-key-secret")  # the settings' secret
+    assert row.user_key == user_key(user_id, TEST_USER_KEY_SECRET.encode())  # the settings' secret
     assert str(user_id) not in row.user_key
     assert row.created_at.tzinfo is not None
     assert abs(datetime.now(UTC) - row.created_at) < timedelta(hours=1)
@@ -364,6 +365,12 @@ BAD_INPUTS = {
         _document(lambda _: images.huge_png(_HUGE_SIDE, _HUGE_SIDE), "image/png"),
         "document",
         DecodeFailure.TOO_MANY_PIXELS,
+        downloaded=True,
+    ),
+    "progressive jpeg of 200 repeated scans": BadInput(
+        _document(lambda _: scan_repeat_jpeg(width=2000, height=1500), "image/jpeg"),
+        "document",
+        DecodeFailure.TOO_COMPLEX,
         downloaded=True,
     ),
     "tiny": BadInput(

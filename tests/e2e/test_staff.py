@@ -7,6 +7,7 @@ import asyncio
 import csv
 import io
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -26,6 +27,7 @@ from tests.fakes.telegram_api import FakeTelegramApi, SentMessage
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 EN = for_language("en")
+PAD_DIR = Path(__file__).resolve().parents[1] / "data" / "pad"
 REFUSED = "Sorry, this command is only for authorised staff."
 
 
@@ -112,7 +114,7 @@ async def test_admin_stats_give_counts_and_a_chart(
     assert str(user_id) not in text_
     assert "not_a_lesion" not in text_  # words, not internal codes
     assert chart.method == "sendPhoto"
-    assert chart.text == EN.text("stats.chart_caption", days=7)
+    assert chart.text == EN.plural("stats.chart_caption", 7, days=7)
     assert chart.photo is not None
     with Image.open(io.BytesIO(chart.photo)) as picture:
         assert picture.format == "PNG"
@@ -151,7 +153,7 @@ async def test_admin_export_is_a_csv_with_pseudonymous_keys_only(
     )
     [document] = sent(fake_api, ADMIN_ID, "sendDocument")[-1:]
     assert document.filename == "consultations-7d.csv"
-    assert document.text == EN.text("export.caption", days=7)
+    assert document.text == EN.plural("export.caption", 7, days=7)
     rows = read_csv(document)
     assert rows and tuple(rows[0]) == ADMIN_COLUMNS
     mine = [row for row in rows if row["user_key"] == running_bot.key(user_id)]
@@ -174,7 +176,8 @@ async def test_admin_sets_referral_contacts_shown_on_high_risk_results(
     before = len(fake_api.replies_to(ADMIN_ID))
     fake_api.push_text(ADMIN_ID, "/setreferral ru Онкодиспансер: +7 727 000 00 00")
     await fake_api.wait_for(lambda: len(fake_api.replies_to(ADMIN_ID)) > before)
-    assert fake_api.replies_to(ADMIN_ID)[-1].text == EN.text("referral.set", language="ru")
+    confirmation = fake_api.replies_to(ADMIN_ID)[-1].text or ""
+    assert confirmation.startswith(EN.text("referral.set", language="ru"))
 
     # The real model decides the risk of a real photo, so the rendering of a high result is
     # driven directly, with the contacts as the running bot stored them.
@@ -246,7 +249,7 @@ async def test_worker_flow_with_patient_codes(
     assert patients.text == "\n".join(
         [
             "Your patients:",
-            f"P123: last check {EN.date(row.created_at)} (checks in total: 1)",
+            f"P123: last check {EN.date(row.created_at)} (1 check in total)",
         ]
     )
     fake_api.push_text(worker, "/patient p123")
@@ -272,3 +275,26 @@ async def test_worker_flow_with_patient_codes(
     fake_api.push_text(worker, "/patients")
     refused = await last_text(fake_api, worker, 6)
     assert refused.text == REFUSED
+
+
+async def test_referral_contacts_fall_back_to_another_language_the_admin_set(
+    fake_api: FakeTelegramApi, running_bot: RunningBot, new_user_id: int
+) -> None:
+    """Contacts set in Russian only: /setreferral says which languages have none, and a
+    Kazakh high-risk result still says where to get checked, with the Russian contacts."""
+    async with running_bot.application.bot_data.runtime.sessions.begin() as session:
+        await session.execute(text("DELETE FROM referral_contacts"))
+    before = len(fake_api.replies_to(ADMIN_ID))
+    fake_api.push_text(ADMIN_ID, "/setreferral ru Онкодиспансер: +7 727 000 00 00")
+    await fake_api.wait_for(lambda: len(fake_api.replies_to(ADMIN_ID)) > before)
+    warning = EN.text("referral.missing", languages="English, Қазақша")
+    assert fake_api.replies_to(ADMIN_ID)[-1].text == "\n".join(
+        [EN.text("referral.set", language="ru"), warning]
+    )
+
+    await running_bot.agree(new_user_id, language="kk")
+    send_photo(fake_api, new_user_id, (PAD_DIR / "PAT_145_216_110.jpg").read_bytes())
+    reply = (await last_text(fake_api, new_user_id, 1)).text or ""
+    kk = for_language("kk")
+    assert kk.text("risk.high") in reply, "this basal cell carcinoma is no longer high risk"
+    assert f"{kk.text('referral.header')}\nОнкодиспансер: +7 727 000 00 00" in reply

@@ -22,7 +22,7 @@ NEW_TOKEN = "987654321:ROTATED-fake-token-abcdefghijklmno"
 USER = 4_242_001
 
 
-@pytest.mark.parametrize("secret", ["a-secret-the-deployment-keeps", None])
+@pytest.mark.parametrize("secret", ["a-secret-the-deployment-keeps-c4f7a0d3e6b9c2f58c3f1a6d", None])
 async def test_a_new_token_keeps_consent_history_and_reminders(
     fresh_api: FakeTelegramApi, tmp_path: Path, lesion_jpegs: dict[str, bytes], secret: str | None
 ) -> None:
@@ -30,12 +30,12 @@ async def test_a_new_token_keeps_consent_history_and_reminders(
     database = tmp_path / "data" / "bot.db"
     async with start_bot(make_settings(fresh_api.url, database, user_key_secret=secret)):
         fresh_api.push_text(USER, "/start")
-        start = await last_text(fresh_api, USER, 1)
+        start = await last_text(fresh_api, USER, 4)  # /start: 4 short messages
         await press(fresh_api, USER, start, "consent:agree")
         send_photo(fresh_api, USER, phone_photo(lesion_jpegs), caption="left arm")
-        assert "not a diagnosis" in ((await last_text(fresh_api, USER, 3)).text or "")
+        assert "not a diagnosis" in ((await last_text(fresh_api, USER, 6)).text or "")
         fresh_api.push_text(USER, "/remind monthly")
-        assert (await last_text(fresh_api, USER, 4)).text == EN.text("remind.on")
+        assert (await last_text(fresh_api, USER, 7)).text == EN.text("remind.on")
 
     fresh_api.token = NEW_TOKEN  # the old token is revoked: Telegram refuses it from now on
     rotated = make_settings(
@@ -43,15 +43,15 @@ async def test_a_new_token_keeps_consent_history_and_reminders(
     )
     async with start_bot(rotated) as bot:
         fresh_api.push_text(USER, "/history")
-        history = await last_text(fresh_api, USER, 5)
+        history = await last_text(fresh_api, USER, 8)
         assert (history.text or "").startswith(EN.text("history.title"))
         assert "left arm" in (history.text or "")
         send_photo(fresh_api, USER, phone_photo(lesion_jpegs, seed=1))
-        result = await last_text(fresh_api, USER, 6)
+        result = await last_text(fresh_api, USER, 9)
         assert "not a diagnosis" in (result.text or "")  # no new consent asked for
         runtime = bot.application.bot_data.runtime
         await send_due(bot.application.bot, runtime, utc_now() + timedelta(days=31))
-        await last_text(fresh_api, USER, 7)
+        await last_text(fresh_api, USER, 10)
         # Sent oldest first: a follow-up (due after 21 days) may come before the reminder.
         later = [m.text for m in fresh_api.replies_to(USER) if m.method == "sendMessage"][6:]
         assert EN.text("remind.message") in later

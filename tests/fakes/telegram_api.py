@@ -4,8 +4,8 @@ It speaks just enough of the Bot API for the bot: getMe, getUpdates (long pollin
 sendMessage, sendPhoto and sendDocument (multipart; the bytes are kept), editMessageText,
 editMessageReplyMarkup, answerCallbackQuery, sendChatAction, getFile and the file download
 route, setWebhook and deleteWebhook, setMyCommands and deleteMyCommands (per scope and
-language), setMyDescription and setMyShortDescription (per language), and "ok" for other
-harmless calls. Faults (an error status, 429 with retry_after, a slow answer, a dropped
+language), setMyDescription and setMyShortDescription (per language), leaveChat, and "ok" for
+other harmless calls. Faults (an error status, 429 with retry_after, a slow answer, a dropped
 connection) are queued per method with ``inject`` and used by that method's next calls, in
 order. While a webhook is set, updates are POSTed to it with its secret token, as
 Telegram does, and getUpdates is refused.
@@ -144,6 +144,7 @@ class FakeTelegramApi:
     short_descriptions: dict[str, str] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)  # Bot API method names, in call order
     answered_callbacks: list[str] = field(default_factory=list)
+    left_chats: list[int] = field(default_factory=list)  # leaveChat, in call order
 
     def __post_init__(self) -> None:
         self._updates: list[JsonDict] = []
@@ -229,6 +230,15 @@ class FakeTelegramApi:
         self._updates.append(update)
         self._notify()
         return int(update["message"]["message_id"])
+
+    def push_update(self, update: JsonDict) -> None:
+        """Queue ``update`` exactly as given (say, one the bot's library cannot parse)."""
+        self._updates.append(update)
+        self._notify()
+
+    def next_id(self) -> int:
+        """A fresh number for an update or message id."""
+        return next(self._ids)
 
     def message_update(
         self,
@@ -406,6 +416,7 @@ class FakeTelegramApi:
             "deletemycommands": self._delete_my_commands,
             "setmydescription": self._set_my_description,
             "setmyshortdescription": self._set_my_short_description,
+            "leavechat": self._leave_chat,
         }
 
     async def _true(self, params: dict[str, Any]) -> web.Response:
@@ -460,7 +471,15 @@ class FakeTelegramApi:
         limit = int(params.get("limit", 100))
         timeout = min(float(params.get("timeout", 0)), MAX_POLL_S)
         # As Telegram does: asking from an offset confirms every earlier update.
-        self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        allowed = params.get("allowed_updates")
+        if allowed:
+            # As Telegram does: kinds the bot did not ask for are never sent (dropped).
+            kinds = set(json.loads(allowed)) | {"update_id"}
+            self._updates = [u for u in self._updates if set(u) <= kinds or len(u) == 1]
+        unconfirmed = [u for u in self._updates if u["update_id"] >= offset]
+        if len(unconfirmed) != len(self._updates):
+            self._updates = unconfirmed
+            self._notify()  # someone may wait for the bot to have taken them (unconfirmed)
         if not self._updates and timeout > 0:
             with contextlib.suppress(TimeoutError):
                 await self.wait_for(lambda: bool(self._updates), timeout)
@@ -539,6 +558,11 @@ class FakeTelegramApi:
 
     async def _send_chat_action(self, params: dict[str, Any]) -> web.Response:
         self.chat_actions.append((int(params["chat_id"]), str(params["action"])))
+        return _ok(True)
+
+    async def _leave_chat(self, params: dict[str, Any]) -> web.Response:
+        self.left_chats.append(int(params["chat_id"]))
+        self._notify()
         return _ok(True)
 
     async def _set_my_commands(self, params: dict[str, Any]) -> web.Response:

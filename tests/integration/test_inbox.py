@@ -127,7 +127,54 @@ async def test_an_update_that_keeps_killing_its_process_is_given_up(
     assert await Inbox(sessions, SEALER, lease=HOUR).claim(bot) == []
     given_up = await row(sessions, 1)
     assert given_up.gave_up == "attempts" and given_up.done_at is not None
-    assert given_up.payload is None
+    assert given_up.payload is not None  # kept sealed, for an administrator, until purged
+
+
+async def test_a_poison_held_with_twenty_others_is_the_only_one_given_up(
+    sessions: async_sessionmaker[AsyncSession], bot: Bot
+) -> None:
+    """A process dies holding 21 updates, one of which kills every process that handles
+    it. The 21 are suspects now, so they are tried one at a time: the 20 others are
+    handled, and only the one that killed its holder is charged, given up and its sender
+    told (test 4 of issue 19)."""
+    dead = Inbox(sessions, SEALER, lease=timedelta(0))
+    for update_id in range(1, 22):
+        assert await dead.accept(text_update(update_id, bot))
+    poison = 8
+    handled: list[int] = []
+    told: list[int] = []
+
+    async def tell(update_: Update) -> None:
+        told.append(update_.update_id)
+
+    deaths = 1  # the first holder
+    for _ in range(40):  # each pass a process that lives until the poison kills it
+        process = Inbox(sessions, SEALER, lease=HOUR)
+        process.on_given_up = tell
+        if (await process.waiting())[0] == 0:
+            break
+        while claimed := await process.claim(bot):
+            [one] = claimed  # one suspect at a time
+            if one.update_id == poison:
+                await lease_runs_out(sessions, poison)  # killed while handling it
+                deaths += 1
+                break
+            await process.finish(one.update_id)
+            handled.append(one.update_id)
+    assert handled == [n for n in range(1, 22) if n != poison]
+    assert told == [poison] and deaths == MAX_ATTEMPTS
+    given_up = await row(sessions, poison)
+    assert given_up.gave_up == "attempts" and given_up.payload is not None
+    assert {(await row(sessions, n)).gave_up for n in handled} == {None}
+
+
+async def lease_runs_out(sessions: async_sessionmaker[AsyncSession], update_id: int) -> None:
+    async with sessions.begin() as session:
+        await session.execute(
+            update(InboxUpdate)
+            .where(InboxUpdate.update_id == update_id)
+            .values(lease_until=utc_now() - timedelta(seconds=1))
+        )
 
 
 async def test_an_update_that_cannot_be_opened_is_given_up(
@@ -157,7 +204,7 @@ async def test_handled_updates_are_remembered_then_purged(
 
     assert await inbox.purge() == 1
     assert not await inbox.accept(text_update(2, bot))  # recent: still recognised
-    assert await inbox.waiting() == 0
+    assert (await inbox.waiting())[0] == 0
 
 
 async def test_the_queue_takes_an_update_once_and_refuses_it_when_it_cannot_be_kept(

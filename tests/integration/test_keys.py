@@ -4,6 +4,8 @@ user's row does not."""
 
 from __future__ import annotations
 
+import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.config import Settings
+from bot.config import Settings, describe_settings_error
 from bot.db.migrate import upgrade_to_head
 from bot.db.models import User
 from bot.db.repository import UserRepository
@@ -22,7 +24,7 @@ from tests.legacy_seal import seal_chat_id_v0
 
 T1 = "123456789:FIRST-token-abcdefghijklmnopqrstuvwxyz"
 T2 = "123456789:SECOND-token-abcdefghijklmnopqrstuvwxy"
-SECRET = b"the-deployment-user-key-secret"
+SECRET = b"the-deployment-user-key-secret-" + b"1f4a7d0c3e6b9f2a5d8c1e4b7a0d3f6c"
 NEW_SEAL_KEY = "n" * 64
 
 
@@ -93,8 +95,9 @@ async def test_without_a_secret_one_is_generated_kept_and_survives_a_new_token(
 
 
 async def test_a_database_keyed_by_the_old_token_keeps_its_users(tmp_path: Path) -> None:
-    """A database from before USER_KEY_SECRET was required: its users keep their keys, and
-    after that the token can change."""
+    """A database from before USER_KEY_SECRET existed: with USER_KEY_SECRET set to
+    'user-key:' and the old token (the documented recovery), its users keep their keys,
+    and after that the token can change."""
     database = tmp_path / "bot.db"
     url = f"sqlite+aiosqlite:///{database}"
     legacy_secret = b"user-key:" + T1.encode()
@@ -106,9 +109,10 @@ async def test_a_database_keyed_by_the_old_token_keeps_its_users(tmp_path: Path)
         async with sessions.begin() as session:
             user = await UserRepository(session).get_or_add(old_key)
             user.chat_ref = seal_chat_id_v0(42, legacy_secret)
-        keys = await load_keys(settings(url, T1), sessions)
+        kept = legacy_secret.decode()
+        keys = await load_keys(settings(url, T1, user_key_secret=kept), sessions)
         await reseal_chat_refs(sessions, keys)
-        after_rotation = await load_keys(settings(url, T2), sessions)
+        after_rotation = await load_keys(settings(url, T2, user_key_secret=kept), sessions)
         async with sessions() as session:
             stored = await UserRepository(session).get(old_key)
     finally:
@@ -116,6 +120,122 @@ async def test_a_database_keyed_by_the_old_token_keeps_its_users(tmp_path: Path)
     assert keys.user_key(42) == after_rotation.user_key(42) == old_key
     assert stored is not None and stored.chat_ref is not None
     assert after_rotation.sealer.open(stored.chat_ref, old_key) == 42
+    assert not (tmp_path / KEY_FILE_NAME).exists()
+
+
+async def _database_with_a_user(url: str) -> AsyncEngine:
+    engine = create_engine(url)
+    await upgrade_to_head(engine)
+    async with create_session_factory(engine).begin() as session:
+        await UserRepository(session).get_or_add("e" * 64)
+    return engine
+
+
+async def test_a_missing_key_file_with_users_stops_the_bot(tmp_path: Path) -> None:
+    """The kept secret is gone (lost, or a restore without it) and the database has users:
+    no secret is derived from the token or generated (every user would lose their data);
+    a clear error says how to recover, and nothing is written."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    engine = await _database_with_a_user(url)
+    try:
+        with pytest.raises(KeySetupError, match="is missing") as raised:
+            await load_keys(settings(url, T1), create_session_factory(engine))
+    finally:
+        await engine.dispose()
+    message = str(raised.value)
+    assert "1 users" in message and "Restore the file" in message
+    assert "USER_KEY_SECRET" in message and T1 not in message
+    assert not (tmp_path / KEY_FILE_NAME).exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"\n", b"short", b"a" * 64])
+async def test_an_empty_or_weak_key_file_stops_the_bot(tmp_path: Path, content: bytes) -> None:
+    """A kept file that is empty, short or a pattern: refused, never used as the HMAC key
+    (an empty key would make every user key computable by anyone), and left as it is."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    key_file = tmp_path / KEY_FILE_NAME
+    key_file.write_bytes(content)
+    key_file.chmod(0o600)
+    engine = await _database_with_a_user(url)
+    try:
+        with pytest.raises(KeySetupError, match="restore the file"):
+            await load_keys(settings(url, T1), create_session_factory(engine))
+    finally:
+        await engine.dispose()
+    assert key_file.read_bytes() == content
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("user_key_secret", "a"),
+        ("user_key_secret", " "),
+        ("user_key_secret", "0123456789abcdef" * 2),  # 32 hex digits: 16 bytes
+        ("user_key_secret", "ab" * 40),  # long, but two characters
+        ("chat_seal_keys", "n" * 64),
+        ("chat_seal_keys", "0123456789abcdef" * 2),
+        ("webhook_secret", "b"),
+        ("webhook_secret", "hook-Secret_42"),
+    ],
+)
+def test_weak_secrets_are_refused(tmp_path: Path, name: str, value: str) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    with pytest.raises(ValidationError, match=name) as invalid:
+        settings(url, **{name: value})
+    explained = describe_settings_error(invalid.value)  # what the bot prints
+    assert name.upper() in explained
+    assert value not in explained or len(value.strip()) <= 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("user_key_secret", secrets.token_hex(32)),
+        ("user_key_secret", secrets.token_urlsafe(32)),
+        ("user_key_secret", "user-key:" + T1),  # the documented legacy recovery
+        ("chat_seal_keys", secrets.token_hex(32)),
+        # Rotating a key of the old rule (32 characters) out: it may still open.
+        ("chat_seal_keys", f"{secrets.token_hex(32)},{'0123456789abcdef' * 2}"),
+        ("webhook_secret", secrets.token_urlsafe(32)),
+    ],
+)
+def test_random_secrets_of_32_bytes_are_accepted(tmp_path: Path, name: str, value: str) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    assert settings(url, **{name: value}) is not None
+
+
+def test_every_secret_is_redacted_however_short(tmp_path: Path) -> None:
+    """The token is only checked for being non-blank: a short one is still in the list
+    the log formatter redacts."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    assert "1:abc" in settings(url, "1:abc").secrets()
+
+
+async def test_the_database_file_and_its_folder_are_owner_only(tmp_path: Path) -> None:
+    """Created 0700 and 0600 whatever the umask (spot names, patient codes, results); the
+    write-ahead log SQLite creates beside it takes the file's mode."""
+    database = tmp_path / "data" / "bot.db"
+    old_umask = os.umask(0o022)
+    try:
+        engine = create_engine(f"sqlite+aiosqlite:///{database}")
+        try:
+            await upgrade_to_head(engine)
+            wal_mode = stat.S_IMODE(os.stat(f"{database}-wal").st_mode)
+        finally:
+            await engine.dispose()
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(database.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    assert wal_mode == 0o600
+
+
+def test_an_existing_database_readable_by_others_is_made_owner_only(tmp_path: Path) -> None:
+    database = tmp_path / "bot.db"
+    database.touch(mode=0o644)
+    database.chmod(0o644)
+    create_engine(f"sqlite+aiosqlite:///{database}")
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
 
 
 async def test_a_database_server_without_a_secret_refuses_to_start() -> None:

@@ -61,7 +61,7 @@ def tiny_dataset(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiny_pad(tmp_path: Path) -> Path:
-    """A PAD-UFES-20-shaped folder: the four real sample photos, as twelve patients."""
+    """A PAD-UFES-20-shaped folder: the real sample photos, as twelve patients."""
     root = tmp_path / "pad"
     (root / "images").mkdir(parents=True)
     sources = sorted((DATA / "pad").glob("PAT_*.jpg"))

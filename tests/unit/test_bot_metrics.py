@@ -40,9 +40,9 @@ def test_a_refusal_counts_its_reason_and_an_assessment_none() -> None:
 
 
 def test_a_picture_refused_as_busy_counts_under_its_busy_reason() -> None:
-    """Refused before screening (queue full, or over the sender's rate): no outcome, one
+    """Refused before screening (over the sender's abuse limit): no outcome, one
     refusal each, named apart from the quality reasons."""
-    for reason in ("queue_full", "rate"):
+    for reason in ("rate",):
         label = f"busy_{reason}"
         before = sample("bot_refusals_total", reason=label)
         metrics.not_admitted(reason)

@@ -316,3 +316,21 @@ def test_two_50_megapixel_pngs_at_once_stay_within_the_memory_budget() -> None:
     measured = json.loads(result.stdout.strip().splitlines()[-1])
     assert measured["outcomes"] == ["screened", "screened"]
     assert measured["growth_bytes"] <= 2 * (max_decode_bytes + WORKING_MEMORY_BYTES)
+
+
+@pytest.mark.parametrize(
+    ("size", "screened"),
+    [((4000, 3000), (2000, 1500)), ((6000, 4500), (1500, 1125)), ((3000, 2250), (1500, 1125))],
+)
+def test_a_large_jpeg_is_decoded_at_the_size_it_is_screened_at(
+    size: tuple[int, int], screened: tuple[int, int]
+) -> None:
+    """libjpeg's draft scaling does the whole reduction: the decoder's image is no larger
+    than what screening works on, so a budget of exactly that admits it (decoding whole
+    and then reducing needed 2-4 times a side more)."""
+    data = _encode(_photo(*size), "JPEG", quality=80)
+    budget = screened[0] * screened[1] * 4  # RGB is held as RGBX
+    result = _decode(data, max_side=2560, max_decode_bytes=budget)
+    assert isinstance(result, DecodedImage)
+    assert (result.rgb.shape[1], result.rgb.shape[0]) == screened
+    assert (result.original_width, result.original_height) == size

@@ -22,6 +22,7 @@ from training.gate_calibration import (
     calibrate_gate,
     choose,
     ood_cutoff,
+    report,
 )
 
 W, H = 1280, 960
@@ -138,3 +139,12 @@ def test_the_rules_reproduce_the_shipped_gate_from_its_validation_evidence() -> 
     }
     gate, _ = calibrate_gate(clean, raw["ood_scores"])
     assert gate == shipped_gate()
+
+
+def test_the_report_lists_every_threshold_and_says_which_are_over_budget() -> None:
+    clean = {"real": [photo(blur_px=3.5)] * 10 + [photo()] * 90}
+    _, choices = calibrate_gate(clean, {"real": [100.0] * 100})
+    text = report("v", {name: c.as_json() for name, c in choices.items()})
+    for f in fields(GateThresholds):
+        assert f"| {f.name} |" in text
+    assert "| max_blur_px | 3 | **no** | 10 of 100 (10.0%) |" in text

@@ -7,10 +7,13 @@ import string
 from pathlib import Path
 
 import pytest
+from babel.messages.pofile import read_po
 
 from bot.admission import BusyReason
+from bot.advice import BENIGN_CLASSES, CANCER_CLASSES, PRECANCER_CLASSES, Action, Note
+from bot.answers import AGES, SIGNS, SITES
 from bot.db.repository import OUTCOMES
-from bot.handlers.reminders import DIAGNOSES, SAW_DOCTOR
+from bot.handlers.reminders import DIAGNOSES, REMIND_CHOICES, SAW_DOCTOR
 from bot.i18n import LANGUAGES, catalogue_path, language_for, read_catalogue
 from bot.profile import MENUS
 from bot.replies import COMMANDS, for_language
@@ -52,7 +55,9 @@ def test_every_key_the_code_uses_exists() -> None:
     used: set[str] = set()
     for path in [*BOT_DIR.rglob("*.py"), *INFERENCE_DIR.rglob("*.py")]:
         used |= set(
-            re.findall(r"""(?:text|_t)\(\s*["']([a-z_]+\.[a-z_.]+|[a-z_]+)["']""", path.read_text())
+            re.findall(
+                r"""(?:text|_t|plural)\(\s*["']([a-z_]+\.[a-z_.]+|[a-z_]+)["']""", path.read_text()
+            )
         )
     used |= {f"risk.{r.value}" for r in Risk if r is not Risk.UNASSESSABLE}
     used |= {
@@ -82,6 +87,19 @@ def test_every_key_the_code_uses_exists() -> None:
     used |= {f"stats.followup.{answer}" for answer in (*SAW_DOCTOR, "pending", "unanswered")}
     used |= {"bot.description", "bot.short_description"}
     used |= {f"command.{name}" for menu in MENUS.values() for name in menu}
+    # The advice policy's actions and notes (bot.advice), the optional questions' choices
+    # (bot.answers), the /remind buttons, and the lesion types the policy knows.
+    assessed_actions = [a for a in Action if a not in (Action.RETAKE, Action.CANNOT_ASSESS)]
+    used |= {
+        f"{family}.{a.value}" for family in ("advice", "advice_short") for a in assessed_actions
+    }
+    used |= {f"advice.note.{note.value}" for note in Note}
+    used |= {f"questions.site.{code}" for code in SITES}
+    used |= {f"questions.age.{code}" for code in AGES}
+    used |= {f"questions.sign.{code}" for code in SIGNS}
+    used |= {f"report.answer.{step}" for step in ("site", "age", "signs")}
+    used |= {f"remind.button.{choice}" for choice in REMIND_CHOICES}
+    used |= {f"lesion.{code}" for code in (*CANCER_CLASSES, *PRECANCER_CLASSES, *BENIGN_CLASSES)}
     assert {"consent.agreed", "track.compare", "stats.chart_caption"} <= used  # scan works
     assert used - set(ENGLISH) == set()
 
@@ -117,3 +135,31 @@ def test_russian_and_kazakh_replies_are_in_their_language() -> None:
     assert "not a diagnosis" in for_language("en").text("disclaimer")
     assert "не диагноз" in for_language("ru").text("disclaimer")
     assert "диагноз емес" in for_language("kk").text("disclaimer")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_plural_entries_have_every_form_of_their_language(language: str) -> None:
+    """An entry with plural forms has exactly as many as the language's Plural-Forms."""
+    with catalogue_path(language).open("rb") as file:
+        catalog = read_po(file, locale=language)
+    plural = [message for message in catalog if message.pluralizable and message.id]
+    assert plural  # the scan works
+    for message in plural:
+        assert len(message.string) == catalog.num_plurals, message.id
+
+
+def test_numbers_take_the_right_word_form() -> None:
+    """ "(всего проверок: 2)" and "за последние дни (30)" are gone: numbers agree."""
+    ru, en = for_language("ru"), for_language("en")
+    days = [ru.plural("stats.title", n, days=n) for n in (1, 3, 5, 21)]
+    assert days == [
+        "За последний 1 день:",
+        "За последние 3 дня:",
+        "За последние 5 дней:",
+        "За последний 21 день:",
+    ]
+    assert en.plural("stats.title", 1, days=1) == "Last 1 day:"
+    assert en.plural("stats.title", 30, days=30) == "Last 30 days:"
+    # Asked for as an ordinary message, a plural one still agrees with its number.
+    assert en.text("stats.title", days=30) == "Last 30 days:"
+    assert ru.text("export.caption", days=2).startswith("Проверки за последние 2 дня")

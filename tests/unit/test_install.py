@@ -57,6 +57,6 @@ def test_readme_ci_and_image_install_from_the_lock() -> None:
     ci = (REPO_ROOT / ".ci" / "run").read_text().splitlines()
     # CI runs exactly the README's test command, nothing hidden.
     assert commands[1] in ci
-    assert "pip install --no-compile -c requirements.lock -r" in (
-        REPO_ROOT / "Dockerfile"
-    ).read_text()
+    assert (
+        "pip install --no-compile -c requirements.lock -r" in (REPO_ROOT / "Dockerfile").read_text()
+    )

@@ -358,3 +358,20 @@ def test_mole_on_a_hairy_forearm_is_not_print() -> None:
     assert scene.specks_around > T.max_specks_around
     assert scene.speck_darkness < T.print_speck_darkness
     assert issues == (), result.measurements
+
+
+@pytest.mark.parametrize("specks", [5, 8])
+def test_distant_specks_are_judged_by_the_gates_rival_count(specks: int) -> None:
+    """Moles seen from afar, a few alike: "move closer" while the rivals are within the
+    gate's max_rivals, "not a lesion" (a freckle field, print) beyond it. The localiser
+    reports the count and refuses nothing itself."""
+    img = skin_field(1500, 2000, SKIN_TONES["medium"], seed=5)
+    places = [(1000, 750), (400, 300), (1600, 300), (400, 1200), (1600, 1200), (1000, 250)]
+    places += [(1000, 1250), (250, 750)]
+    for x, y in places[:specks]:
+        add_spot(img, x, y, 8, 7, SPOTS["medium"])
+    result, issues = located(img)
+    assert result.box is not None, result.measurements
+    assert result.rivals == specks - 1
+    too_many = specks - 1 > T.max_rivals
+    assert issues == (QualityIssue.NOT_A_LESION if too_many else QualityIssue.LESION_TOO_SMALL,)
