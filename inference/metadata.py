@@ -109,6 +109,9 @@ class ModelMetadata:
     # handedness, so the mirror is an equally valid view; calibration is fitted with the
     # same setting, so it belongs to the model, not to the deployment.
     flip_average: bool = False
+    # Change in malignant probability below which two photos of the same spot count as the
+    # same: the 95th percentile of |delta p| between photos of one lesion on validation
+    # (see the model card). None for models calibrated before it was measured.
     same_spot_delta: float | None = None
     training_data: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Turn a training run into the shipped model and every table the model card quotes, in order:
 #   export (ONNX, parity, compression choice) -> flip-averaging study on validation
-#   -> calibrate on real phone photos (PAD validation) -> evaluate on the test splits
+#   -> calibrate on real phone photos (PAD validation) -> risk cut-offs and same-spot
+#   variation on PAD, MILK10k and HAM10000 validation -> the questions-a-doctor-asks study
+#   (validation) -> evaluate on the test splits (risk_eval: cancer vs rest per domain)
 #   -> each gate rule judged on PAD validation -> the gate on degraded and non-lesion images
 #   (test split) -> speed -> blur study.
 # Usage: [FLIP_AVERAGE=1] scripts/release_model.sh VERSION [RUN_DIR] [CONFIG]
@@ -9,8 +11,8 @@
 # by this script's second step, on validation) shows it helps.
 set -euo pipefail
 version=${1:?usage: scripts/release_model.sh VERSION [RUN_DIR] [CONFIG]}
-run=${2:-runs/lite0}
-config=${3:-training/configs/lite0.json}
+run=${2:-runs/lite0_milk}
+config=${3:-training/configs/lite0_milk.json}
 model=inference/models/lesion_classifier.onnx
 
 if [[ "${SKIP_EXPORT:-0}" != 1 ]]; then
@@ -20,6 +22,10 @@ python -m training.flip_study --config "$config" --model "$run/export/model.onnx
 flip=()
 if [[ "${FLIP_AVERAGE:-0}" == 1 ]]; then flip=(--flip-average); fi
 python -m training.calibrate --config "$config" --model "$run/export/model.onnx" --out "$model" --version "$version" "${flip[@]}"
+python -m training.risk_calibrate --config "$config" --model "$model" --out docs/evaluation \
+  --scores-out "$run/val_scores.json"
+python -m training.fusion --config "$config" --scores "$run/val_scores.json" --out docs/evaluation
+python -m training.risk_eval --config "$config" --model "$model" --split test --out docs/evaluation
 python -m training.evaluate --config "$config" --model "$model" --out docs/evaluation
 python -m training.gate_rules --config "$config" --model "$model" --out docs/evaluation
 python -m training.gate_eval --config "$config" --model "$model" --out docs/evaluation --split test

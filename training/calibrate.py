@@ -36,6 +36,7 @@ from inference.metadata import RiskThresholds
 from inference.pipeline import Screener
 from training.config import TrainConfig
 from training.data import load_split
+from training.domains import milk_split
 from training.evalsets import (
     DOMAINS,
     REAL_DOMAIN,
@@ -55,6 +56,7 @@ from training.metrics import (
     threshold_for_sensitivity,
     threshold_for_specificity,
 )
+from training.thresholds import risk_cutoffs
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +67,12 @@ HIGH_SPECIFICITY = 0.90
 # The only split calibration reads. Test splits are scored once per released model by
 # training.evaluate; nothing here may look at them (tests/training/test_calibrate.py).
 SPLIT = "val"
+# MILK10k clinical close-ups (issue 22), when the config names them.
+CLINICAL_DOMAIN = "clinical"
 # The clean real photo sets each gate threshold may refuse at most 1 % of.
-GATE_CLEAN_SETS = (REAL_DOMAIN, "dermoscopy")
+GATE_CLEAN_SETS = (REAL_DOMAIN, "dermoscopy", CLINICAL_DOMAIN)
+# The photos the risk cut-offs serve, when close-ups are configured.
+RISK_DOMAINS = (REAL_DOMAIN, CLINICAL_DOMAIN)
 
 
 def malignant_probability(
@@ -78,10 +84,13 @@ def malignant_probability(
 
 def validation_photos(cfg: TrainConfig, seed_offset: int = 11) -> dict[str, list[Photo]]:
     """The calibration sets, all from the validation split: HAM10000 dermoscopy, a
-    synthetic phone photo of each, and PAD-UFES-20's real phone photos."""
+    synthetic phone photo of each, PAD-UFES-20's real phone photos and, when configured,
+    MILK10k's clinical close-ups."""
     images, records = load_split(cfg, (SPLIT,))[SPLIT]
     sets = {d: list(domain_photos(images, records, d, cfg.seed + seed_offset)) for d in DOMAINS}
     sets[REAL_DOMAIN] = real_photos(cfg, SPLIT)[0]
+    if cfg.milk_dir:
+        sets[CLINICAL_DOMAIN] = milk_split(cfg, SPLIT).photos
     return sets
 
 
@@ -146,7 +155,7 @@ def main() -> None:
     screener.classifier.metadata = meta
     runs = {d: run_pipeline(screener, iter(ps)) for d, ps in validation_photos(cfg).items()}
 
-    clean = {d: runs[d].gate_inputs for d in GATE_CLEAN_SETS}
+    clean = {d: runs[d].gate_inputs for d in GATE_CLEAN_SETS if d in runs}
     ood_scores = {d: [float(v) for v in r.ood[r.classified]] for d, r in runs.items()}
     gate, choices = calibrate_gate(clean, ood_scores)
     # Every photo that decodes is classified (the centre square when no lesion is found),
@@ -161,15 +170,25 @@ def main() -> None:
     temperature = fit_temperature(real.log_probs[real_ok], real.labels[real_ok])
     mal_idx = [meta.classes.index(c) for c in meta.malignant_classes]
     pm = {d: malignant_probability(r, temperature, mal_idx) for d, r in runs.items()}
-    medium = threshold_for_sensitivity(
-        real.malignant[real_ok], pm[REAL_DOMAIN][real_ok], TARGET_SENSITIVITY
-    )
-    high = max(
-        threshold_for_specificity(
-            real.malignant[real_ok], pm[REAL_DOMAIN][real_ok], HIGH_SPECIFICITY
-        ),
-        medium,
-    )
+    if CLINICAL_DOMAIN in runs:
+        # Phone photos and clinic close-ups each keep a lower confidence bound of 95%
+        # sensitivity (training/thresholds.py; issue 22).
+        medium, high, _ = risk_cutoffs(
+            {d: (runs[d].malignant[ok[d]], pm[d][ok[d]]) for d in RISK_DOMAINS},
+            list(RISK_DOMAINS),
+            TARGET_SENSITIVITY,
+            HIGH_SPECIFICITY,
+        )
+    else:
+        medium = threshold_for_sensitivity(
+            real.malignant[real_ok], pm[REAL_DOMAIN][real_ok], TARGET_SENSITIVITY
+        )
+        high = max(
+            threshold_for_specificity(
+                real.malignant[real_ok], pm[REAL_DOMAIN][real_ok], HIGH_SPECIFICITY
+            ),
+            medium,
+        )
 
     expected: dict[str, dict[str, float]] = {}
     for d, r in runs.items():
@@ -185,8 +204,14 @@ def main() -> None:
         }
     metrics = {
         "fitted_on": (
-            "PAD-UFES-20 validation split (patient-grouped real phone photos); "
-            "HAM10000 validation (dermoscopy, synthetic phone) as a second check"
+            "PAD-UFES-20 validation split (patient-grouped real phone photos)"
+            + (
+                " and MILK10k validation (lesion-grouped clinical close-ups; risk cut-offs "
+                "at the lower confidence bound of 95% sensitivity in each)"
+                if CLINICAL_DOMAIN in runs
+                else ""
+            )
+            + "; HAM10000 validation (dermoscopy, synthetic phone) as a second check"
         ),
         "validation": expected,
         "targets": {

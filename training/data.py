@@ -19,11 +19,13 @@ import numpy as np
 from inference.types import LesionBox, RGBImage
 from training.config import TrainConfig
 
-CLASSES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+# ``scc`` is appended (not sorted in) so the first seven logits keep their meaning and a
+# model trained before it existed warm-starts row for row (training/warm_start.py).
+CLASSES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc", "scc")
 CLASS_NAMES: dict[str, str] = {
     "akiec": (
-        "actinic keratosis, Bowen's disease or squamous cell carcinoma "
-        "(sun-damage lesions, from a precancer to a skin cancer)"
+        "actinic keratosis or Bowen's disease (sun-damage patches: a precancer or a "
+        "surface-only early form; not urgent, but have it looked at)"
     ),
     "bcc": "basal cell carcinoma (a common, slow-growing skin cancer)",
     "bkl": "benign keratosis (harmless age spot or seborrhoeic keratosis)",
@@ -31,8 +33,13 @@ CLASS_NAMES: dict[str, str] = {
     "mel": "melanoma (a dangerous skin cancer)",
     "nv": "melanocytic nevus (an ordinary mole)",
     "vasc": "vascular lesion (blood-vessel spot such as a cherry angioma)",
+    "scc": "squamous cell carcinoma (a skin cancer)",
 }
-MALIGNANT: tuple[str, ...] = ("akiec", "bcc", "mel")
+# The endpoint users need is cancer: melanoma, basal and squamous cell carcinoma. Actinic
+# keratosis and Bowen's disease are precancers with their own advice (issue 22), so they
+# leave the malignant set; the older definition is still reported beside it.
+MALIGNANT: tuple[str, ...] = ("bcc", "mel", "scc")
+MALIGNANT_WITH_AKIEC: tuple[str, ...] = ("akiec", "bcc", "mel", "scc")
 SPLITS = ("train", "val", "test")
 
 
@@ -42,7 +49,8 @@ class Record:
     lesion_id: str
     label: int
     box: LesionBox | None  # third-party box in the 200x150 image, if any
-    domain: str = "ham10000"  # or "pad": real smartphone photos (training/pad.py)
+    # "pad": real smartphone photos (training/pad.py); "milk": clinical close-ups (milk.py)
+    domain: str = "ham10000"
 
 
 def read_records(data_dir: Path) -> list[Record]:

@@ -18,6 +18,7 @@ import logging
 import shutil
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,12 @@ from torch import nn
 from inference.metadata import METADATA_KEY, ModelMetadata, RiskThresholds
 from inference.preprocess import to_model_input
 from training.config import TrainConfig
-from training.data import CLASS_NAMES, CLASSES, MALIGNANT, default_box, load_split
+from training.data import CLASS_NAMES, CLASSES, MALIGNANT, default_box, load_rgb, load_split
 from training.metrics import softmax
+from training.milk import MILK_DOMAIN, read_milk, split_milk
+from training.milk import to_record as milk_record
 from training.model import LesionNet
-from training.pad import PAD_DOMAIN, load_pad_split
+from training.pad import PAD_DOMAIN, lesion_box, load_pad_split
 from training.phone import training_view
 
 log = logging.getLogger(__name__)
@@ -91,10 +94,12 @@ def load_checkpoint(path: Path) -> tuple[LesionNet, TrainConfig]:
 
 
 def training_inputs(cfg: TrainConfig, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Model inputs from the training splits: HAM10000 (half phone-like) and every PAD photo.
+    """Model inputs from the training splits: HAM10000 (half phone-like), every PAD photo
+    and every MILK10k close-up with a class.
 
-    The OOD distance must call a real phone photo of a lesion "seen before", so the class
-    centres and covariance are fitted on real photos' features as well as dermoscopy's.
+    The OOD distance must call a real phone photo or a clinic's close-up of a lesion "seen
+    before", so the class centres and covariance are fitted on real photos' features as
+    well as dermoscopy's.
     """
     images, records = load_split(cfg, ("train",))["train"]
     rng = np.random.default_rng(seed)
@@ -105,11 +110,23 @@ def training_inputs(cfg: TrainConfig, limit: int, seed: int) -> tuple[np.ndarray
         )["train"]
         order += list(range(len(records), len(records) + len(pad_records)))
         images, records = images + pad_images, records + pad_records
+    if cfg.milk_dir:
+        milk_dir = Path(cfg.milk_dir)
+        milk = split_milk(read_milk(milk_dir), cfg.milk_split, cfg.seed)["train"]
+        milk = [m for m in milk if m.label is not None]
+        milk = milk[: cfg.limit_images] if cfg.limit_images else milk
+        milk_images = [load_rgb(milk_dir / "images" / m.file) for m in milk]
+        milk_records = [
+            replace(milk_record(m), box=lesion_box(img))
+            for m, img in zip(milk, milk_images, strict=True)
+        ]
+        order += list(range(len(records), len(records) + len(milk_records)))
+        images, records = images + milk_images, records + milk_records
     xs, ys = [], []
     for i in order:
         img, rec = images[i], records[i]
         box = rec.box or default_box(img.shape[1], img.shape[0])
-        p_phone = 0.0 if rec.domain == PAD_DOMAIN else 0.5
+        p_phone = 0.0 if rec.domain in (PAD_DOMAIN, MILK_DOMAIN) else 0.5
         view = training_view(
             img, box, rng, cfg.input_size, p_phone, (cfg.inference_margin, cfg.inference_margin)
         )
@@ -162,7 +179,9 @@ def provisional_metadata(cfg: TrainConfig, version: str) -> ModelMetadata:
         crop_margin=cfg.inference_margin,
         training_data=(
             "HAM10000 (Tschandl et al. 2018, CC BY-NC 4.0), lesion-grouped train split; "
-            "PAD-UFES-20 (Pacheco et al. 2020, CC BY 4.0, resized), patient-grouped train split"
+            "PAD-UFES-20 (Pacheco et al. 2020, CC BY 4.0, resized), patient-grouped train split; "
+            "MILK10k clinical close-ups (MILK study team, ISIC Archive, CC BY-NC 4.0, resized), "
+            "lesion-grouped train split"
         ),
     )
 

@@ -4,11 +4,11 @@ One patient can have several lesions and one lesion several photos; photos of th
 person share skin, light, phone and framing, so anything but a split by patient lets the
 model recognise the person instead of the lesion and inflates every validation figure.
 
-Class mapping onto the model's seven HAM10000 classes: ACK -> akiec, BCC -> bcc, MEL -> mel,
-NEV -> nv, SEK -> bkl, and SCC -> akiec. SCC joins akiec rather than getting an eighth class
-because HAM10000's akiec already includes Bowen's disease (SCC in situ), both are keratinocyte
-lesions counted malignant for screening, and PAD has only 16 SCC photos: too few to learn or
-to judge a class of their own. The bot's reply for akiec names squamous cell carcinoma.
+Class mapping onto the model's classes: ACK -> akiec, BCC -> bcc, MEL -> mel, NEV -> nv,
+SEK -> bkl, SCC -> scc. SCC has its own class since MILK10k brought 356 SCC/keratoacanthoma
+close-ups (PAD alone has 16 SCC photos, too few for a class): SCC is a cancer, actinic
+keratosis a precancer with its own advice, and one class for both counted the precancer as
+cancer (issue 22).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ PAD_TO_CLASS: dict[str, str] = {
     "MEL": "mel",
     "NEV": "nv",
     "SEK": "bkl",
-    "SCC": "akiec",
+    "SCC": "scc",
 }
 # Stratify each patient by their rarest diagnosis, so the 35 melanoma and 16 SCC photos
 # reach every split instead of following whichever common lesion a patient also had.

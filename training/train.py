@@ -1,10 +1,14 @@
-"""Fine-tune EfficientNet-Lite0 on HAM10000 dermoscopy (and simulated phone views of it)
-together with PAD-UFES-20 real smartphone photos, drawn in a fixed share per epoch.
+"""Fine-tune EfficientNet-Lite0 on HAM10000 dermoscopy (and simulated phone views of it),
+PAD-UFES-20 real smartphone photos and MILK10k clinical close-ups, each source drawn in a
+fixed share per epoch.
 
-    python -m training.train --config training/configs/lite0.json
+    python -m training.train --config training/configs/lite0_milk.json
 
-Reads top to bottom: load data once into memory, build the model, train with per-epoch
-validation on both domains, write ``epoch_NN.pt`` and ``best.pt`` (each with its config).
+Reads top to bottom: cache each source's lesion crops once (training/crops.py), build the
+model (ImageNet or a shipped model's weights), train with per-epoch validation on every
+source, write ``epoch_NN.pt`` and ``best.pt`` (each with its config); ``--resume`` goes on
+from an epoch checkpoint, with the time already spent counted against ``max_minutes``.
+The same code runs on a GPU when torch sees one.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,47 +27,174 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from inference.preprocess import crop_square, square_crop_box, to_model_input
+from inference.preprocess import to_model_input
 from inference.types import RGBImage
 from training.config import TrainConfig
+from training.crops import BoxGeometry, CropSet, cache_crop, cached, pipeline_crop, view_from_cache
 from training.data import (
     CLASSES,
     MALIGNANT,
     Record,
     default_box,
-    load_split,
+    load_image,
+    load_rgb,
+    read_records,
+    split_by_lesion,
 )
 from training.metrics import balanced_accuracy, confusion_matrix, roc_auc, softmax
+from training.milk import MILK_DOMAIN, read_milk, split_milk
 from training.model import (
     LesionNet,
     freeze_early_layers,
     load_imagenet_backbone,
     set_frozen_bn_eval,
 )
-from training.pad import PAD_DOMAIN, load_pad_split
-from training.phone import compose_phone_photo, phone_camera, training_view
+from training.pad import PAD_DOMAIN, lesion_box, read_pad, split_by_patient
+from training.pad import to_record as pad_record
+from training.warm_start import init_class_from, load_onnx_weights
 
 log = logging.getLogger(__name__)
+HAM_DOMAIN = "ham10000"
 
 
-class LesionViews(Dataset[tuple[torch.Tensor, int]]):
-    """Augmented training views of in-memory images; each worker has its own RNG stream."""
+@dataclass(frozen=True)
+class Source:
+    """One data source's split: records and crops in the same order, and the cancer truth
+    (which also covers photos without a model class, e.g. MILK10k's inflammatory ones)."""
 
-    def __init__(self, images: list[RGBImage], records: list[Record], cfg: TrainConfig) -> None:
-        self.images, self.records, self.cfg = images, records, cfg
+    records: list[Record]
+    crops: CropSet
+    cancer: np.ndarray  # bool per record
+
+
+def _cache_dir(cfg: TrainConfig) -> Path:
+    return Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.out_dir) / "cache"
+
+
+def _limit(items: list[Any], cfg: TrainConfig) -> list[Any]:
+    return items[: cfg.limit_images] if cfg.limit_images else items
+
+
+def _crop_maker(
+    cfg: TrainConfig, load: Any, box_of: Any, dermoscopy: bool, train_crop: bool
+) -> Any:
+    """``make(i)`` for :func:`training.crops.cached`: decode image i, find its box, crop."""
+
+    def make(i: int) -> tuple[RGBImage, BoxGeometry | None]:
+        img = load(i)
+        box = box_of(i, img)
+        if train_crop:
+            rng = np.random.default_rng([cfg.seed, i])
+            return cache_crop(img, box, cfg.cache_size, rng, dermoscopy)
+        return pipeline_crop(img, box, cfg.inference_margin, cfg.input_size), None
+
+    return make
+
+
+def load_sources(cfg: TrainConfig, split: str) -> dict[str, Source]:
+    """Every configured source's ``split``: training crops for "train", the pipeline's
+    square for the others."""
+    train_crop = split == "train"
+    kind = f"{split}_{cfg.cache_size if train_crop else cfg.input_size}"
+    out: dict[str, Source] = {}
+    ham_dir = Path(cfg.data_dir)
+    ham = _limit(split_by_lesion(read_records(ham_dir), cfg.split, cfg.seed)[split], cfg)
+    out[HAM_DOMAIN] = Source(
+        ham,
+        cached(
+            _cache_dir(cfg) / f"{HAM_DOMAIN}_{kind}.npy",
+            [r.image_id for r in ham],
+            _crop_maker(
+                cfg,
+                lambda i: load_image(ham_dir, ham[i].image_id),
+                lambda i, img: ham[i].box or default_box(img.shape[1], img.shape[0]),
+                True,
+                train_crop,
+            ),
+        ),
+        np.array([CLASSES[r.label] in MALIGNANT for r in ham], bool),
+    )
+    if cfg.pad_dir:
+        pad_dir = Path(cfg.pad_dir)
+        photos = _limit(split_by_patient(read_pad(pad_dir), cfg.pad_split, cfg.seed)[split], cfg)
+        records = [pad_record(p, None) for p in photos]
+        out[PAD_DOMAIN] = Source(
+            records,
+            cached(
+                _cache_dir(cfg) / f"{PAD_DOMAIN}_{kind}.npy",
+                [p.file for p in photos],
+                _crop_maker(
+                    cfg,
+                    lambda i: load_rgb(pad_dir / "images" / photos[i].file),
+                    lambda i, img: lesion_box(img),
+                    False,
+                    train_crop,
+                ),
+            ),
+            np.array([CLASSES[r.label] in MALIGNANT for r in records], bool),
+        )
+    if cfg.milk_dir:
+        milk_dir = Path(cfg.milk_dir)
+        milk = split_milk(read_milk(milk_dir), cfg.milk_split, cfg.seed)[split]
+        # Training needs a class; validation keeps every photo for the cancer endpoint.
+        milk = _limit([m for m in milk if m.label is not None] if train_crop else milk, cfg)
+        records = [
+            Record(m.file.removesuffix(".jpg"), m.lesion_id, m.label, None, MILK_DOMAIN)
+            if m.label is not None
+            else Record(m.file.removesuffix(".jpg"), m.lesion_id, -1, None, MILK_DOMAIN)
+            for m in milk
+        ]
+        out[MILK_DOMAIN] = Source(
+            records,
+            cached(
+                _cache_dir(cfg) / f"{MILK_DOMAIN}_{kind}.npy",
+                [m.file for m in milk],
+                _crop_maker(
+                    cfg,
+                    lambda i: load_rgb(milk_dir / "images" / milk[i].file),
+                    lambda i, img: lesion_box(img),
+                    False,
+                    train_crop,
+                ),
+            ),
+            np.array([m.is_cancer for m in milk], bool),
+        )
+    return out
+
+
+class CachedViews(Dataset[tuple[torch.Tensor, int]]):
+    """Augmented training views of the cached crops; each worker has its own RNG stream."""
+
+    def __init__(self, sources: list[Source], cfg: TrainConfig) -> None:
+        self.sources, self.cfg = sources, cfg
+        self.index = [(s, i) for s, src in enumerate(sources) for i in range(len(src.records))]
         self.rng = np.random.default_rng(cfg.seed)
 
-    def __len__(self) -> int:
-        return len(self.records)
+    @property
+    def records(self) -> list[Record]:
+        """Every record, in the order the sampler's weights and indices refer to."""
+        return [self.sources[s].records[i] for s, i in self.index]
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        img, rec = self.images[i], self.records[i]
-        box = rec.box or default_box(img.shape[1], img.shape[0])
-        p_phone = self.cfg.pad_p_phone if rec.domain == PAD_DOMAIN else self.cfg.p_phone
-        view = training_view(img, box, self.rng, self.cfg.input_size, p_phone, self.cfg.crop_margin)
-        x = to_model_input(
-            view, self.cfg.input_size, self.cfg.mean, self.cfg.std, self.cfg.color_constancy_power
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
+        s, i = self.index[k]
+        src, cfg = self.sources[s], self.cfg
+        rec = src.records[i]
+        p_phone = {PAD_DOMAIN: cfg.pad_p_phone, MILK_DOMAIN: cfg.milk_p_phone}.get(
+            rec.domain, cfg.p_phone
         )
+        view = view_from_cache(
+            src.crops.crops[i],
+            BoxGeometry(*src.crops.boxes[i]),
+            self.rng,
+            cfg.input_size,
+            p_phone,
+            cfg.crop_margin,
+            dermoscopy=rec.domain == HAM_DOMAIN,
+        )
+        x = to_model_input(view, cfg.input_size, cfg.mean, cfg.std, cfg.color_constancy_power)
         return torch.from_numpy(x), rec.label
 
 
@@ -72,41 +204,10 @@ def seed_worker(worker_id: int) -> None:
     info.dataset.rng = np.random.default_rng(info.seed % 2**32)  # type: ignore[attr-defined]
 
 
-def validation_inputs(
-    images: list[RGBImage], records: list[Record], cfg: TrainConfig
-) -> dict[str, np.ndarray]:
-    """Fixed validation inputs: the dermoscopy crop and one simulated phone photo per image."""
-    rng = np.random.default_rng(cfg.seed + 1)
-    clean, phone = [], []
-    for img, rec in zip(images, records, strict=True):
-        box = rec.box or default_box(img.shape[1], img.shape[0])
-        h, w = img.shape[:2]
-        clean.append(crop_square(img, square_crop_box(box, w, h, cfg.inference_margin)))
-        photo, pbox = compose_phone_photo(img, box, rng)
-        photo = phone_camera(photo, rng)
-        ph, pw = photo.shape[:2]
-        phone.append(crop_square(photo, square_crop_box(pbox, pw, ph, cfg.inference_margin)))
-
-    def batch(crops: list[RGBImage]) -> np.ndarray:
-        return np.stack(
-            [
-                to_model_input(c, cfg.input_size, cfg.mean, cfg.std, cfg.color_constancy_power)
-                for c in crops
-            ]
-        )
-
-    return {"dermoscopy": batch(clean), "phone": batch(phone)}
-
-
-def real_photo_inputs(
-    images: list[RGBImage], records: list[Record], cfg: TrainConfig
-) -> np.ndarray:
-    """Real phone photos cropped as the pipeline does: the localiser's box, its margin."""
-    crops = []
-    for img, rec in zip(images, records, strict=True):
-        h, w = img.shape[:2]
-        box = rec.box or default_box(w, h)
-        crops.append(crop_square(img, square_crop_box(box, w, h, cfg.inference_margin)))
+def model_inputs(crops: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+    """Pipeline crops (already at the input size) as the network's input batch."""
+    if not len(crops):
+        return np.zeros((0, 3, cfg.input_size, cfg.input_size), np.float32)
     return np.stack(
         [
             to_model_input(c, cfg.input_size, cfg.mean, cfg.std, cfg.color_constancy_power)
@@ -115,116 +216,194 @@ def real_photo_inputs(
     )
 
 
-def domain_sampler(records: list[Record], cfg: TrainConfig) -> WeightedRandomSampler | None:
-    """Draw PAD photos as ``pad_share`` of each epoch, the rest HAM10000, with replacement.
+def domain_shares(cfg: TrainConfig) -> dict[str, float]:
+    return {
+        HAM_DOMAIN: 1.0 - cfg.pad_share - cfg.milk_share,
+        PAD_DOMAIN: cfg.pad_share,
+        MILK_DOMAIN: cfg.milk_share,
+    }
 
-    An epoch stays as long as the HAM10000 split (not longer by the PAD share): on two CPU
-    cores the whole run has to fit in about an hour of one session.
+
+def draw_weights(records: list[Record], cfg: TrainConfig) -> np.ndarray:
+    """Each record's chance of being drawn: each source its share of draws, spread over its
+    records (MILK10k melanoma and naevus ``milk_mel_nv_weight`` times as likely)."""
+    domains = np.array([r.domain for r in records])
+    labels = np.array([r.label for r in records])
+    within = np.ones(len(records))
+    mel_nv = np.isin(labels, [CLASSES.index("mel"), CLASSES.index("nv")])
+    within[(domains == MILK_DOMAIN) & mel_nv] = cfg.milk_mel_nv_weight
+    weights = np.zeros(len(records))
+    present = {d: s for d, s in domain_shares(cfg).items() if (domains == d).any()}
+    total = sum(present.values())
+    for domain, share in present.items():
+        sel = domains == domain
+        weights[sel] = share / total * within[sel] / within[sel].sum()
+    return weights
+
+
+def domain_sampler(records: list[Record], cfg: TrainConfig) -> WeightedRandomSampler | None:
+    """Draw each source as its share of each epoch, with replacement; None for one source.
+
+    An epoch is ``epoch_samples`` draws, or as many as HAM10000 training images: on two
+    CPU cores the whole run has to fit in about an hour of one session.
     """
-    is_pad = np.array([r.domain == PAD_DOMAIN for r in records])
-    n_pad, n_ham = int(is_pad.sum()), int((~is_pad).sum())
-    if not n_pad or not n_ham:
+    domains = {r.domain for r in records}
+    if len(domains) < 2:
         return None
-    weights = np.where(is_pad, cfg.pad_share / n_pad, (1 - cfg.pad_share) / n_ham)
+    n_ham = sum(r.domain == HAM_DOMAIN for r in records)
     return WeightedRandomSampler(
-        weights.tolist(),
-        num_samples=n_ham,
+        draw_weights(records, cfg).tolist(),
+        num_samples=cfg.epoch_samples or n_ham or len(records),
         replacement=True,
         generator=torch.Generator().manual_seed(cfg.seed),
     )
 
 
 def effective_class_counts(records: list[Record], cfg: TrainConfig) -> np.ndarray:
-    """Class counts as the sampler draws them: each PAD photo is drawn as often as
-    ``pad_share / (1 - pad_share) * n_ham / n_pad`` HAM10000 images."""
+    """Class counts as the sampler draws them, on the scale of the HAM10000 split (each
+    HAM10000 image counts 1, a PAD photo ``pad_share / ham_share * n_ham / n_pad``)."""
     labels = np.array([r.label for r in records])
-    is_pad = np.array([r.domain == PAD_DOMAIN for r in records])
-    n_pad, n_ham = int(is_pad.sum()), int((~is_pad).sum())
-    weight = np.ones(len(records))
-    if n_pad and n_ham:
-        weight[is_pad] = cfg.pad_share / (1 - cfg.pad_share) * n_ham / n_pad
-    return np.bincount(labels, weights=weight, minlength=len(CLASSES))
+    n_ham = sum(r.domain == HAM_DOMAIN for r in records)
+    weights = draw_weights(records, cfg)
+    ham_share = float(weights[[r.domain == HAM_DOMAIN for r in records]].sum())
+    scale = n_ham / ham_share if n_ham and ham_share > 0 else len(records)
+    return np.bincount(labels, weights=weights * scale, minlength=len(CLASSES))
 
 
-# Model selection: real photos are what users send, so PAD validation counts for half;
-# the rest keeps the dermoscopy and synthetic-phone skills from being traded away.
-SELECTION_WEIGHTS = {"pad": 0.5, "dermoscopy": 0.3, "phone": 0.2}
+# Model selection: what users send are phone photos and clinical close-ups, so PAD and
+# MILK10k validation count most; dermoscopy keeps the HAM10000 skills from being traded
+# away. Each source scores the mean of its cancer AUC and its specificity at 95%
+# sensitivity (the operating point the bot uses).
+SELECTION_WEIGHTS = {PAD_DOMAIN: 0.35, MILK_DOMAIN: 0.4, HAM_DOMAIN: 0.25}
 
 
 @torch.no_grad()
-def predict_logits(model: LesionNet, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
+def predict_logits(
+    model: LesionNet, x: np.ndarray, batch_size: int = 128, device: str = "cpu"
+) -> np.ndarray:
     model.eval()
     out = []
     for i in range(0, len(x), batch_size):
-        t = torch.from_numpy(x[i : i + batch_size]).contiguous(memory_format=torch.channels_last)
-        out.append(model(t)[0].numpy())
-    return np.concatenate(out)
+        t = torch.from_numpy(x[i : i + batch_size]).to(device)
+        out.append(model(t.contiguous(memory_format=torch.channels_last))[0].float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
 
 
-def summarise(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def specificity_at_sensitivity(is_pos: np.ndarray, score: np.ndarray, target: float) -> float:
+    """Best specificity any threshold allows with sensitivity >= ``target``."""
+    pos, neg = np.sort(score[is_pos]), score[~is_pos]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    cut = pos[int(np.floor((1 - target) * len(pos)))]
+    return float((neg < cut).mean())
+
+
+def summarise(logits: np.ndarray, labels: np.ndarray, cancer: np.ndarray) -> dict[str, float]:
     probs = softmax(logits)
-    cm = confusion_matrix(labels, probs.argmax(1), len(CLASSES))
+    known = labels >= 0
+    cm = confusion_matrix(labels[known], probs[known].argmax(1), len(CLASSES))
     mal_idx = [CLASSES.index(c) for c in MALIGNANT]
-    is_mal = np.isin(labels, mal_idx)
+    p_cancer = probs[:, mal_idx].sum(1)
     return {
-        "balanced_accuracy": balanced_accuracy(cm),
-        "malignant_auc": roc_auc(is_mal, probs[:, mal_idx].sum(1)),
+        "balanced_accuracy": balanced_accuracy(cm) if known.any() else float("nan"),
+        "malignant_auc": roc_auc(cancer, p_cancer),
+        "specificity_at_95": specificity_at_sensitivity(cancer, p_cancer, 0.95),
     }
 
 
-def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 2% of the peak."""
+def lr_at(step: int, total: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 2% of the peak; with ``max_minutes`` the decay
+    follows whichever of steps and time runs out first, so a slower machine still ends
+    the run at a low rate instead of being cut off at the peak."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    if cfg.max_minutes:
+        progress = max(progress, elapsed_s / (cfg.max_minutes * 60))
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def cancer_loss(logits: torch.Tensor, y: torch.Tensor, pos_weight: float) -> torch.Tensor:
+    """Balanced log-loss of p(cancer) = the malignant classes' summed softmax."""
+    logp = torch.log_softmax(logits, dim=1)
+    mal = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
+    mal[[CLASSES.index(c) for c in MALIGNANT]] = True
+    lp_cancer = torch.logsumexp(logp[:, mal], dim=1)
+    lp_rest = torch.logsumexp(logp[:, ~mal], dim=1)
+    is_cancer = mal[y]
+    w = torch.where(is_cancer, pos_weight, 1.0)
+    nll = torch.where(is_cancer, -lp_cancer, -lp_rest)
+    return (w * nll).sum() / w.sum()
+
+
+def build_model(cfg: TrainConfig, pretrained: bool) -> LesionNet:
+    model = LesionNet(len(CLASSES))
+    if cfg.init_onnx:
+        for new in load_onnx_weights(model, Path(cfg.init_onnx)):
+            # The only class added since the shipped model: scc, once part of akiec.
+            init_class_from(model, int(new), CLASSES.index("akiec"))
+    elif pretrained:
+        load_imagenet_backbone(model)
+    freeze_early_layers(model, cfg.trainable_from_block)
+    return model
+
+
+def set_train_mode(model: LesionNet, cfg: TrainConfig) -> None:
+    model.train()
+    set_frozen_bn_eval(model, cfg.trainable_from_block)
+    if cfg.freeze_bn:
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
 
 
 def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None) -> Path:
     torch.manual_seed(cfg.seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    data = load_split(cfg, ("train", "val"))
-    train_images, train_records = data["train"]
-    val_images, val_records = data["val"]
+    train_sources = load_sources(cfg, "train")
+    val_sources = load_sources(cfg, "val")
     log.info(
-        "loaded %d train / %d val images in %.0f s",
-        len(train_records),
-        len(val_records),
+        "crops ready in %.0f s: train %s, val %s",
         time.monotonic() - started,
+        {d: len(s.records) for d, s in train_sources.items()},
+        {d: len(s.records) for d, s in val_sources.items()},
     )
-    val_x = validation_inputs(val_images, val_records, cfg)
-    val_y = {domain: np.array([r.label for r in val_records]) for domain in val_x}
-    if cfg.pad_dir:
-        pad = load_pad_split(
-            Path(cfg.pad_dir), cfg.pad_split, cfg.seed, ("train", "val"), cfg.limit_images
-        )
-        train_images = train_images + pad["train"][0]
-        train_records = train_records + pad["train"][1]
-        val_x["pad"] = real_photo_inputs(pad["val"][0], pad["val"][1], cfg)
-        val_y["pad"] = np.array([r.label for r in pad["val"][1]])
-        log.info("PAD: %d train / %d val photos", len(pad["train"][1]), len(pad["val"][1]))
+    val_x = {d: model_inputs(s.crops.crops, cfg) for d, s in val_sources.items()}
+    train_records = [r for s in train_sources.values() for r in s.records]
 
-    model = LesionNet(len(CLASSES))
-    if pretrained:
-        load_imagenet_backbone(model)
-    freeze_early_layers(model, cfg.trainable_from_block)
+    model = build_model(cfg, pretrained)
     # Module.to(memory_format=...) works at runtime; torch's stubs leave it out of the overloads.
-    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     counts = effective_class_counts(train_records, cfg)
     weights = (counts.max() / np.maximum(counts, 1)) ** cfg.class_weight_power
     weights = weights / (weights * counts).sum() * counts.sum()  # mean weight per sample = 1
     loss_fn = nn.CrossEntropyLoss(
-        weight=torch.tensor(weights, dtype=torch.float32), label_smoothing=cfg.label_smoothing
+        weight=torch.tensor(weights, dtype=torch.float32, device=device),
+        label_smoothing=cfg.label_smoothing,
     )
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    mal_idx = [CLASSES.index(c) for c in MALIGNANT]
+    cancer_share = float(counts[mal_idx].sum() / max(counts.sum(), 1))
+    pos_weight = (1 - cancer_share) / max(cancer_share, 1e-6)  # cancer and rest weigh equal
+    head = [p for p in model._fc.parameters() if p.requires_grad]
+    backbone = [
+        p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("_fc.")
+    ]
+    opt = torch.optim.AdamW(
+        [
+            {"params": backbone, "lr_scale": cfg.backbone_lr_scale},
+            {"params": head, "lr_scale": 1.0},
+        ],
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+    )
 
     sampler = domain_sampler(train_records, cfg)
     loader = DataLoader(
-        LesionViews(train_images, train_records, cfg),
+        CachedViews(list(train_sources.values()), cfg),
         batch_size=cfg.batch_size,
         shuffle=sampler is None,
         sampler=sampler,
@@ -235,7 +414,7 @@ def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None)
         generator=torch.Generator().manual_seed(cfg.seed),
     )
     total_steps = cfg.epochs * len(loader)
-    step, best_score, first_epoch = 0, -1.0, 1
+    step, best_score, first_epoch, train_s = 0, -1.0, 1, 0.0
     history: list[dict[str, Any]] = []
     if resume is not None:
         ckpt = torch.load(resume, map_location="cpu", weights_only=False)
@@ -243,7 +422,8 @@ def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None)
         if "optimizer" in ckpt:
             opt.load_state_dict(ckpt["optimizer"])
         first_epoch = ckpt["epoch"] + 1
-        step = ckpt["epoch"] * len(loader)
+        step = ckpt.get("step", ckpt["epoch"] * len(loader))
+        train_s = ckpt.get("train_seconds", 0.0)
         history_file = out_dir / "history.json"
         history = (
             json.loads(history_file.read_text())[: ckpt["epoch"]] if history_file.exists() else []
@@ -251,14 +431,17 @@ def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None)
         best_score = max((h["selection_score"] for h in history), default=-1.0)
         log.info("resumed from %s at epoch %d", resume, first_epoch)
     for epoch in range(first_epoch, cfg.epochs + 1):
-        model.train()
-        set_frozen_bn_eval(model, cfg.trainable_from_block)
+        set_train_mode(model, cfg)
         t0, seen, running = time.monotonic(), 0, 0.0
         for i, (x, y) in enumerate(loader):
+            lr = lr_at(step, total_steps, cfg, train_s + time.monotonic() - t0)
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, total_steps, cfg)
+                group["lr"] = lr * group["lr_scale"]
+            x, y = x.to(device), y.to(device)
             logits, _ = model(x.contiguous(memory_format=torch.channels_last))
             loss = loss_fn(logits, y)
+            if cfg.cancer_loss_weight:
+                loss = loss + cfg.cancer_loss_weight * cancer_loss(logits, y, pos_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -267,23 +450,33 @@ def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None)
             running = 0.98 * running + 0.02 * loss.item() if i else loss.item()
             if i % 20 == 0:
                 log.info(
-                    "epoch %d step %d/%d loss %.3f %.1f img/s",
+                    "epoch %d step %d/%d loss %.3f %.1f img/s lr %.2e",
                     epoch,
                     i,
                     len(loader),
                     running,
                     seen / (time.monotonic() - t0),
+                    lr,
                 )
         metrics: dict[str, Any] = {"epoch": epoch, "train_loss": running}
         score, total_weight = 0.0, 0.0
         for domain, x_val in val_x.items():
-            for k, v in summarise(predict_logits(model, x_val), val_y[domain]).items():
+            src = val_sources[domain]
+            labels = np.array([r.label for r in src.records])
+            summary = summarise(predict_logits(model, x_val, device=device), labels, src.cancer)
+            for k, v in summary.items():
                 metrics[f"val_{domain}_{k}"] = v
-                if np.isfinite(v):  # an AUC is undefined on a split with one class
-                    score += SELECTION_WEIGHTS[domain] * v
-                    total_weight += SELECTION_WEIGHTS[domain]
+            parts = [summary["malignant_auc"], summary["specificity_at_95"]]
+            if all(np.isfinite(parts)):  # undefined on a split with one class
+                score += SELECTION_WEIGHTS[domain] * float(np.mean(parts))
+                total_weight += SELECTION_WEIGHTS[domain]
+            elif np.isfinite(summary["balanced_accuracy"]):
+                score += SELECTION_WEIGHTS[domain] * summary["balanced_accuracy"]
+                total_weight += SELECTION_WEIGHTS[domain]
         score = score / total_weight if total_weight else 0.0
         metrics["selection_score"] = score
+        train_s += time.monotonic() - t0
+        metrics["train_minutes"] = train_s / 60
         history.append(metrics)
         log.info("epoch %d done in %.0f s: %s", epoch, time.monotonic() - t0, json.dumps(metrics))
         ckpt = {
@@ -291,6 +484,8 @@ def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None)
             "optimizer": opt.state_dict(),
             "config": cfg.to_dict(),
             "epoch": epoch,
+            "step": step,
+            "train_seconds": train_s,
             "metrics": metrics,
         }
         torch.save(ckpt, out_dir / f"epoch_{epoch:02d}.pt")
@@ -298,7 +493,7 @@ def train(cfg: TrainConfig, pretrained: bool = True, resume: Path | None = None)
             best_score = score
             torch.save(ckpt, out_dir / "best.pt")
         (out_dir / "history.json").write_text(json.dumps(history, indent=1))
-        if cfg.max_minutes and (time.monotonic() - started) / 60 > cfg.max_minutes:
+        if cfg.max_minutes and train_s / 60 > cfg.max_minutes:
             log.warning("time budget of %.0f min reached after epoch %d", cfg.max_minutes, epoch)
             break
     return out_dir / "best.pt"

@@ -108,9 +108,11 @@ def test_pad_split_keeps_every_patient_in_one_split(tiny_pad: Path) -> None:
         assert all(where[p.patient_id] == name for p in ps)
     assert sum(len(v) for v in splits.values()) == len(photos)
     assert split_by_patient(photos, (0.5, 0.25, 0.25), seed=3) == splits  # reproducible
-    # Every PAD diagnosis maps onto a model class; SCC joins akiec (HAM's Bowen's disease).
+    # Every PAD diagnosis maps onto a model class; SCC (a cancer) has its own, apart from
+    # actinic keratosis (a precancer).
     assert set(PAD_TO_CLASS.values()) <= set(CLASSES)
-    assert PAD_TO_CLASS["SCC"] == "akiec"
+    assert PAD_TO_CLASS["SCC"] == "scc"
+    assert PAD_TO_CLASS["ACK"] == "akiec"
 
 
 def test_split_keeps_every_lesion_in_one_split(tiny_dataset: Path) -> None:
@@ -222,11 +224,11 @@ def spied_run(
         seen["class_weight"] = kwargs.get("weight")
         return real_loss(*args, **kwargs)
 
-    def summarise(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        real_summarise(logits, labels)
+    def summarise(logits: np.ndarray, labels: np.ndarray, cancer: np.ndarray) -> dict[str, float]:
+        real_summarise(logits, labels, cancer)
         # Epoch 1 scores 0.9 on every validation set, any later epoch 0.5.
         score = 0.5 if (out_dir / "epoch_01.pt").exists() else 0.9
-        return {"balanced_accuracy": score, "malignant_auc": score}
+        return {"balanced_accuracy": score, "malignant_auc": score, "specificity_at_95": score}
 
     monkeypatch.setattr(tr, "DataLoader", loader)
     monkeypatch.setattr(tr.nn, "CrossEntropyLoss", loss)

@@ -20,6 +20,7 @@ from inference.pipeline import Screener
 from inference.types import DecodeRejected, QualityIssue, Risk, ScreeningResult
 from tests.conftest import DATA_DIR
 from tests.e2e.chat import KNOWN_RISK_PHOTOS
+from tests.shipped import shipped_metadata
 
 PAD_PHOTOS = sorted((DATA_DIR / "pad").glob("*.jpg"))
 
@@ -73,7 +74,7 @@ def test_cli_classifies_a_photo_with_no_lesion_found_and_keeps_it_unassessable(
     assert record["lesion_box"] is None
     assert "not_a_lesion" in record["quality"]["issues"]  # type: ignore[index]
     probabilities = record["probabilities"]
-    assert isinstance(probabilities, dict) and len(probabilities) == 7
+    assert isinstance(probabilities, dict) and len(probabilities) == len(shipped_metadata().classes)
     assert abs(sum(probabilities.values()) - 1.0) < 1e-3
     assert isinstance(record["malignant_probability"], float)
 
@@ -105,5 +106,5 @@ def test_cli_classifies_a_tiny_image_and_refuses_it_as_low_resolution(
     assert record["risk"] == "unassessable"
     assert QualityIssue.LOW_RESOLUTION.value in record["quality"]["issues"]  # type: ignore[operator]
     probabilities = record["probabilities"]
-    assert isinstance(probabilities, dict) and len(probabilities) == 7
+    assert isinstance(probabilities, dict) and len(probabilities) == len(shipped_metadata().classes)
     assert abs(sum(probabilities.values()) - 1.0) < 1e-3
