@@ -61,7 +61,7 @@ async def test_a_database_restart_loses_and_doubles_no_photo(
         port = free_port()
         env |= {
             "WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram-updates",
-            "WEBHOOK_SECRET": "outage-Secret_1",
+            "WEBHOOK_SECRET": "outage-Secret_1-Kq7Zp3Xw9Lm2Vb8Nc4Rt6Yh",
             "WEBHOOK_PORT": str(port),
         }
     # The cluster is this test's own: its default database will do.

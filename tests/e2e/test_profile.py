@@ -57,12 +57,12 @@ async def test_descriptions_and_menus_per_scope_and_language(
 async def test_a_health_worker_gets_their_menu_with_the_role_and_loses_it_with_it(
     fresh_api: FakeTelegramApi, tmp_path: Path
 ) -> None:
-    fresh_api.push_text(ADMIN, "/start")
+    fresh_api.push_text(ADMIN, "/help")  # one message (/start sends several)
     settings = make_settings(fresh_api.url, tmp_path / "bot.db", admin_ids=str(ADMIN))
     async with start_bot(settings) as bot:
         await bot.agree(ADMIN)
-        await fresh_api.wait_for_text(ADMIN)  # the /start sent before
-        fresh_api.push_text(WORKER, "/start")
+        await fresh_api.wait_for_text(ADMIN)  # the /help sent before
+        fresh_api.push_text(WORKER, "/help")
         await fresh_api.wait_for_text(WORKER)
 
         fresh_api.push_text(ADMIN, f"/grantworker {WORKER}")

@@ -161,7 +161,7 @@ def test_the_screening_service_marks_refused_photos_the_classifier_judged_high_r
     service._screener = Screener()  # the real model's metadata: its own high cut-off
     high = service.metadata.thresholds.high
     refused = (QualityIssue.NOT_A_LESION,)
-    for malignant, expected in ((0.84, True), (high, True), (high - 0.01, False)):
+    for malignant, expected in ((high, True), (min(high + 0.05, 1.0), True), (high - 0.01, False)):
         verdict = _verdict(Risk.UNASSESSABLE, "mel", malignant, refused)
         outcome = service._outcome(_Screened(verdict, None, 0))  # type: ignore[arg-type]
         assert outcome == Unassessable(refused, suspicious=expected), malignant
