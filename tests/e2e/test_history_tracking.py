@@ -110,7 +110,7 @@ def pad_photos() -> dict[str, bytes]:
 async def test_a_lower_result_of_a_named_spot_keeps_the_higher_advice(
     fake_api: FakeTelegramApi, running_bot: RunningBot, user_id: int, pad_photos: dict[str, bytes]
 ) -> None:
-    """A basal cell carcinoma photo (high), then a naevus photo (lower) with the same name:
+    """A basal cell carcinoma photo (high), then a naevus photo (low) with the same name:
     the second reply still gives the high-risk advice and says why; the first result stands
     until a doctor's answer says otherwise."""
     high_photo, lower_photo = pad_photos["PAT_145_216_110"], pad_photos["PAT_1364_1246_447"]
@@ -118,14 +118,14 @@ async def test_a_lower_result_of_a_named_spot_keeps_the_higher_advice(
     second_text, second = await assessed_photo(
         fake_api, running_bot, user_id, lower_photo, 2, "Right calf"
     )
-    assert (first.risk, second.risk) == ("high", "medium"), "the photos no longer differ"
+    assert (first.risk, second.risk) == ("high", "low"), "the photos no longer differ"
     note = EN.text(
         "advice.note.held", date=EN.date(first.created_at), label="right calf", level="high"
     )
     assert note in second_text
     assert EN.text("advice.high") in second_text
-    assert EN.text("advice.medium") not in second_text
-    assert EN.text("risk.medium") in second_text  # the photo's own result, as it is
+    assert EN.text("advice.low") not in second_text
+    assert EN.text("risk.low") in second_text  # the photo's own result, as it is
 
 
 async def test_replying_to_a_result_names_the_spot(
