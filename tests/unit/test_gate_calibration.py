@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +11,8 @@ import pytest
 
 from inference.gate import GateInput
 from inference.metadata import GateThresholds
-from inference.preprocess import square_crop_box
 from inference.types import GateEvidence, LesionBox
+from tests.unit.test_gate import photo
 from training import calibrate
 from training.config import TrainConfig
 from training.gate_calibration import (
@@ -24,32 +24,6 @@ from training.gate_calibration import (
     ood_cutoff,
     report,
 )
-
-W, H = 1280, 960
-BOX = LesionBox(580, 430, 700, 530)
-CLEAN = GateEvidence(
-    skin_fraction=0.95,
-    skin_or_lesion_fraction=0.97,
-    lesion_fraction=0.02,
-    rivals=0.0,
-    specks_around=3.0,
-    speck_darkness=14.0,
-    ood_score=150.0,
-    detail_side=960.0,
-    blockiness=1.1,
-    luma_p05=90.0,
-    luma_p90=190.0,
-    clipped_fraction=0.0,
-    blur_px=1.0,
-    lesion_glare_fraction=0.0,
-    lesion_edge_contact=0.0,
-    centre_offset=0.1,
-)
-
-
-def photo(**changes: float) -> GateInput:
-    return GateInput(W, H, BOX, square_crop_box(BOX, W, H, 0.4), replace(CLEAN, **changes))
-
 
 BLUR = ThresholdRule("max_blur_px", "blurry", (2.6, 2.7, 2.8, 2.9, 3.0), "test")
 
