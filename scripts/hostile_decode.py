@@ -22,21 +22,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.hostile_images import all_hostile  # noqa: E402  # the repo root is on the path now
-
-# ``python -m inference`` with the arguments given, then VmHWM on stderr.
-_CLI_WITH_PEAK = """
-import runpy, sys
-sys.argv[0] = "inference"
-code = 0
-try:
-    runpy.run_module("inference", run_name="__main__", alter_sys=True)
-except SystemExit as stop:
-    code = stop.code
-status = open("/proc/self/status").read().splitlines()
-print([line for line in status if line.startswith("VmHWM:")][0], file=sys.stderr)
-sys.exit(code)
-"""
+from tests.hostile_images import CLI_WITH_PEAK, all_hostile  # noqa: E402  # the repo root is on the path now
 
 
 def main() -> None:
@@ -50,7 +36,7 @@ def main() -> None:
             path.write_bytes(data)
             started = time.perf_counter()
             child = subprocess.run(  # noqa: S603  # our own interpreter and code
-                [sys.executable, "-c", _CLI_WITH_PEAK, "--json", "--workers", "1", str(path)],
+                [sys.executable, "-c", CLI_WITH_PEAK, "--json", "--workers", "1", str(path)],
                 cwd=args.checkout,
                 capture_output=True,
                 text=True,
@@ -58,8 +44,10 @@ def main() -> None:
             )
             elapsed = time.perf_counter() - started
             peak_kb = int(child.stderr.strip().splitlines()[-1].split()[1])
-            if child.returncode == 0:
-                record = json.loads(child.stdout.strip().splitlines()[-1])
+            lines = child.stdout.strip().splitlines()
+            # Exit 1 with a record: answered, not screened (the CLI's code for a refused file).
+            if child.returncode in (0, 1) and lines:
+                record = json.loads(lines[-1])
                 answer = f"{record['risk']} {','.join(record['quality']['issues'])}"
             else:
                 answer = f"exit {child.returncode}"

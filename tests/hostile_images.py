@@ -57,3 +57,20 @@ def all_hostile() -> dict[str, bytes]:
         "large.webp": large_webp(),
         "progressive_444.jpg": progressive_444_jpeg(),
     }
+
+
+# ``python -m inference`` with its arguments, then its own peak resident memory (VmHWM)
+# on stderr. Read in the process itself: a forked child's rusage would also count the
+# pages it shared with this test process before exec.
+CLI_WITH_PEAK = """
+import runpy, sys
+sys.argv[0] = "inference"
+code = 0
+try:
+    runpy.run_module("inference", run_name="__main__", alter_sys=True)
+except SystemExit as stop:
+    code = stop.code
+status = open("/proc/self/status").read().splitlines()
+print([line for line in status if line.startswith("VmHWM:")][0], file=sys.stderr)
+sys.exit(code)
+"""

@@ -23,6 +23,7 @@ from inference.decode import MAX_JPEG_SCANS, decode_image, jpeg_layout
 from inference.types import DecodedImage, DecodeFailure, DecodeRejected
 from tests.conftest import REPO_ROOT
 from tests.hostile_images import (
+    CLI_WITH_PEAK,
     large_webp,
     progressive_444_jpeg,
     scan_repeat_jpeg,
@@ -144,23 +145,6 @@ def test_only_formats_that_decode_are_listed_as_accepted() -> None:
         assert isinstance(decode_image(buffer.getvalue(), **LIMITS), DecodedImage), suffix
 
 
-# ``python -m inference`` with its arguments, then its own peak resident memory (VmHWM)
-# on stderr. Read in the process itself: a forked child's rusage would also count the
-# pages it shared with this test process before exec.
-_CLI_WITH_PEAK = """
-import runpy, sys
-sys.argv[0] = "inference"
-code = 0
-try:
-    runpy.run_module("inference", run_name="__main__", alter_sys=True)
-except SystemExit as stop:
-    code = stop.code
-status = open("/proc/self/status").read().splitlines()
-print([line for line in status if line.startswith("VmHWM:")][0], file=sys.stderr)
-sys.exit(code)
-"""
-
-
 @pytest.mark.parametrize("name", ["scan_repeat.jpg", "large.webp", "progressive_444.jpg"])
 def test_the_cli_answers_each_hostile_file_in_bounded_time_and_memory(
     name: str, tmp_path: Path
@@ -174,7 +158,7 @@ def test_the_cli_answers_each_hostile_file_in_bounded_time_and_memory(
     path.write_bytes(build())
     started = time.perf_counter()
     child = subprocess.run(
-        [sys.executable, "-c", _CLI_WITH_PEAK, "--json", "--workers", "1", str(path)],
+        [sys.executable, "-c", CLI_WITH_PEAK, "--json", "--workers", "1", str(path)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
