@@ -91,6 +91,34 @@ def _crop_maker(
     return make
 
 
+def _photo_source(
+    cfg: TrainConfig,
+    domain: str,
+    kind: str,
+    folder: Path,
+    files: list[str],
+    records: list[Record],
+    cancer: list[bool],
+    train_crop: bool,
+) -> Source:
+    """Real photos in ``folder/images``, cropped around the box the bot's localiser finds."""
+    return Source(
+        records,
+        cached(
+            _cache_dir(cfg) / f"{domain}_{kind}.npy",
+            files,
+            _crop_maker(
+                cfg,
+                lambda i: load_rgb(folder / "images" / files[i]),
+                lambda i, img: lesion_box(img),
+                False,
+                train_crop,
+            ),
+        ),
+        np.array(cancer, bool),
+    )
+
+
 def load_sources(cfg: TrainConfig, split: str) -> dict[str, Source]:
     """Every configured source's ``split``: training crops for "train", the pipeline's
     square for the others."""
@@ -118,46 +146,41 @@ def load_sources(cfg: TrainConfig, split: str) -> dict[str, Source]:
         pad_dir = Path(cfg.pad_dir)
         photos = _limit(split_by_patient(read_pad(pad_dir), cfg.pad_split, cfg.seed)[split], cfg)
         records = [pad_record(p, None) for p in photos]
-        out[PAD_DOMAIN] = Source(
+        out[PAD_DOMAIN] = _photo_source(
+            cfg,
+            PAD_DOMAIN,
+            kind,
+            pad_dir,
+            [p.file for p in photos],
             records,
-            cached(
-                _cache_dir(cfg) / f"{PAD_DOMAIN}_{kind}.npy",
-                [p.file for p in photos],
-                _crop_maker(
-                    cfg,
-                    lambda i: load_rgb(pad_dir / "images" / photos[i].file),
-                    lambda i, img: lesion_box(img),
-                    False,
-                    train_crop,
-                ),
-            ),
-            np.array([CLASSES[r.label] in MALIGNANT for r in records], bool),
+            [CLASSES[r.label] in MALIGNANT for r in records],
+            train_crop,
         )
     if cfg.milk_dir:
         milk_dir = Path(cfg.milk_dir)
         milk = split_milk(read_milk(milk_dir), cfg.milk_split, cfg.seed)[split]
         # Training needs a class; validation keeps every photo for the cancer endpoint.
         milk = _limit([m for m in milk if m.label is not None] if train_crop else milk, cfg)
+        # -1: a diagnosis without a class (validation only, see above).
         records = [
-            Record(m.file.removesuffix(".jpg"), m.lesion_id, m.label, None, MILK_DOMAIN)
-            if m.label is not None
-            else Record(m.file.removesuffix(".jpg"), m.lesion_id, -1, None, MILK_DOMAIN)
+            Record(
+                m.file.removesuffix(".jpg"),
+                m.lesion_id,
+                -1 if m.label is None else m.label,
+                None,
+                MILK_DOMAIN,
+            )
             for m in milk
         ]
-        out[MILK_DOMAIN] = Source(
+        out[MILK_DOMAIN] = _photo_source(
+            cfg,
+            MILK_DOMAIN,
+            kind,
+            milk_dir,
+            [m.file for m in milk],
             records,
-            cached(
-                _cache_dir(cfg) / f"{MILK_DOMAIN}_{kind}.npy",
-                [m.file for m in milk],
-                _crop_maker(
-                    cfg,
-                    lambda i: load_rgb(milk_dir / "images" / milk[i].file),
-                    lambda i, img: lesion_box(img),
-                    False,
-                    train_crop,
-                ),
-            ),
-            np.array([m.is_cancer for m in milk], bool),
+            [m.is_cancer for m in milk],
+            train_crop,
         )
     return out
 
