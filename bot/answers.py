@@ -3,7 +3,7 @@
 Asked once per spot with buttons (bot.handlers.questions), stored as codes in
 ``Consultation.answers``; never free text. They do not change the risk (no held-out
 measurement shows they help the model); a "changed", "grown" or "bled" answer adds the
-matching warning to the advice (bot.advice).
+matching warning to the advice (inference.advice.SIGN_NOTES).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from typing import Any
 SITES = ("head", "trunk", "arm", "leg", "hand_foot", "other")
 AGES = ("under_30", "30_49", "50_69", "70_plus")
 SIGNS = ("new", "changed", "grown", "bled", "itched")
-# Warning signs, each with the advice note it adds.
-SIGN_NOTES = {"changed": "sign_changed", "grown": "sign_changed", "bled": "sign_bled"}
 
 
 def signs_of(answers: Mapping[str, Any] | None) -> frozenset[str]:

@@ -12,7 +12,6 @@ from datetime import date, datetime
 from babel.dates import format_date
 from babel.numbers import format_percent
 
-from bot.advice import Advice, Note, advise
 from bot.answers import SIGNS, signs_of
 from bot.db.models import Consultation
 from bot.db.repository import PatientSummary, StatsSummary
@@ -28,6 +27,7 @@ from bot.screening import (
     Unassessable,
 )
 from bot.tracking import Change, Direction, Earlier
+from inference.advice import Advice, Note, advise, paragraphs
 from inference.types import QualityIssue, Risk
 
 Translate = Callable[[str], str]
@@ -120,7 +120,7 @@ class Replies:
 
     def outcome(self, outcome: Outcome, earlier: Earlier | None = None) -> str:
         """Render the text reply for any screening outcome (``earlier``: a higher result
-        of the same named spot that still stands, see :mod:`bot.advice`)."""
+        of the same named spot that still stands, see :mod:`inference.advice`)."""
         match outcome:
             case Assessed():
                 advice = advise(
@@ -142,52 +142,21 @@ class Replies:
         """Render an assessed result as the advice policy decided it."""
         if advice.level is Risk.UNASSESSABLE:
             raise ValueError("an unassessable photo has no risk level to render")
-        parts = [self._t(f"risk.{advice.level.value}")]
-        if advice.name_type:
-            parts.append(self.text("result.lesion_type", name=lesion_name))
-        for note in advice.notes:
-            if note is Note.HELD and earlier is not None:
-                parts.append(
-                    self.text(
-                        "advice.note.held",
-                        date=self.date(earlier.at),
-                        label=earlier.label,
-                        level=self._t(f"level.{earlier.risk.value}"),
-                    )
-                )
-            elif note is not Note.HELD:
-                parts.append(self._t(f"advice.note.{note.value}"))
-        parts.append(self._t(f"advice.{advice.action.value}"))
-        if advice.warning_signs:
-            parts.append(self._t("advice.warning_signs"))
-        parts.append(self._t("disclaimer"))
-        return "\n\n".join(parts)
+        held = None
+        if Note.HELD in advice.notes and earlier is not None:
+            held = self.text(
+                "advice.note.held",
+                date=self.date(earlier.at),
+                label=earlier.label,
+                level=self._t(f"level.{earlier.risk.value}"),
+            )
+        return "\n\n".join(paragraphs(advice, self.text, lesion_name=lesion_name, held=held))
 
     def unassessable(self, issues: tuple[QualityIssue, ...], *, suspicious: bool = False) -> str:
-        """A refused photo: what to fix first, and what to do if the spot worries you.
-
-        "Not a skin spot" first means the photo shows no spot at all (a screenshot, a
-        page): tips about glare or focus would be beside the point, so it stands alone.
-        When the classifier saw high malignancy, the reply does not say "no spot" at all.
-        """
-        if issues and issues[0] is QualityIssue.NOT_A_LESION:
-            issues = issues[:1]
-        if suspicious:
-            fixable = [i for i in issues if i is not QualityIssue.NOT_A_LESION]
-            tips = [f"• {self._t(f'issue.{issue.value}')}" for issue in fixable]
-            parts = [self._t("unassessable.suspicious")]
-            if tips:
-                parts += ["\n".join(tips), self._t("unassessable.retake")]
-            return "\n\n".join([*parts, self._t("disclaimer")])
-        advice = [f"• {self._t(f'issue.{issue.value}')}" for issue in issues]
-        return "\n\n".join(
-            [
-                self._t("unassessable"),
-                "\n".join(advice or [self._t("issue.generic")]),
-                self._t("unassessable.retake"),
-                self._t("unassessable.doctor"),
-            ]
-        )
+        """A refused photo: what to fix first, and what to do if the spot worries you (the
+        policy, :func:`inference.advice.advise`, chooses the wording and the tips)."""
+        advice = advise(Risk.UNASSESSABLE, None, issues=issues, suspicious=suspicious)
+        return "\n\n".join(paragraphs(advice, self.text))
 
     def rejected(self, reason: RejectReason) -> str:
         return self._t(f"rejected.{reason.value}")

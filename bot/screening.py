@@ -22,7 +22,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import metrics
-from bot.advice import advise
 from bot.db.models import (
     Consultation,
     ConsultationStatus,
@@ -47,6 +46,7 @@ from bot.tracking import (
     parse_caption,
     standing_earlier,
 )
+from inference.advice import advise, is_suspicious
 from inference.metadata import ModelMetadata
 from inference.pipeline import Screener
 from inference.types import (
@@ -109,7 +109,7 @@ class Assessed:
 class Unassessable:
     issues: tuple[QualityIssue, ...]  # most important first; may be empty
     consultation_id: int | None = None
-    # The classifier saw high malignancy in the refused photo (see bot.advice).
+    # The classifier saw high malignancy in the refused photo (see inference.advice).
     suspicious: bool = False
 
 
@@ -396,7 +396,7 @@ class ScreeningService:
                 for issue in row.quality_issues or ()
                 if issue in set(QualityIssue)
             )
-            suspicious = (row.malignant_probability or 0.0) >= self.metadata.thresholds.high
+            suspicious = is_suspicious(row.malignant_probability, self.metadata.thresholds.high)
             outcome = Unassessable(issues, row.id, suspicious)
         elif row.status == ConsultationStatus.REJECTED and row.reason is not None:
             reason = _reject_reason(row.reason)
@@ -470,7 +470,7 @@ class ScreeningService:
             if isinstance(outcome, Assessed):
                 if subject.lesion_label is not None:
                     previous = await consultations.previous_of_lesion(row)
-                    # The advice follows the spot's highest recent result (bot.advice).
+                    # The advice follows the spot's highest recent result (inference.advice).
                     recent = await consultations.recent_of_lesion(row, utc_now() - RECENT)
                     standing = standing_earlier(subject.lesion_label, outcome.risk, recent)
                     answered = any(earlier.answers for earlier, _ in recent)
@@ -539,9 +539,9 @@ class ScreeningService:
         if verdict.risk is Risk.UNASSESSABLE or prediction is None:
             # The classifier judges every photo, refused or not: a refused photo it
             # judges as high risk gets "see a doctor if it worries you", not "no spot".
-            suspicious = (
-                prediction is not None
-                and prediction.malignant_probability >= self.metadata.thresholds.high
+            suspicious = is_suspicious(
+                prediction.malignant_probability if prediction else None,
+                self.metadata.thresholds.high,
             )
             return Unassessable(verdict.quality.issues, suspicious=suspicious)
         top = prediction.top_class
@@ -598,7 +598,7 @@ def _consultation(screened: _Screened, outcome: Outcome, size: int) -> Consultat
     row.quality_ok = verdict.quality.ok
     row.quality_issues = [issue.value for issue in verdict.quality.issues]
     row.quality_measurements = _json_floats(verdict.quality.measurements)
-    # What the person was told (bot.advice may lift the model's level); the model's own
+    # What the person was told (inference.advice may lift the model's level); the model's own
     # level follows from malignant_probability and the model's thresholds.
     row.risk = outcome.risk if isinstance(outcome, Assessed) else verdict.risk
     if verdict.lesion_box is not None:

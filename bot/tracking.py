@@ -53,7 +53,7 @@ def parse_patient_code(text: str | None) -> str | None:
 @dataclass(frozen=True)
 class Earlier:
     """An earlier result of a named spot, higher than the latest one, that still stands:
-    the advice follows it (see bot.advice) until a doctor's answer says otherwise."""
+    the advice follows it (see inference.advice) until a doctor's answer says otherwise."""
 
     label: str
     risk: Risk
@@ -90,7 +90,7 @@ class Change:
         A mirrored copy of a held-out photo changes its risk level 12.6% of the time, so
         most "changes" between two photos are noise. A model without a measured variation
         gets no claim at all (the conservative fallback): neither "worse" nor "lower" is
-        said, and the advice follows the higher of the results (bot.advice).
+        said, and the advice follows the higher of the results (inference.advice).
         """
         before, after = self.probability_before, self.probability_after
         if self.same_spot_delta is None or before is None or after is None:

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from inference.advice import Advice, advise_result, paragraphs
 from inference.classifier import ModelLoadError
 from inference.decode import ACCEPTED_SUFFIXES
 from inference.pipeline import Screener
@@ -78,7 +79,12 @@ def collect(paths: Iterable[Path]) -> Inputs:
     return inputs
 
 
-def to_record(path: Path, outcome: Outcome, model: str) -> dict[str, Any]:
+def to_record(
+    path: Path, outcome: Outcome, model: str, advice: Advice | None = None
+) -> dict[str, Any]:
+    """One image's JSON record. "risk" is the model's own level (for evaluation); "advice"
+    is what the person is told, after the policy (a cancer named lifts the level, a
+    refused photo the classifier judged high says "cannot assess, see a doctor")."""
     record: dict[str, Any] = {"image": str(path), "model": model}
     if isinstance(outcome, OSError):
         record.update(
@@ -110,36 +116,34 @@ def to_record(path: Path, outcome: Outcome, model: str) -> dict[str, Any]:
             height=outcome.height,
             elapsed_ms=round(outcome.elapsed_ms, 1),
         )
+    if advice is not None:
+        record["advice"] = {"level": advice.level.value, "action": advice.action.value}
     return record
 
 
 def describe(
-    record: dict[str, Any], outcome: Outcome, texts: Texts, class_names: dict[str, str]
+    record: dict[str, Any],
+    outcome: Outcome,
+    texts: Texts,
+    class_names: dict[str, str],
+    advice: Advice | None = None,
 ) -> str:
     """The plain output for one image: its path, then the bot's reply in ``texts``' language
-    (as the bot, no probabilities: those are in the --json output)."""
+    (as the bot words it, from the same advice policy; no probabilities: those are in the
+    --json output)."""
     if isinstance(outcome, OSError):
         lines = [texts.text("cli.unreadable")]
     elif isinstance(outcome, DecodeRejected):
         key = f"rejected.{outcome.reason.value}"
         lines = [texts.text(key if texts.has(key) else "cli.unreadable")]
-    elif record["risk"] == "unassessable":
-        tips = [texts.text(f"issue.{issue}") for issue in record["quality"]["issues"]]
-        lines = [
-            texts.text("unassessable"),
-            *(f"• {tip}" for tip in tips or [texts.text("issue.generic")]),
-            texts.text("unassessable.doctor"),
-        ]
+    elif advice is None:
+        raise ValueError("a decoded image needs its advice")
     else:
-        risk, top = record["risk"], record["top_class"]
+        top = record["top_class"]
         name_key = f"lesion.{top}"
         name = texts.text(name_key) if texts.has(name_key) else class_names.get(top, top)
-        lines = [
-            texts.text(f"risk.{risk}"),
-            texts.text("result.lesion_type", name=name),
-            texts.text(f"advice.{risk}"),
-            texts.text("disclaimer"),
-        ]
+        text = "\n".join(paragraphs(advice, texts.text, lesion_name=name))
+        lines = [line for line in text.splitlines() if line]
     return "\n".join([f"{record['image']}", *(f"  {line}" for line in lines), ""])
 
 
@@ -227,13 +231,18 @@ def main(argv: list[str] | None = None, *, progress_to: TextIO | None = None) ->
         tqdm(total=len(inputs.images), file=bar_file, disable=not show_bar, unit="img") as bar,
     ):
         for path, outcome in pool.map(screen, inputs.images):
-            record = to_record(path, outcome, meta.version)
-            decoded = not isinstance(outcome, DecodeRejected | OSError)
-            counts[record["risk"] if decoded else "not_screened"] += 1
+            advice = (
+                advise_result(outcome, meta.thresholds.high)
+                if isinstance(outcome, ScreeningResult)
+                else None
+            )
+            record = to_record(path, outcome, meta.version, advice)
+            # Counted by the level the plain output shows (after the advice policy).
+            counts[advice.level.value if advice else "not_screened"] += 1
             line = (
                 json.dumps(record, ensure_ascii=False)
                 if args.json
-                else describe(record, outcome, texts, meta.class_names)
+                else describe(record, outcome, texts, meta.class_names, advice)
             )
             # Above the bar, which stays at the bottom of the terminal.
             bar.write(line, file=sys.stdout)

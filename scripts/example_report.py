@@ -15,11 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bot.advice import advise
 from bot.db.models import Consultation, utc_now
 from bot.doctor_report import render_png
 from bot.replies import for_language
 from bot.screening import Assessed
+from inference.advice import advise
 from inference.pipeline import Screener
 from inference.types import Risk
 

@@ -4,7 +4,7 @@ A button under a result ("questions for the doctor") starts them: where the spot
 person's age band, and whether it is new or has changed, grown, bled or itched. Each press
 is stored at once with that consultation (``Consultation.answers``, codes only), shown in
 /report and /export, and deleted with the consultation by /forget. A "changed", "grown" or
-"bled" answer ends with the matching warning (bot.advice).
+"bled" answer ends with the matching warning (inference.advice).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 from telegram import InlineKeyboardMarkup, Update
 from telegram.ext import CallbackQueryHandler
 
-from bot.advice import Note, advise
 from bot.answers import AGES, SIGNS, SITES, signs_of, with_answer
 from bot.config import Settings
 from bot.context import BotContext
@@ -20,6 +19,7 @@ from bot.db.models import ConsultationStatus
 from bot.db.repository import ConsultationRepository
 from bot.handlers.common import Handler, keyboard, person
 from bot.replies import Replies
+from inference.advice import Note, advise
 from inference.types import Risk
 
 QUESTIONS_PREFIX = "qa:"

@@ -7,12 +7,12 @@ from datetime import date, datetime
 
 import pytest
 
-from bot.advice import BENIGN_CLASSES, CANCER_CLASSES, Action, Note, advise
 from bot.advice_doc import DOC_PATH, assessed_cases, refused_cases, render
 from bot.i18n import LANGUAGES
 from bot.replies import for_language
 from bot.screening import Assessed
 from bot.tracking import Earlier
+from inference.advice import BENIGN_CLASSES, CANCER_CLASSES, Action, Note, advise
 from inference.types import QualityIssue, Risk
 
 # The words each language's warning signs must contain: bleeding, and not healing.

@@ -8,11 +8,20 @@ import io
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image, ImageEnhance
 
-from inference.__main__ import EXIT_INCOMPLETE, EXIT_OK, main
-from inference.texts import Texts
+from bot.advice_doc import assessed_cases, refused_cases
+from bot.replies import for_language
+from bot.screening import Unassessable
+from inference.__main__ import EXIT_INCOMPLETE, EXIT_OK, describe, main, to_record
+from inference.advice import advise, advise_result
+from inference.pipeline import Screener
+from inference.texts import LANGUAGES, Texts
+from inference.types import Prediction, QualityIssue, QualityReport, Risk, ScreeningResult
 from tests.conftest import DATA_DIR
 
 PAD_PHOTOS = sorted((DATA_DIR / "pad").glob("*.jpg"))[:2]
@@ -113,3 +122,137 @@ def test_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert "``" not in help_
     assert "--lang {en,ru,kk}" in help_
     assert "exit status:" in help_
+
+
+# -- one advice policy for the bot and the CLI ------------------------------------------
+
+
+def _result(
+    risk: Risk, top: str, malignant: float, issues: tuple[QualityIssue, ...] = ()
+) -> ScreeningResult:
+    """A pipeline result as the Screener gives it (the classifier judges refused photos too)."""
+    prediction = Prediction(
+        probabilities={top: 1.0},
+        malignant_probability=malignant,
+        top_class=top,
+        ood_score=0.0,
+        heatmap=np.zeros((4, 4), np.float32),
+    )
+    return ScreeningResult(
+        width=100,
+        height=100,
+        quality=QualityReport(issues),
+        lesion_box=None,
+        prediction=prediction,
+        risk=risk,
+        model_version="test",
+    )
+
+
+def _cli_lines(
+    result: ScreeningResult, language: str, high: float
+) -> tuple[dict[str, Any], list[str]]:
+    """What the CLI prints for one result: its JSON record, and its plain lines (unindented)."""
+    advice = advise_result(result, high)
+    record = to_record(Path("spot.jpg"), result, "test", advice)
+    out = describe(record, result, Texts(language), {"other": "(other)"}, advice)
+    lines = out.splitlines()
+    assert lines[0] == "spot.jpg" and all(line.startswith("  ") for line in lines[1:] if line)
+    return record, [line[2:] for line in lines[1:] if line]
+
+
+def _bot_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line]
+
+
+HIGH = 0.93  # a stand-in for the model's high cut-off: only its side of each value matters
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_cli_walks_the_advice_table_as_the_bot_does(language: str) -> None:
+    """Every row of docs/advice.md, through the CLI's own path (pipeline result -> advice ->
+    plain output), says word for word what the bot says, in every language."""
+    replies = for_language(language)
+    for level, top, outcome in assessed_cases():
+        result = _result(level, top, 0.5)
+        record, cli = _cli_lines(result, language, HIGH)
+        assert cli == _bot_lines(replies.outcome(outcome)), (language, level, top)
+        assert record["risk"] == level.value  # the model's own level stays in the JSON
+        assert record["advice"]["level"] == advise(level, top).level.value
+    for issues, suspicious, outcome in refused_cases():
+        malignant = HIGH + 0.01 if suspicious else HIGH - 0.01
+        result = _result(Risk.UNASSESSABLE, "mel", malignant, issues)
+        record, cli = _cli_lines(result, language, HIGH)
+        assert cli == _bot_lines(replies.outcome(outcome)), (language, issues, suspicious)
+        assert record["advice"]["action"] == ("cannot_assess" if suspicious else "retake")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_cli_follows_the_policy_case_by_case(language: str) -> None:
+    """The cases the issue names, each checked for what it must and must not say."""
+    t = Texts(language)
+    # A cancer as the likely type, below the high cut-off: shown and advised as high.
+    record, cli = _cli_lines(_result(Risk.MEDIUM, "mel", 0.4), language, HIGH)
+    assert t.text("risk.high") in cli and t.text("advice.high") in cli
+    assert t.text("advice.medium") not in cli and t.text("advice.warning_signs") in cli
+    assert (record["risk"], record["advice"]["level"]) == ("medium", "high")
+    # A harmless type at medium: says why, and lists the warning signs.
+    _, cli = _cli_lines(_result(Risk.MEDIUM, "nv", 0.4), language, HIGH)
+    assert t.text("risk.medium") in cli and t.text("advice.medium") in cli
+    assert t.text("advice.note.benign_but_unsure") in cli
+    assert t.text("advice.warning_signs") in cli
+    # Actinic keratosis at low: its own advice, shown as medium.
+    record, cli = _cli_lines(_result(Risk.LOW, "akiec", 0.1), language, HIGH)
+    assert t.text("advice.akiec") in cli and t.text("risk.medium") in cli
+    assert t.text("advice.low") not in cli and record["advice"]["level"] == "medium"
+    # Refused as "not a skin spot" while the classifier saw high malignancy.
+    refused = (QualityIssue.NOT_A_LESION,)
+    _, cli = _cli_lines(_result(Risk.UNASSESSABLE, "mel", 0.97, refused), language, HIGH)
+    assert t.text("unassessable.suspicious") in cli and t.text("disclaimer") in cli
+    assert f"• {t.text('issue.not_a_lesion')}" not in cli
+    assert t.text("unassessable") not in cli
+    # Refused plainly: "no skin spot", take another photo, see a doctor if it worries you.
+    _, cli = _cli_lines(_result(Risk.UNASSESSABLE, "mel", 0.2, refused), language, HIGH)
+    assert cli == [
+        t.text("unassessable"),
+        f"• {t.text('issue.not_a_lesion')}",
+        t.text("unassessable.retake"),
+        t.text("unassessable.doctor"),
+    ]
+
+
+@pytest.fixture
+def refused_but_high(tmp_path: Path) -> Path:
+    """A real refused photo the classifier judges high: the committed biopsy-proven basal
+    cell carcinoma (tests/data/README.md, 0.98 malignant) brightened 1.8x is refused as
+    overexposed and "not a skin spot", as PAD PAT_340_714_314 (a melanoma, in the data set
+    but not committed here) was refused while the classifier gave it 0.84-0.97."""
+    photo = Image.open(DATA_DIR / "pad" / "PAT_145_216_110.jpg").convert("RGB")
+    path = tmp_path / "overexposed_bcc.jpg"
+    ImageEnhance.Brightness(photo).enhance(1.8).save(path, quality=92)
+    return path
+
+
+def test_a_real_refused_photo_the_classifier_judged_high_gets_cannot_assess(
+    refused_but_high: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI once printed "I could not find a skin spot" for it, as the bot no longer
+    does: now both say "I cannot assess this photo; ... see a doctor"."""
+    code, out, _ = run(capsys, "--json", refused_but_high)
+    assert code == EXIT_OK
+    record = json.loads(out)
+    high = Screener().metadata.thresholds.high
+    # The premise (a new model may move it: then find another such photo).
+    assert record["risk"] == "unassessable", record
+    assert "not_a_lesion" in record["quality"]["issues"], record
+    assert record["malignant_probability"] >= high, record
+    assert record["advice"] == {"level": "unassessable", "action": "cannot_assess"}
+    issues = tuple(QualityIssue(issue) for issue in record["quality"]["issues"])
+    for language in LANGUAGES:
+        code, out, _ = run(capsys, "--lang", language, refused_but_high)
+        t = Texts(language)
+        lines = [line[2:] for line in out.splitlines()[1:] if line]
+        assert t.text("unassessable.suspicious") in lines, language
+        assert f"• {t.text('issue.not_a_lesion')}" not in lines, language
+        bot = for_language(language).outcome(Unassessable(issues, suspicious=True))
+        assert lines == _bot_lines(bot), language

@@ -10,7 +10,6 @@ import pytest
 from babel.messages.pofile import read_po
 
 from bot.admission import BusyReason
-from bot.advice import BENIGN_CLASSES, CANCER_CLASSES, PRECANCER_CLASSES, Action, Note
 from bot.answers import AGES, SIGNS, SITES
 from bot.db.repository import OUTCOMES
 from bot.handlers.reminders import DIAGNOSES, REMIND_CHOICES, SAW_DOCTOR
@@ -18,6 +17,7 @@ from bot.i18n import LANGUAGES, catalogue_path, language_for, read_catalogue
 from bot.profile import MENUS
 from bot.replies import COMMANDS, for_language
 from bot.screening import UnsupportedMedia
+from inference.advice import BENIGN_CLASSES, CANCER_CLASSES, PRECANCER_CLASSES, Action, Note
 from inference.types import DecodeFailure, QualityIssue, Risk
 
 BOT_DIR = Path(__file__).resolve().parents[2] / "bot"
@@ -87,7 +87,7 @@ def test_every_key_the_code_uses_exists() -> None:
     used |= {f"stats.followup.{answer}" for answer in (*SAW_DOCTOR, "pending", "unanswered")}
     used |= {"bot.description", "bot.short_description"}
     used |= {f"command.{name}" for menu in MENUS.values() for name in menu}
-    # The advice policy's actions and notes (bot.advice), the optional questions' choices
+    # The advice policy's actions and notes (inference.advice), the optional questions' choices
     # (bot.answers), the /remind buttons, and the lesion types the policy knows.
     assessed_actions = [a for a in Action if a not in (Action.RETAKE, Action.CANNOT_ASSESS)]
     used |= {
