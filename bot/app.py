@@ -37,6 +37,7 @@ from bot.handlers import (
     reminders,
     report,
     start,
+    thumbnails,
     unsupported,
     worker,
 )
@@ -191,6 +192,7 @@ def build_application(settings: Settings, *, handle_signals: bool = False) -> Bo
         consent,
         history,
         reminders,
+        thumbnails,
         report,
         questions,
         admin,
@@ -301,6 +303,7 @@ async def _open_runtime(settings: Settings, resources: AsyncExitStack) -> Runtim
         # Past its budget the pipeline refuses a photo itself, between stages; a photo
         # that has not come back by twice the budget is stuck inside one.
         hung_after_s=2 * settings.screening_time_budget_s,
+        thumbnails=keys.thumbnail_sealer,
     )
     inbox = Inbox(sessions, keys.update_sealer, lease=timedelta(seconds=settings.inbox_lease_s))
     return Runtime(

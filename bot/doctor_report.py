@@ -51,6 +51,11 @@ def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name), size)
 
 
+def face(name: str, size: int) -> ImageFont.FreeTypeFont:
+    """A DejaVu face at ``size`` px, for the other pictures the bot draws (bot.thumbnails)."""
+    return _font(name, size)
+
+
 def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
     lines: list[str] = []
     for paragraph in text.split("\n"):

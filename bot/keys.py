@@ -23,7 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings, weak_secret
 from bot.db.models import User
-from bot.privacy import ChatSealer, UpdateSealer, open_legacy_chat_id, user_key
+from bot.privacy import (
+    ChatSealer,
+    ThumbnailSealer,
+    UpdateSealer,
+    open_legacy_chat_id,
+    user_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +48,8 @@ class Keys:
     sealer: ChatSealer
     # Updates waiting in the inbox (see bot.inbox), from the same secrets.
     update_sealer: UpdateSealer
+    # Thumbnails kept by those who opted in (bot.thumbnails), from the same secrets.
+    thumbnail_sealer: ThumbnailSealer
 
     def user_key(self, telegram_user_id: int) -> str:
         """Return the pseudonymous key stored in place of a Telegram user id."""
@@ -63,7 +71,7 @@ async def load_keys(settings: Settings, sessions: async_sessionmaker[AsyncSessio
     # user-key secret: it comes last, so they still open (and are re-sealed at start-up).
     seal_secrets = [key.get_secret_value().encode() for key in settings.chat_seal_keys]
     secrets = [*seal_secrets, secret]
-    return Keys(secret, ChatSealer(secrets), UpdateSealer(secrets))
+    return Keys(secret, ChatSealer(secrets), UpdateSealer(secrets), ThumbnailSealer(secrets))
 
 
 async def _user_key_secret(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> bytes:

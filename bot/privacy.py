@@ -137,6 +137,27 @@ class UpdateSealer:
         return self._sealer.open(sealed, _update_aad(update_id))
 
 
+class ThumbnailSealer:
+    """Seal and open the thumbnails a person opted in to keep (bot.thumbnails): the JPEG is
+    never stored in the clear, and each is bound to its user and consultation, so a value
+    copied to another row does not open."""
+
+    def __init__(self, secrets: Sequence[bytes]) -> None:
+        self._sealer = Sealer(secrets, b"skin-bot thumbnail v1")
+
+    def seal(self, jpeg: bytes, user_key: str, consultation_id: int) -> str:
+        return self._sealer.seal(jpeg, _thumbnail_aad(user_key, consultation_id))
+
+    def open(self, sealed: str, user_key: str, consultation_id: int) -> bytes | None:
+        """Return the JPEG, or None if it does not open (another row's value, an unknown
+        key, or altered)."""
+        return self._sealer.open(sealed, _thumbnail_aad(user_key, consultation_id))
+
+
+def _thumbnail_aad(user_key: str, consultation_id: int) -> bytes:
+    return f"thumbnail:{user_key}:{consultation_id}".encode()
+
+
 def _update_aad(update_id: int) -> bytes:
     return b"inbox:" + str(update_id).encode()
 

@@ -34,7 +34,17 @@ Translate = Callable[[str], str]
 Plural = Callable[[str, str, int], str]
 # Telegram refuses a message longer than this, counted in UTF-16 code units.
 TELEGRAM_TEXT_LIMIT = 4096
-COMMANDS = ("start", "help", "history", "report", "remind", "language", "privacy", "forget")
+COMMANDS = (
+    "start",
+    "help",
+    "history",
+    "report",
+    "remind",
+    "thumbnails",
+    "language",
+    "privacy",
+    "forget",
+)
 
 
 def english(key: str) -> str:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from PIL import Image
@@ -27,6 +27,7 @@ from bot.db.models import (
     ConsultationStatus,
     FollowUp,
     OutboxMessage,
+    Thumbnail,
     User,
     utc_now,
 )
@@ -34,9 +35,12 @@ from bot.db.repository import (
     ConsultationRepository,
     OutboxRepository,
     ReferralRepository,
+    ThumbnailRepository,
     UserRepository,
 )
 from bot.i18n import REFERRAL_FALLBACK, language_for
+from bot.privacy import ThumbnailSealer
+from bot.thumbnails import thumbnail
 from bot.tracking import (
     RECENT,
     Change,
@@ -135,6 +139,8 @@ class _Screened:
     verdict: ScreeningResult | DecodeRejected
     heatmap_jpeg: bytes | None
     elapsed_ms: int
+    # A small copy to keep, sealed, for someone who opted in (bot.thumbnails).
+    thumbnail_jpeg: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +205,17 @@ class Tracked:
 
 
 @dataclass(frozen=True)
+class SideBySide:
+    """A named spot's previous photo and this one, as thumbnails (in memory only: opened
+    from their sealed copies for this reply), with the dates they were screened."""
+
+    earlier_jpeg: bytes
+    earlier_at: datetime
+    latest_jpeg: bytes
+    latest_at: datetime
+
+
+@dataclass(frozen=True)
 class Consulted:
     """A stored consultation and everything its reply shows."""
 
@@ -209,6 +226,7 @@ class Consulted:
     tracked: Tracked | None = None
     referral: str | None = None  # where to get checked, on high-risk results
     consultation_id: int | None = None  # the stored row, to mark delivered
+    side_by_side: SideBySide | None = None  # for someone who keeps thumbnails
 
 
 PhotoReply = NeedsConsent | NeedsPatientCode | Forgotten | AlreadyAnswered | Consulted
@@ -220,6 +238,7 @@ class _Sender:
     consented: bool
     worker: bool
     answered_before: bool = False  # this very update was answered by an earlier process
+    keep_thumbnails: bool = False  # opted in (bot.thumbnails)
 
 
 class ScreeningService:
@@ -237,8 +256,11 @@ class ScreeningService:
         max_pending: int,
         follow_up_after: timedelta,
         hung_after_s: float = 120.0,
+        thumbnails: ThumbnailSealer | None = None,
     ) -> None:
         self._screener = screener
+        # Seals the thumbnails of those who opted in; None keeps none (bot.thumbnails).
+        self._thumbnails = thumbnails
         self._executor = executor
         self._sessions = sessions
         self._max_bytes = max_bytes
@@ -301,7 +323,11 @@ class ScreeningService:
                 # holding its sender's turn for ever. The thread itself cannot be stopped.
                 async with asyncio.timeout(self._hung_after_s):
                     screened = await loop.run_in_executor(
-                        self._executor, self._screen_sync, data, sender.worker
+                        self._executor,
+                        self._screen_sync,
+                        data,
+                        sender.worker,
+                        self._keeps_thumbnail(sender, subject),
                     )
             except Exception as error:
                 # Unexpected: the global error handler replies; the log keeps the attempt
@@ -313,7 +339,19 @@ class ScreeningService:
                 raise
         outcome = self._outcome(screened)
         row = _consultation(screened, outcome, len(data))
-        return await self._store(request, sender, subject, outcome, row)
+        return await self._store(
+            request, sender, subject, outcome, row, thumbnail_jpeg=screened.thumbnail_jpeg
+        )
+
+    def _keeps_thumbnail(self, sender: _Sender, subject: Subject) -> bool:
+        # A person's own named spots only: a health worker's photos are of patients, who
+        # did not opt in themselves.
+        return (
+            self._thumbnails is not None
+            and sender.keep_thumbnails
+            and not sender.worker
+            and subject.lesion_label is not None
+        )
 
     async def reject(self, request: PhotoRequest, reason: RejectReason) -> PhotoReply:
         """Log an attempt refused before download (wrong kind of message, not an image)."""
@@ -428,6 +466,7 @@ class ScreeningService:
             consented=user is not None and user.consented_at is not None,
             worker=bool(user and user.is_worker),
             answered_before=earlier is not None and earlier.delivered_at is not None,
+            keep_thumbnails=bool(user and user.keep_thumbnails),
         )
 
     async def _store(
@@ -437,6 +476,8 @@ class ScreeningService:
         subject: Subject,
         outcome: Outcome | None,
         row: Consultation | None = None,
+        *,
+        thumbnail_jpeg: bytes | None = None,
     ) -> PhotoReply:
         """Store one consultation (and its follow-up) in one transaction, if the user still
         exists and agrees; ``outcome`` None stores a failure and replies nothing of its own."""
@@ -448,6 +489,7 @@ class ScreeningService:
         row.lesion_label, row.patient_code = subject.lesion_label, subject.patient_code
         tracked: Tracked | None = None
         referral: str | None = None
+        pair: SideBySide | None = None
         async with self._sessions.begin() as session:
             user = await UserRepository(session).lock(request.user_key)
             if user is None or user.consented_at is None:
@@ -465,6 +507,7 @@ class ScreeningService:
             # Reads first, writes last: SQLite holds its one write lock from the first
             # write to the commit, and every other photo's write waits for it meanwhile.
             previous: Consultation | None = None
+            earlier_jpeg: bytes | None = None
             standing: Earlier | None = None
             answered = False
             if isinstance(outcome, Assessed):
@@ -474,6 +517,8 @@ class ScreeningService:
                     recent = await consultations.recent_of_lesion(row, utc_now() - RECENT)
                     standing = standing_earlier(subject.lesion_label, outcome.risk, recent)
                     answered = any(earlier.answers for earlier, _ in recent)
+                    if previous is not None and thumbnail_jpeg is not None:
+                        earlier_jpeg = await self._open_thumbnail(session, previous)
                 if Risk.HIGH in (outcome.risk, standing and standing.risk):
                     fallback = REFERRAL_FALLBACK.get(sender.language, (sender.language,))
                     referral = await ReferralRepository(session).first_of(fallback)
@@ -491,6 +536,20 @@ class ScreeningService:
                 if subject.lesion_label is not None:
                     change = change_between(previous, row, self.metadata.same_spot_delta)
                     tracked = Tracked(subject.lesion_label, change, standing, answered)
+                if (
+                    thumbnail_jpeg is not None
+                    and self._thumbnails is not None
+                    and user.keep_thumbnails
+                ):
+                    # Sealed before it is written: the JPEG never reaches the database.
+                    sealed = self._thumbnails.seal(thumbnail_jpeg, row.user_key, row.id)
+                    await ThumbnailRepository(session).add(
+                        Thumbnail(consultation_id=row.id, user_key=row.user_key, sealed=sealed)
+                    )
+                    if previous is not None and earlier_jpeg is not None:
+                        pair = SideBySide(
+                            earlier_jpeg, previous.created_at, thumbnail_jpeg, row.created_at
+                        )
         metrics.consultation_logged(row.status, row.reason)
         logger.info(
             "Consultation %d: %s %s (%s, %s ms)",
@@ -505,10 +564,17 @@ class ScreeningService:
         if isinstance(outcome, Assessed | Unassessable):
             outcome = replace(outcome, consultation_id=row.id)
         return Consulted(
-            sender.language, outcome, subject, sender.worker, tracked, referral, row.id
+            sender.language, outcome, subject, sender.worker, tracked, referral, row.id, pair
         )
 
-    def _screen_sync(self, data: bytes, compact: bool) -> _Screened:
+    async def _open_thumbnail(self, session: AsyncSession, row: Consultation) -> bytes | None:
+        """The thumbnail kept of ``row``, opened; None if none was kept or it does not open."""
+        if self._thumbnails is None:
+            return None
+        kept = await ThumbnailRepository(session).of_consultation(row.id)
+        return None if kept is None else self._thumbnails.open(kept.sealed, row.user_key, row.id)
+
+    def _screen_sync(self, data: bytes, compact: bool, keep_thumbnail: bool = False) -> _Screened:
         # Runs in a worker thread: decode, checks, inference and JPEG encoding are all CPU.
         started = time.perf_counter()
         verdict = self._screener.screen_bytes(
@@ -528,8 +594,11 @@ class ScreeningService:
                 if compact
                 else encode_jpeg(verdict.heatmap_overlay)
             )
+        kept = None
+        if keep_thumbnail and heatmap is not None:  # an assessed photo
+            kept = thumbnail(data, max_bytes=self._max_bytes, max_pixels=self._max_pixels)
         elapsed_ms = round((time.perf_counter() - started) * 1000)
-        return _Screened(verdict, heatmap, elapsed_ms)
+        return _Screened(verdict, heatmap, elapsed_ms, kept)
 
     def _outcome(self, screened: _Screened) -> Outcome:
         verdict = screened.verdict

@@ -139,6 +139,26 @@ class User(Base):
     # The chat id, sealed by bot.privacy (never in the clear), kept only while the bot may
     # have to write first: reminders on, or a follow-up pending.
     chat_ref: Mapped[str | None] = mapped_column(String(128))
+    # Opted in to keeping an encrypted thumbnail of each photo of a named spot (off by
+    # default; turning it off deletes them): see bot.thumbnails.
+    keep_thumbnails: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
+class Thumbnail(Base):
+    """A small copy of a screened photo of a named spot, kept only for someone who opted in
+    (bot.thumbnails), to show it beside the spot's next photo. ``sealed`` is the JPEG
+    encrypted with AES-256-GCM (bot.privacy.ThumbnailSealer), bound to its user and
+    consultation: never stored in the clear."""
+
+    __tablename__ = "thumbnails"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    consultation_id: Mapped[int] = mapped_column(
+        ForeignKey("consultations.id", ondelete="CASCADE"), unique=True
+    )
+    user_key: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    sealed: Mapped[str] = mapped_column(Text)
 
 
 class FollowUp(Base):

@@ -20,6 +20,7 @@ from bot.db.models import (
     InboxUpdate,
     OutboxMessage,
     ReferralContact,
+    Thumbnail,
     User,
 )
 
@@ -127,6 +128,9 @@ class ConsultationRepository:
         )
         await self._session.execute(
             delete(FollowUp).where(FollowUp.consultation_id == consultation.id)
+        )
+        await self._session.execute(
+            delete(Thumbnail).where(Thumbnail.consultation_id == consultation.id)
         )
         await self._session.delete(consultation)
         await self._session.flush()
@@ -291,6 +295,7 @@ class UserRepository:
         await self.lock(user_key)  # wait for a consultation being stored (see lock)
         await self._session.execute(delete(OutboxMessage).where(OutboxMessage.user_key == user_key))
         await self._session.execute(delete(FollowUp).where(FollowUp.user_key == user_key))
+        await ThumbnailRepository(self._session).delete_for_user(user_key)
         await self._session.execute(delete(Consultation).where(Consultation.user_key == user_key))
         await self._session.execute(delete(User).where(User.user_key == user_key))
 
@@ -313,6 +318,7 @@ class UserRepository:
             )
         )
         await self._session.execute(delete(FollowUp).where(FollowUp.consultation_id.in_(old)))
+        await self._session.execute(delete(Thumbnail).where(Thumbnail.consultation_id.in_(old)))
         result = await self._session.execute(
             delete(Consultation).where(Consultation.created_at < cutoff)
         )
@@ -326,6 +332,30 @@ class UserRepository:
             )
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+class ThumbnailRepository:
+    """The sealed thumbnails of those who opted in (bot.thumbnails). Deleted explicitly
+    with their consultation or user: SQLite does not enforce ON DELETE CASCADE by default."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, thumbnail: Thumbnail) -> None:
+        self._session.add(thumbnail)
+        await self._session.flush()
+
+    async def of_consultation(self, consultation_id: int) -> Thumbnail | None:
+        return await self._session.scalar(
+            select(Thumbnail).where(Thumbnail.consultation_id == consultation_id)
+        )
+
+    async def count_for_user(self, user_key: str) -> int:
+        query = select(func.count()).select_from(Thumbnail).where(Thumbnail.user_key == user_key)
+        return int(await self._session.scalar(query) or 0)
+
+    async def delete_for_user(self, user_key: str) -> None:
+        await self._session.execute(delete(Thumbnail).where(Thumbnail.user_key == user_key))
 
 
 class FollowUpRepository:

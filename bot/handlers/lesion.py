@@ -11,7 +11,7 @@ import logging
 
 from telegram import Document, InlineKeyboardMarkup, Message, PhotoSize, Update
 from telegram.constants import ChatAction
-from telegram.error import BadRequest, NetworkError, TimedOut
+from telegram.error import BadRequest, NetworkError, TelegramError, TimedOut
 from telegram.ext import MessageHandler, filters
 
 from bot import metrics
@@ -38,8 +38,10 @@ from bot.screening import (
     PhotoRequest,
     RejectReason,
     ShuttingDownError,
+    SideBySide,
     Tracked,
 )
+from bot.thumbnails import side_by_side
 from bot.tracking import change_between, normalise_label
 from inference.types import DecodeFailure
 
@@ -293,11 +295,26 @@ async def _deliver(
             await _queue(message, context, reply, error)
             return
     metrics.answer_sent("delivered")
+    if reply.side_by_side is not None:
+        await _send_side_by_side(message, replies, reply.side_by_side)
     if reply.consultation_id is None:
         return
     nameable = isinstance(outcome, Assessed) and reply.subject.lesion_label is None
     remember = sent[-1].message_id if nameable and not reply.worker else None
     await context.bot_data.runtime.screening.record_delivery(reply.consultation_id, remember)
+
+
+async def _send_side_by_side(message: Message, replies: Replies, pair: SideBySide) -> None:
+    """The spot's previous photo and this one, side by side with their dates (for someone
+    who keeps thumbnails, bot.thumbnails). After the result, which is already delivered:
+    a picture that fails is logged and not retried, and the answer stands without it."""
+    earlier, latest = replies.date(pair.earlier_at), replies.date(pair.latest_at)
+    picture = side_by_side(pair.earlier_jpeg, earlier, pair.latest_jpeg, latest)
+    caption = replies.text("thumbnails.side_by_side", earlier=earlier, latest=latest)
+    try:
+        await with_retries(lambda: message.reply_photo(picture, caption=caption), "sendPhoto")
+    except TelegramError as error:
+        logger.warning("Side-by-side picture not delivered (%s)", type(error).__name__)
 
 
 async def _uncertain(reply: Consulted) -> None:

@@ -44,6 +44,7 @@ async def test_migrations_build_the_schema_the_models_describe(engine: AsyncEngi
             "referral_contacts",
             "outbox",
             "inbox",
+            "thumbnails",
             "alembic_version",
         }
         assert await connection.run_sync(_schema_drift) == []

@@ -19,7 +19,7 @@ from bot.db.models import User
 from bot.db.repository import UserRepository
 from bot.db.session import create_engine, create_session_factory
 from bot.keys import KEY_FILE_NAME, Keys, KeySetupError, load_keys, reseal_chat_refs
-from bot.privacy import ChatSealer, UpdateSealer, user_key
+from bot.privacy import ChatSealer, ThumbnailSealer, UpdateSealer, user_key
 from tests.legacy_seal import seal_chat_id_v0
 
 T1 = "123456789:FIRST-token-abcdefghijklmnopqrstuvwxyz"
@@ -52,7 +52,7 @@ async def test_values_sealed_before_the_migration_open_after_it(engine: AsyncEng
             user.chat_ref, user.reminder = chat_ref, "monthly"
 
     secrets = [NEW_SEAL_KEY.encode(), SECRET]
-    keys = Keys(SECRET, ChatSealer(secrets), UpdateSealer(secrets))
+    keys = Keys(SECRET, ChatSealer(secrets), UpdateSealer(secrets), ThumbnailSealer(secrets))
     report = await reseal_chat_refs(sessions, keys)
     assert (report.resealed, report.dropped, report.unreadable) == (2, 1, 1)
 

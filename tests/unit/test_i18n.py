@@ -13,6 +13,7 @@ from bot.admission import BusyReason
 from bot.answers import AGES, SIGNS, SITES
 from bot.db.repository import OUTCOMES
 from bot.handlers.reminders import DIAGNOSES, REMIND_CHOICES, SAW_DOCTOR
+from bot.handlers.thumbnails import THUMBNAIL_CHOICES
 from bot.i18n import LANGUAGES, catalogue_path, language_for, read_catalogue
 from bot.profile import MENUS
 from bot.replies import COMMANDS, for_language
@@ -99,6 +100,7 @@ def test_every_key_the_code_uses_exists() -> None:
     used |= {f"questions.sign.{code}" for code in SIGNS}
     used |= {f"report.answer.{step}" for step in ("site", "age", "signs")}
     used |= {f"remind.button.{choice}" for choice in REMIND_CHOICES}
+    used |= {f"thumbnails.{kind}{c}" for kind in ("", "now_", "button.") for c in THUMBNAIL_CHOICES}
     used |= {f"lesion.{code}" for code in (*CANCER_CLASSES, *PRECANCER_CLASSES, *BENIGN_CLASSES)}
     assert {"consent.agreed", "track.compare", "stats.chart_caption"} <= used  # scan works
     assert used - set(ENGLISH) == set()
