@@ -40,7 +40,17 @@ async def test_bot_registers_its_commands_on_start_up(
     fake_api: FakeTelegramApi, running_bot: RunningBot
 ) -> None:
     """The command menu offers the user commands, in English and in each user language."""
-    expected = ["start", "help", "history", "report", "remind", "language", "privacy", "forget"]
+    expected = [
+        "start",
+        "help",
+        "history",
+        "report",
+        "remind",
+        "thumbnails",
+        "language",
+        "privacy",
+        "forget",
+    ]
     assert [c["command"] for c in fake_api.commands] == expected
     for language in ("ru", "kk"):
         menu = fake_api.commands_by_language[language]

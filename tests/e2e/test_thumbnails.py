@@ -23,6 +23,12 @@ LABEL = "left shoulder mole"
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
+@pytest.fixture(scope="module")
+def backend(each_backend: str) -> str:
+    """On SQLite and on PostgreSQL: a new table and a new column, written by both."""
+    return each_backend
+
+
 async def thumbnails_of(bot: RunningBot, user_id: int) -> list[Thumbnail]:
     async with bot.application.bot_data.runtime.sessions() as session:
         rows = await session.scalars(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.privacy import ChatSealer, open_legacy_chat_id, user_key
+from bot.privacy import ChatSealer, ThumbnailSealer, open_legacy_chat_id, user_key
 from tests.legacy_seal import seal_chat_id_v0
 
 ALICE, BOB = "a" * 64, "b" * 64
@@ -52,3 +52,17 @@ def test_values_in_the_old_format_open_for_re_sealing() -> None:
 def test_user_keys_are_stable_hmacs() -> None:
     assert user_key(42, b"k") == user_key(42, b"k") != user_key(43, b"k")
     assert len(user_key(42, b"k")) == 64
+
+
+def test_a_sealed_thumbnail_is_not_a_jpeg_and_opens_only_for_its_own_row() -> None:
+    """Bound to its user and consultation, under its own keys (not a chat id's)."""
+    jpeg = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8
+    sealer = ThumbnailSealer([b"secret"])
+    sealed = sealer.seal(jpeg, ALICE, 7)
+    assert b"\xff\xd8" not in sealed.encode() and "JFIF" not in sealed
+    assert sealer.open(sealed, ALICE, 7) == jpeg
+    assert sealer.open(sealed, BOB, 7) is None  # another person's row
+    assert sealer.open(sealed, ALICE, 8) is None  # another consultation
+    assert ThumbnailSealer([b"other secret"]).open(sealed, ALICE, 7) is None
+    chat = ChatSealer([b"secret"]).seal(12345, ALICE)
+    assert sealer.open(chat, ALICE, 7) is None  # a chat id never opens as a thumbnail
