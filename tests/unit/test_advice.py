@@ -14,6 +14,7 @@ from bot.screening import Assessed
 from bot.tracking import Earlier
 from inference.advice import BENIGN_CLASSES, CANCER_CLASSES, Action, Note, advise
 from inference.types import QualityIssue, Risk
+from tests.results import screening_result
 
 # The words each language's warning signs must contain: bleeding, and not healing.
 WARNING_WORDS = {
@@ -127,29 +128,6 @@ def _assert_clean(text: str, language: str, where: str) -> None:
         assert not latin, (where, latin)
 
 
-def _verdict(risk: Risk, top: str, malignant: float, issues: tuple[QualityIssue, ...]) -> object:
-    import numpy as np
-
-    from inference.types import Prediction, QualityReport, ScreeningResult
-
-    prediction = Prediction(
-        probabilities={top: 1.0},
-        malignant_probability=malignant,
-        top_class=top,
-        ood_score=0.0,
-        heatmap=np.zeros((4, 4), np.float32),
-    )
-    return ScreeningResult(
-        width=100,
-        height=100,
-        quality=QualityReport(issues),
-        lesion_box=None,
-        prediction=prediction,
-        risk=risk,
-        model_version="test",
-    )
-
-
 def test_the_screening_service_marks_refused_photos_the_classifier_judged_high_risk() -> None:
     """PAD PAT_340_714_314, a melanoma filling the frame, was refused as "not a skin spot"
     with p(malignant) 0.84: such a refusal is marked suspicious (at the model's high cut-off
@@ -162,13 +140,13 @@ def test_the_screening_service_marks_refused_photos_the_classifier_judged_high_r
     high = service.metadata.thresholds.high
     refused = (QualityIssue.NOT_A_LESION,)
     for malignant, expected in ((high, True), (min(high + 0.05, 1.0), True), (high - 0.01, False)):
-        verdict = _verdict(Risk.UNASSESSABLE, "mel", malignant, refused)
+        verdict = screening_result(Risk.UNASSESSABLE, "mel", malignant, refused)
         outcome = service._outcome(_Screened(verdict, None, 0))  # type: ignore[arg-type]
         assert outcome == Unassessable(refused, suspicious=expected), malignant
         text = for_language("en").outcome(outcome)
         assert (for_language("en").text("issue.not_a_lesion") in text) is not expected
     # An assessed photo whose likely type is a cancer is stored and answered as high.
-    verdict = _verdict(Risk.MEDIUM, "mel", 0.3, ())
+    verdict = screening_result(Risk.MEDIUM, "mel", 0.3, ())
     outcome = service._outcome(_Screened(verdict, None, 0))  # type: ignore[arg-type]
     assert isinstance(outcome, Assessed) and outcome.risk is Risk.HIGH
 

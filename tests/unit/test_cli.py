@@ -10,7 +10,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
@@ -21,8 +20,9 @@ from inference.__main__ import EXIT_INCOMPLETE, EXIT_OK, describe, main, to_reco
 from inference.advice import advise, advise_result
 from inference.pipeline import Screener
 from inference.texts import LANGUAGES, Texts
-from inference.types import Prediction, QualityIssue, QualityReport, Risk, ScreeningResult
+from inference.types import QualityIssue, Risk, ScreeningResult
 from tests.conftest import DATA_DIR
+from tests.results import screening_result
 
 PAD_PHOTOS = sorted((DATA_DIR / "pad").glob("*.jpg"))[:2]
 EN, KK = Texts("en"), Texts("kk")
@@ -127,28 +127,6 @@ def test_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
 # -- one advice policy for the bot and the CLI ------------------------------------------
 
 
-def _result(
-    risk: Risk, top: str, malignant: float, issues: tuple[QualityIssue, ...] = ()
-) -> ScreeningResult:
-    """A pipeline result as the Screener gives it (the classifier judges refused photos too)."""
-    prediction = Prediction(
-        probabilities={top: 1.0},
-        malignant_probability=malignant,
-        top_class=top,
-        ood_score=0.0,
-        heatmap=np.zeros((4, 4), np.float32),
-    )
-    return ScreeningResult(
-        width=100,
-        height=100,
-        quality=QualityReport(issues),
-        lesion_box=None,
-        prediction=prediction,
-        risk=risk,
-        model_version="test",
-    )
-
-
 def _cli_lines(
     result: ScreeningResult, language: str, high: float
 ) -> tuple[dict[str, Any], list[str]]:
@@ -174,14 +152,14 @@ def test_the_cli_walks_the_advice_table_as_the_bot_does(language: str) -> None:
     plain output), says word for word what the bot says, in every language."""
     replies = for_language(language)
     for level, top, outcome in assessed_cases():
-        result = _result(level, top, 0.5)
+        result = screening_result(level, top, 0.5)
         record, cli = _cli_lines(result, language, HIGH)
         assert cli == _bot_lines(replies.outcome(outcome)), (language, level, top)
         assert record["risk"] == level.value  # the model's own level stays in the JSON
         assert record["advice"]["level"] == advise(level, top).level.value
     for issues, suspicious, outcome in refused_cases():
         malignant = HIGH + 0.01 if suspicious else HIGH - 0.01
-        result = _result(Risk.UNASSESSABLE, "mel", malignant, issues)
+        result = screening_result(Risk.UNASSESSABLE, "mel", malignant, issues)
         record, cli = _cli_lines(result, language, HIGH)
         assert cli == _bot_lines(replies.outcome(outcome)), (language, issues, suspicious)
         assert record["advice"]["action"] == ("cannot_assess" if suspicious else "retake")
@@ -192,27 +170,27 @@ def test_the_cli_follows_the_policy_case_by_case(language: str) -> None:
     """The cases the issue names, each checked for what it must and must not say."""
     t = Texts(language)
     # A cancer as the likely type, below the high cut-off: shown and advised as high.
-    record, cli = _cli_lines(_result(Risk.MEDIUM, "mel", 0.4), language, HIGH)
+    record, cli = _cli_lines(screening_result(Risk.MEDIUM, "mel", 0.4), language, HIGH)
     assert t.text("risk.high") in cli and t.text("advice.high") in cli
     assert t.text("advice.medium") not in cli and t.text("advice.warning_signs") in cli
     assert (record["risk"], record["advice"]["level"]) == ("medium", "high")
     # A harmless type at medium: says why, and lists the warning signs.
-    _, cli = _cli_lines(_result(Risk.MEDIUM, "nv", 0.4), language, HIGH)
+    _, cli = _cli_lines(screening_result(Risk.MEDIUM, "nv", 0.4), language, HIGH)
     assert t.text("risk.medium") in cli and t.text("advice.medium") in cli
     assert t.text("advice.note.benign_but_unsure") in cli
     assert t.text("advice.warning_signs") in cli
     # Actinic keratosis at low: its own advice, shown as medium.
-    record, cli = _cli_lines(_result(Risk.LOW, "akiec", 0.1), language, HIGH)
+    record, cli = _cli_lines(screening_result(Risk.LOW, "akiec", 0.1), language, HIGH)
     assert t.text("advice.akiec") in cli and t.text("risk.medium") in cli
     assert t.text("advice.low") not in cli and record["advice"]["level"] == "medium"
     # Refused as "not a skin spot" while the classifier saw high malignancy.
     refused = (QualityIssue.NOT_A_LESION,)
-    _, cli = _cli_lines(_result(Risk.UNASSESSABLE, "mel", 0.97, refused), language, HIGH)
+    _, cli = _cli_lines(screening_result(Risk.UNASSESSABLE, "mel", 0.97, refused), language, HIGH)
     assert t.text("unassessable.suspicious") in cli and t.text("disclaimer") in cli
     assert f"• {t.text('issue.not_a_lesion')}" not in cli
     assert t.text("unassessable") not in cli
     # Refused plainly: "no skin spot", take another photo, see a doctor if it worries you.
-    _, cli = _cli_lines(_result(Risk.UNASSESSABLE, "mel", 0.2, refused), language, HIGH)
+    _, cli = _cli_lines(screening_result(Risk.UNASSESSABLE, "mel", 0.2, refused), language, HIGH)
     assert cli == [
         t.text("unassessable"),
         f"• {t.text('issue.not_a_lesion')}",
