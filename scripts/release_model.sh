@@ -2,7 +2,8 @@
 # Turn a training run into the shipped model and every table the model card quotes, in order:
 #   export (ONNX, parity, compression choice) -> flip-averaging study on validation
 #   -> calibrate on real phone photos (PAD validation) -> risk cut-offs and same-spot
-#   variation on PAD, MILK10k and HAM10000 validation -> the questions-a-doctor-asks study
+#   variation on PAD, MILK10k and HAM10000 validation -> the cut-off rules cross-fitted on
+#   validation -> the questions-a-doctor-asks study
 #   (validation) -> evaluate on the test splits (risk_eval: cancer vs rest per domain)
 #   -> each gate rule judged on PAD validation -> the gate on degraded and non-lesion images
 #   (test split) -> speed -> blur study.
@@ -24,6 +25,8 @@ if [[ "${FLIP_AVERAGE:-0}" == 1 ]]; then flip=(--flip-average); fi
 python -m training.calibrate --config "$config" --model "$run/export/model.onnx" --out "$model" --version "$version" "${flip[@]}"
 python -m training.risk_calibrate --config "$config" --model "$model" --out docs/evaluation \
   --scores-out "$run/val_scores.json"
+python -m training.threshold_crossfit --scores "$run/val_scores.json" --model "$version" \
+  --out docs/evaluation
 python -m training.fusion --config "$config" --scores "$run/val_scores.json" --out docs/evaluation
 python -m training.risk_eval --config "$config" --model "$model" --split test --out docs/evaluation
 python -m training.evaluate --config "$config" --model "$model" --out docs/evaluation

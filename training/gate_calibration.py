@@ -188,7 +188,8 @@ def _rules_by_name() -> dict[str, Rule]:
 
 
 def refusals(rule: Rule, photos: Sequence[GateInput], t: GateThresholds) -> int:
-    return sum(rule.fires(g, t) for g in photos)
+    # int(): a rule may answer with a numpy bool, and the count goes into JSON metadata.
+    return int(sum(bool(rule.fires(g, t)) for g in photos))
 
 
 def allowed(n: int, budget: float = CLEAN_BUDGET) -> int:

@@ -37,11 +37,11 @@ from training.config import TrainConfig
 from training.domains import DOMAIN_TITLES, MILK, PAD, DomainSplit, load_domains
 from training.evalsets import Photo
 from training.export import write_metadata
+from training.metrics import sensitivity_specificity
 from training.risk_eval import Scored, auc, score, spec_at_sens
 from training.thresholds import (
     HIGH_SPECIFICITY,
     cross_domain_table,
-    rates,
     risk_cutoffs,
 )
 
@@ -111,6 +111,7 @@ def per_photo(sc: Scored) -> dict[str, list[Any]]:
         "p_cancer": sc.p_cancer.tolist(),
         "answered": sc.answered.tolist(),
         "cancer": sc.split.cancer.tolist(),
+        "labels": sc.split.labels.tolist(),  # class index, -1 none (melanoma's own figure)
     }
 
 
@@ -257,7 +258,7 @@ def main() -> None:
     recomputed = risk_cutoffs(answered, medium_domains)[:2]
     domains: dict[str, Any] = {}
     for d, (y, s) in answered.items():
-        sens, spec = rates(y, s, medium)
+        sens, spec = sensitivity_specificity(y, s, medium)
         domains[d] = {
             "auc": auc(y, s),
             "spec_at_95_sens": spec_at_sens(y, s),

@@ -36,7 +36,12 @@ from training.config import TrainConfig
 from training.data import CLASSES
 from training.domains import DOMAIN_TITLES, DomainSplit, load_domains
 from training.evalsets import PipelineRun, run_pipeline
-from training.metrics import balanced_accuracy, confusion_matrix, softmax
+from training.metrics import (
+    balanced_accuracy,
+    confusion_matrix,
+    sensitivity_specificity,
+    softmax,
+)
 
 log = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float64]
@@ -89,20 +94,14 @@ def spec_at_sens(y: BoolArray, s: FloatArray, target: float = 0.95) -> float:
     return float((neg < pos[int(np.floor((1 - target) * len(pos)))]).mean())
 
 
-def sens_spec(y: BoolArray, s: FloatArray, t: float) -> tuple[float, float]:
-    sens = float((s[y] >= t).mean()) if y.any() else float("nan")
-    spec = float((s[~y] < t).mean()) if (~y).any() else float("nan")
-    return sens, spec
-
-
 def point_metrics(
     sc: Scored, idx: npt.NDArray[np.intp], medium: float, high: float
 ) -> dict[str, float]:
     """The figures on the photos ``idx`` (a bootstrap draw, or all of them)."""
     y, s, ans = sc.split.cancer[idx], sc.p_cancer[idx], sc.answered[idx]
     labels = sc.split.labels[idx]
-    sens_m, spec_m = sens_spec(y[ans], s[ans], medium)
-    sens_h, spec_h = sens_spec(y[ans], s[ans], high)
+    sens_m, spec_m = sensitivity_specificity(y[ans], s[ans], medium)
+    sens_h, spec_h = sensitivity_specificity(y[ans], s[ans], high)
     mel_nv = np.isin(labels, [CLASSES.index("mel"), CLASSES.index("nv")])
     with_akiec = y | (labels == CLASSES.index("akiec"))
     return {

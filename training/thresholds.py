@@ -21,6 +21,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import binom
 
+from training.metrics import sensitivity_specificity
+
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
@@ -55,14 +57,6 @@ def sensitivity_lower_bound_threshold(
     return SensitivityBound(float(pos[k - 1]) * (1 - 1e-5), k, n, float(reached[k - 1]))
 
 
-def rates(is_cancer: BoolArray, score: FloatArray, threshold: float) -> tuple[float, float]:
-    """Sensitivity and specificity of ``score >= threshold``."""
-    pos, neg = score[is_cancer], score[~is_cancer]
-    sens = float((pos >= threshold).mean()) if len(pos) else float("nan")
-    spec = float((neg < threshold).mean()) if len(neg) else float("nan")
-    return sens, spec
-
-
 def cross_domain_table(
     domains: dict[str, tuple[BoolArray, FloatArray]], target: float = 0.95
 ) -> dict[str, Any]:
@@ -79,7 +73,7 @@ def cross_domain_table(
     for d, (y, score) in domains.items():
         table[d] = {}
         for source, b in bounds.items():
-            sens, spec = rates(y, score, b.threshold)
+            sens, spec = sensitivity_specificity(y, score, b.threshold)
             table[d][source] = {"sensitivity": sens, "specificity": spec}
     return {"bounds": {d: b.to_dict() for d, b in bounds.items()}, "at_threshold_of": table}
 
@@ -98,13 +92,19 @@ def risk_cutoffs(
     medium_domains: list[str],
     target: float = 0.95,
     high_specificity: float = HIGH_SPECIFICITY,
+    pooled: bool = False,
 ) -> tuple[float, float, dict[str, SensitivityBound]]:
     """``medium``: the lowest of the listed domains' lower confidence bounds for ``target``
-    sensitivity; ``high``: the cut-off leaving ``high_specificity`` of their non-cancers
-    below it, pooled, never under ``medium``. ``answered`` holds (is_cancer, score) of the
-    photos the gate answers, per domain."""
+    sensitivity (or, ``pooled``, one bound over their cancers together: the alternative
+    :mod:`training.threshold_crossfit` weighs, not shipped); ``high``: the cut-off leaving
+    ``high_specificity`` of their non-cancers below it, pooled, never under ``medium``.
+    ``answered`` holds (is_cancer, score) of the photos the gate answers, per domain."""
     bounds = {d: sensitivity_lower_bound_threshold(s[y], target) for d, (y, s) in answered.items()}
-    medium = shared_threshold(bounds, medium_domains)
+    if pooled:
+        cancers = np.concatenate([answered[d][1][answered[d][0]] for d in medium_domains])
+        medium = sensitivity_lower_bound_threshold(cancers, target).threshold
+    else:
+        medium = shared_threshold(bounds, medium_domains)
     benign = np.concatenate([answered[d][1][~answered[d][0]] for d in medium_domains])
     high = max(float(np.quantile(benign, high_specificity)), medium)
     return medium, high, bounds

@@ -17,9 +17,10 @@ from inference.types import LesionBox  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.crops import BoxGeometry, cache_crop, view_from_cache  # noqa: E402
 from training.data import CLASSES, MALIGNANT, Record  # noqa: E402
+from training.metrics import sensitivity_specificity  # noqa: E402
 from training.milk import CANCER_DIAGNOSES, MILK_TO_CLASS, read_milk, split_milk  # noqa: E402
 from training.model import LesionNet  # noqa: E402
-from training.thresholds import rates, sensitivity_lower_bound_threshold  # noqa: E402
+from training.thresholds import sensitivity_lower_bound_threshold  # noqa: E402
 from training.train import (  # noqa: E402
     cancer_loss,
     draw_weights,
@@ -164,7 +165,7 @@ def test_lower_bound_keeps_its_promise_on_new_cancers() -> None:
 def test_rates() -> None:
     y = np.array([True, True, False, False])
     s = np.array([0.9, 0.2, 0.5, 0.1])
-    assert rates(y, s, 0.3) == (0.5, 0.5)
+    assert sensitivity_specificity(y, s, 0.3) == (0.5, 0.5)
 
 
 def test_warm_start_reproduces_the_shipped_model() -> None:
