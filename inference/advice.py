@@ -4,7 +4,7 @@
 gate's outcome to the level the reply shows and the advice it gives; ``bot.replies`` only
 renders the :class:`Advice`. Nothing else in the bot chooses advice, so two parts of one
 reply cannot contradict each other. Every combination is listed in docs/advice.md
-(``python scripts/advice_table.py`` writes it from this module).
+(``python -m bot.advice_doc --write`` writes it from this module).
 
 Decisions, and why:
 
