@@ -68,45 +68,63 @@ class OnnxClassifier:
         self._input = self.session.get_inputs()[0].name
         self._outputs = [o.name for o in self.session.get_outputs()]
 
-    def raw_outputs(self, crop: RGBImage) -> dict[str, npt.NDArray[np.float32]]:
+    def raw_outputs(
+        self, crop: RGBImage, names: tuple[str, ...] | None = None
+    ) -> dict[str, npt.NDArray[np.float32]]:
         """Run the network on one lesion crop; outputs for the single image, batch axis dropped.
 
         With flip averaging the crop and its mirror run as one batch of two; the mirror's
         maps are flipped back before averaging, so the heatmap stays on the lesion.
+        ``names``: only these outputs (default: all of them).
         """
+        values = self._run(crop, names or tuple(self._outputs))
+        return {name: self._merge(v) for name, v in values.items()}
+
+    def _run(self, crop: RGBImage, names: tuple[str, ...]) -> dict[str, npt.NDArray[np.float32]]:
+        """The named outputs for the crop (and its mirror, as a batch of two), batch axis kept."""
         m = self.metadata
         x = to_model_input(crop, m.input_size, m.mean, m.std, m.color_constancy_power)
-        batch = np.stack([x, x[:, :, ::-1]]) if self.flip_average else x[None]
-        names = self._outputs
-        values = self.session.run(names, {self._input: np.ascontiguousarray(batch)})
-        out = {}
-        for name, v in zip(names, values, strict=True):
-            v = np.asarray(v, np.float32)
-            if not self.flip_average:
-                out[name] = v[0]
-                continue
-            mirror = v[1][..., ::-1] if v.ndim == 4 else v[1]  # (N, C, h, w) maps flip back
-            out[name] = np.asarray((v[0] + mirror) / 2, np.float32)
-        return out
+        if self.flip_average:
+            # Written straight into one batch: np.stack would copy the mirror view first.
+            batch = np.empty((2, *x.shape), np.float32)
+            batch[0] = x
+            batch[1] = x[:, :, ::-1]
+        else:
+            batch = x[None]
+        values = self.session.run(list(names), {self._input: batch})
+        return {n: np.asarray(v, np.float32) for n, v in zip(names, values, strict=True)}
+
+    def _merge(self, v: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """One image's output: the first of the batch, or the crop's and mirror's average."""
+        if not self.flip_average:
+            return np.asarray(v[0], np.float32)
+        mirror = v[1][..., ::-1] if v.ndim >= 3 else v[1]  # maps (C, h, w) flip back
+        return np.asarray((v[0] + mirror) / 2, np.float32)
 
     def predict(self, crop: RGBImage) -> Prediction:
         m = self.metadata
-        out = self.raw_outputs(crop)
-        logits = out["logits"]
+        # Only what the prediction reads: the pooled features stay inside the network,
+        # and of the class-activation maps only the top class's is flipped and averaged.
+        out = self._run(crop, _PREDICT_OUTPUTS)
+        logits = self._merge(out["logits"])
         z = logits.astype(np.float64) / m.temperature
         p = np.exp(z - z.max())
         p /= p.sum()
         probs = {c: float(v) for c, v in zip(m.classes, p, strict=True)}
         top = int(np.argmax(p))
         mal = float(sum(probs[c] for c in m.malignant_classes))
-        ood = float(out["ood_distance"])
+        ood = float(self._merge(out["ood_distance"]))
         return Prediction(
             probabilities=probs,
             malignant_probability=mal,
             top_class=m.classes[top],
             ood_score=ood,
-            heatmap=normalise_cam(out["cam"][top]),
+            heatmap=normalise_cam(self._merge(out["cam"][:, top])),
         )
+
+
+# The outputs a prediction needs (training/export.py names them).
+_PREDICT_OUTPUTS = ("logits", "cam", "ood_distance")
 
 
 def normalise_cam(cam: npt.NDArray[np.float32]) -> FloatMap:

@@ -167,31 +167,58 @@ def _border_surface(lab: F32Map, valid: BoolMap, band: int) -> F32Map:
     over three rounds so the surface stays on the skin.
     """
     h, w = valid.shape
-    band_idx = _band_indices(h, w, band)
-    idx = band_idx[valid.ravel()[band_idx]]  # the band's valid pixels, in raster order
-    if idx.size < 30:
-        idx = np.flatnonzero(valid)
-    step = max(1, idx.size // 2000)  # 2000 samples pin down six coefficients
-    ys, xs = np.divmod(idx[::step], w)
-    a = _quadratic_terms(ys.astype(np.float32), xs.astype(np.float32), h, w)
+    if valid.all():  # most photos: the same samples for every photo of this size
+        ys, xs, a = _border_samples(h, w, band)
+    else:
+        band_idx = _band_indices(h, w, band)
+        idx = band_idx[valid.ravel()[band_idx]]  # the band's valid pixels, in raster order
+        if idx.size < 30:
+            idx = np.flatnonzero(valid)
+        ys, xs, a = _samples(idx, h, w)
     y = lab[ys, xs]
-    keep = np.ones(len(ys), np.bool_)
     coef = np.zeros((6, 3), np.float32)
     coef[0] = np.median(y, axis=0)
-    for _ in range(3):
-        if np.count_nonzero(keep) < 12:
+    # The first round fits every sample: the arrays themselves, not copies through an
+    # all-true mask (the same numbers: the products and the solve see the same values).
+    ak, yk = a, y
+    keep: BoolMap | None = None  # None: every sample kept
+    for i in range(3):
+        if len(ak) < 12:
             break
-        ak = a[keep]
         # Normal equations: a 6x6 solve, far cheaper than an SVD-based lstsq here.
         gram = ak.T @ ak + _RIDGE
-        coef = np.linalg.solve(gram, ak.T @ y[keep]).astype(np.float32)
+        coef = np.linalg.solve(gram, ak.T @ yk).astype(np.float32)
+        if i == 2:
+            break  # the last round's outliers would be dropped for a round that never comes
         resid = y[:, 0] - a @ coef[:, 0]
-        rk = resid[keep]
+        rk = resid if keep is None else resid[keep]
         spread = 1.4826 * float(_median(np.abs(rk - _median(rk))))
         keep = resid > -max(3.0, 2.5 * spread)
+        ak, yk = a[keep], y[keep]
     # Evaluate on a coarse grid: the surface is smooth, and this saves a 6-term product.
     coarse = _coarse_terms(h, w) @ coef
     return np.asarray(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
+
+
+def _samples(
+    idx: npt.NDArray[np.intp], h: int, w: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], F32Map]:
+    """Every few of the flat indices ``idx`` (2000 samples pin down six coefficients):
+    their rows, columns and quadratic terms."""
+    step = max(1, idx.size // 2000)
+    ys, xs = np.divmod(idx[::step], w)
+    return ys, xs, _quadratic_terms(ys.astype(np.float32), xs.astype(np.float32), h, w)
+
+
+@lru_cache(maxsize=16)
+def _border_samples(
+    h: int, w: int, band: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], F32Map]:
+    """:func:`_samples` of the whole border band, found once per photo size."""
+    samples = _samples(_band_indices(h, w, band), h, w)
+    for arr in samples:
+        arr.flags.writeable = False
+    return samples
 
 
 _RIDGE = np.eye(6, dtype=np.float32) * 1e-3  # keeps the normal equations solvable

@@ -354,10 +354,19 @@ class PhotoQuality:
 
 
 def measure_quality(
-    rgb: RGBImage, small: RGBImage, crop_box: LesionBox | None, lesion_box: LesionBox | None
+    rgb: RGBImage,
+    small: RGBImage,
+    crop_box: LesionBox | None,
+    lesion_box: LesionBox | None,
+    *,
+    blocks: float | None = None,
 ) -> PhotoQuality:
     """Every image-level measurement the gate judges; ``small`` is the shared working copy,
-    ``crop_box`` the classifier's square around ``lesion_box`` (both None: no lesion)."""
+    ``crop_box`` the classifier's square around ``lesion_box`` (both None: no lesion).
+
+    ``blocks`` is :func:`blockiness` of ``rgb`` where the caller measured it already (the
+    pipeline does so while the photo is still in the CPU's cache); None: measured here.
+    """
     region, inner = measurement_region(rgb, crop_box, lesion_box)
     scale = min(1.0, BLUR_SIDE / max(region.shape[:2]))
     region = downscale(region, BLUR_SIDE)
@@ -380,7 +389,7 @@ def measure_quality(
         luma_p50=p50,
         luma_p90=p90,
         clipped_fraction=clipped_fraction(small),
-        blockiness=blockiness(rgb),
+        blockiness=blockiness(rgb) if blocks is None else blocks,
         blur_px=blur_sigma(luma(region), exclude=near_glare),
         glare_fraction=float(glare.mean()),
         lesion_glare_fraction=float(on_lesion.mean()) if on_lesion.size else 0.0,

@@ -18,6 +18,7 @@ import numpy.typing as npt
 import pytest
 
 from inference import localize as loc
+from inference.classifier import OnnxClassifier, normalise_cam
 from inference.preprocess import shades_of_gray, to_model_input
 from inference.quality import blockiness, clipped_fraction, noise_sigma
 from inference.scene import closing_residual, components, specks_around
@@ -351,3 +352,39 @@ def test_specks_around_are_the_whole_map_count() -> None:
         assert got == want
         checked += got[0] > 0
     assert checked > 100
+
+
+def reference_prediction(
+    model: OnnxClassifier, crop: RGBImage
+) -> tuple[npt.NDArray[np.float64], float, npt.NDArray[np.float32]]:
+    """Every output run and averaged (crop and mirror), then read: the earlier predict."""
+    m = model.metadata
+    x = to_model_input(crop, m.input_size, m.mean, m.std, m.color_constancy_power)
+    batch = np.stack([x, x[:, :, ::-1]]) if model.flip_average else x[None]
+    names = [o.name for o in model.session.get_outputs()]
+    values = model.session.run(names, {model.session.get_inputs()[0].name: batch})
+    out = {}
+    for name, v in zip(names, values, strict=True):
+        if model.flip_average:
+            out[name] = (v[0] + (v[1][..., ::-1] if v.ndim == 4 else v[1])) / 2
+        else:
+            out[name] = v[0]
+    z = out["logits"].astype(np.float64) / m.temperature
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    return p, float(out["ood_distance"]), normalise_cam(out["cam"][int(np.argmax(p))])
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_prediction_from_the_outputs_it_needs_is_the_one_from_all(flip: bool) -> None:
+    model = OnnxClassifier(flip_average=flip)
+    rng = np.random.default_rng(12)
+    crops = [np.ascontiguousarray(p[: min(p.shape[:2]), : min(p.shape[:2])]) for p in photos()]
+    crops += [rng.integers(0, 256, (s, s, 3), dtype=np.uint8) for s in (40, 115, 300)]
+    for crop in crops:
+        got = model.predict(crop)
+        p, ood, heatmap = reference_prediction(model, crop)
+        assert [got.probabilities[c] for c in model.metadata.classes] == p.tolist()
+        assert got.ood_score == ood
+        assert np.array_equal(got.heatmap, heatmap)
+        assert set(model.raw_outputs(crop)) == {o.name for o in model.session.get_outputs()}

@@ -8,6 +8,7 @@ import pytest
 
 from inference.gate import order_issues
 from inference.pipeline import Screener
+from inference.quality import blockiness
 from inference.types import DecodeFailure, DecodeRejected, ScreeningResult
 from inference.types import QualityIssue as Q
 from tests.unit.test_quality import textured_skin
@@ -44,6 +45,16 @@ def test_blown_out_photo_of_a_mole_is_told_to_retake_with_less_light(screener: S
     result = screener.screen(photo, with_overlay=False)
     assert result.risk.value == "unassessable"
     assert result.quality.issues[0] == Q.OVEREXPOSED, result.quality.issues
+
+
+def test_blocking_measured_before_the_localiser_is_the_photos_own(screener: Screener) -> None:
+    # The pipeline measures JPEG blocking early (while the photo is in the CPU's cache)
+    # and hands it on: the gate must judge the full photo's blocking, not a stand-in.
+    ok, jpeg = cv2.imencode(".jpg", textured_skin(), [cv2.IMWRITE_JPEG_QUALITY, 15])
+    assert ok
+    photo = np.ascontiguousarray(cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[..., ::-1])
+    result = screener.screen(photo, with_overlay=False)
+    assert result.evidence.blockiness == blockiness(photo) > 1.2
 
 
 def test_blurred_printed_page_is_still_not_a_lesion_first(screener: Screener) -> None:
