@@ -126,7 +126,7 @@ class Replies:
                 advice = advise(
                     outcome.risk, outcome.top_class, earlier=earlier.risk if earlier else None
                 )
-                return self.assessed(advice, self.lesion_name(outcome), earlier)
+                return self.assessed(advice, self.lesion_name(outcome), earlier, outcome.tips)
             case Unassessable():
                 return self.unassessable(outcome.issues, suspicious=outcome.suspicious)
             case Rejected():
@@ -138,8 +138,16 @@ class Replies:
         name = self._t(key)
         return outcome.lesion_name if name == key else name
 
-    def assessed(self, advice: Advice, lesion_name: str, earlier: Earlier | None = None) -> str:
-        """Render an assessed result as the advice policy decided it."""
+    def assessed(
+        self,
+        advice: Advice,
+        lesion_name: str,
+        earlier: Earlier | None = None,
+        tips: tuple[QualityIssue, ...] = (),
+    ) -> str:
+        """Render an assessed result as the advice policy decided it, with the first
+        retake tip of the gate's advisory rules (the result stands; the next photo can
+        be better)."""
         if advice.level is Risk.UNASSESSABLE:
             raise ValueError("an unassessable photo has no risk level to render")
         parts = [self._t(f"risk.{advice.level.value}")]
@@ -160,6 +168,8 @@ class Replies:
         parts.append(self._t(f"advice.{advice.action.value}"))
         if advice.warning_signs:
             parts.append(self._t("advice.warning_signs"))
+        if tips:
+            parts.append(self.text("result.tip", tip=self._t(f"issue.{tips[0].value}")))
         parts.append(self._t("disclaimer"))
         return "\n\n".join(parts)
 

@@ -99,7 +99,11 @@ def to_record(path: Path, outcome: Outcome, model: str) -> dict[str, Any]:
     else:
         pred = outcome.prediction
         record.update(
-            quality={"ok": outcome.quality.ok, "issues": [i.value for i in outcome.quality.issues]},
+            quality={
+                "ok": outcome.quality.ok,
+                "issues": [i.value for i in outcome.quality.issues],
+                "tips": [i.value for i in outcome.quality.tips],
+            },
             probabilities={k: round(v, 5) for k, v in pred.probabilities.items()} if pred else None,
             malignant_probability=round(pred.malignant_probability, 5) if pred else None,
             top_class=pred.top_class if pred else None,
@@ -138,6 +142,11 @@ def describe(
             texts.text(f"risk.{risk}"),
             texts.text("result.lesion_type", name=name),
             texts.text(f"advice.{risk}"),
+            # The first retake tip of the gate's advisory rules, with the answer.
+            *(
+                texts.text("result.tip", tip=texts.text(f"issue.{tip}"))
+                for tip in record["quality"].get("tips", [])[:1]
+            ),
             texts.text("disclaimer"),
         ]
     return "\n".join([f"{record['image']}", *(f"  {line}" for line in lines), ""])

@@ -9,11 +9,15 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+from PIL import Image
 
 from inference.__main__ import EXIT_INCOMPLETE, EXIT_OK, main
 from inference.texts import Texts
 from tests.conftest import DATA_DIR
+from tests.model_copy import shipped_with_gate
 
 PAD_PHOTOS = sorted((DATA_DIR / "pad").glob("*.jpg"))[:2]
 EN, KK = Texts("en"), Texts("kk")
@@ -113,3 +117,32 @@ def test_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert "``" not in help_
     assert "--lang {en,ru,kk}" in help_
     assert "exit status:" in help_
+
+
+def test_an_advisory_rule_answers_with_its_retake_tip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A blurred phone photo: refused by the gate as the shipped model's metadata has it
+    when ``blurry`` refuses; answered with the blur tip when calibration made it advisory."""
+    rgb = np.asarray(Image.open(DATA_DIR / "pad" / "PAT_1364_1246_447.jpg").convert("RGB"))
+    blurred = tmp_path / "blurred.png"
+    Image.fromarray(np.asarray(cv2.GaussianBlur(rgb, (0, 0), 3), np.uint8)).save(blurred)
+    refusing = shipped_with_gate(tmp_path / "refusing.onnx", advisory_rules=())
+    advising = shipped_with_gate(tmp_path / "advising.onnx", advisory_rules=("blurry",))
+
+    _, out, _ = run(capsys, "--json", "--model", refusing, blurred)
+    record = json.loads(out)
+    assert record["risk"] == "unassessable"
+    assert record["quality"] == {"ok": False, "issues": ["blurry"], "tips": []}
+
+    _, out, _ = run(capsys, "--json", "--model", advising, blurred)
+    record = json.loads(out)
+    assert record["risk"] in ("low", "medium", "high")
+    assert record["quality"] == {"ok": True, "issues": [], "tips": ["blurry"]}
+
+    _, out, _ = run(capsys, "--model", advising, blurred)
+    tip = EN.text("result.tip", tip=EN.text("issue.blurry"))
+    assert tip in out
+    # The tip goes with the answer, before the disclaimer that ends it.
+    assert out.index(EN.text(f"risk.{record['risk']}")) < out.index(tip)
+    assert out.index(tip) < out.index(EN.text("disclaimer"))
