@@ -49,6 +49,8 @@ from training.evalsets import (
 from training.export import write_metadata
 from training.gate_calibration import OOD_QUANTILE, calibrate_gate
 from training.gate_calibration import report as gate_report
+from training.gate_value import rank_errors
+from training.gate_value import report as value_report
 from training.metrics import (
     fit_temperature,
     sensitivity_specificity,
@@ -99,6 +101,7 @@ def write_gate_evidence(
     version: str,
     clean: dict[str, list[GateInput]],
     ood_scores: dict[str, list[float]],
+    errors: dict[str, list[float]],
 ) -> None:
     """The measurements the gate was calibrated on (numbers only, no image), so the rules
     can be rerun and tested without the data sets (tests/unit/test_gate_calibration.py)."""
@@ -117,6 +120,8 @@ def write_gate_evidence(
         "split": SPLIT,
         "clean": {d: [one(g) for g in gs] for d, gs in clean.items()},
         "ood_scores": ood_scores,
+        # The classifier's rank error on each clean photo (training.gate_value).
+        "errors": errors,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, separators=(",", ":")) + "\n")
@@ -157,7 +162,18 @@ def main() -> None:
 
     clean = {d: runs[d].gate_inputs for d in GATE_CLEAN_SETS if d in runs}
     ood_scores = {d: [float(v) for v in r.ood[r.classified]] for d, r in runs.items()}
-    gate, choices = calibrate_gate(clean, ood_scores)
+    # Each clean photo's rank error (temperature-free): which rules refuse what the
+    # classifier judges badly (training.gate_value).
+    mal_idx = [meta.classes.index(c) for c in meta.malignant_classes]
+    errors = {
+        d: [
+            float(e)
+            for e in rank_errors(runs[d].malignant, malignant_probability(runs[d], 1.0, mal_idx))
+        ]
+        for d in clean
+    }
+    gate, choices, values = calibrate_gate(clean, ood_scores, errors)
+    rule_values = {name: v.as_json() for name, v in values.items()}
     # Every photo that decodes is classified (the centre square when no lesion is found),
     # and the bot answers only some; risk thresholds are set on the ones the calibrated
     # gate lets through, since a refused photo never gets a risk level.
@@ -168,7 +184,6 @@ def main() -> None:
     real, real_ok = runs[REAL_DOMAIN], ok[REAL_DOMAIN]
 
     temperature = fit_temperature(real.log_probs[real_ok], real.labels[real_ok])
-    mal_idx = [meta.classes.index(c) for c in meta.malignant_classes]
     pm = {d: malignant_probability(r, temperature, mal_idx) for d, r in runs.items()}
     if CLINICAL_DOMAIN in runs:
         # Phone photos and clinic close-ups each keep a lower confidence bound of 95%
@@ -220,6 +235,7 @@ def main() -> None:
             "ood_quantile": OOD_QUANTILE,
         },
         "gate": {name: c.as_json() for name, c in choices.items()},
+        "gate_rules": rule_values,
     }
     final = replace(
         meta,
@@ -241,9 +257,12 @@ def main() -> None:
         sys.exit(0 if same else 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_metadata(args.model, final, args.out)
-    write_gate_evidence(args.gate_evidence, final.version, clean, ood_scores)
+    write_gate_evidence(args.gate_evidence, final.version, clean, ood_scores, errors)
     args.gate_evidence.with_suffix(".md").write_text(
         gate_report(final.version, {name: c.as_json() for name, c in choices.items()})
+    )
+    args.gate_evidence.with_name("gate_value.md").write_text(
+        value_report(final.version, rule_values)
     )
     log.info(
         "wrote %s: T=%.3f medium=%.4f high=%.4f ood=%.1f",

@@ -1,0 +1,89 @@
+"""The value test: a rule over its budget of clean photos keeps refusing only when the
+classifier judges what it refuses worse than what it answers; otherwise it only advises."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.gate import RULE_NAMES, GateInput
+from tests.unit.test_gate import T, photo
+from training.gate_calibration import calibrate_gate
+from training.gate_value import ALWAYS_REFUSES, judge_rules, rank_errors, report
+from training.metrics import roc_auc
+
+SOFT = T.max_blur_px + 0.5  # a blur the shipped thresholds refuse
+
+
+def test_rank_errors_average_to_one_minus_the_auc() -> None:
+    rng = np.random.default_rng(1)
+    cancer = rng.random(300) < 0.3
+    p = np.round(rng.random(300) * 0.5 + 0.4 * cancer, 2)  # with ties
+    err = rank_errors(cancer, p)
+    assert err[cancer].mean() == pytest.approx(1 - roc_auc(cancer, p))
+    assert err[~cancer].mean() == pytest.approx(1 - roc_auc(cancer, p))
+
+
+def test_rank_error_of_one_photo() -> None:
+    """A cancer photo below both benign ones, one benign photo above one cancer photo."""
+    err = rank_errors([True, True, False, False], [0.2, 0.9, 0.5, 0.3])
+    assert list(err) == [1.0, 0.0, 0.5, 0.5]
+
+
+def _set(
+    n: int, refused: int, err_refused: float, seed: int = 0
+) -> tuple[list[GateInput], list[float]]:
+    """``n`` clean photos of which ``refused`` are blurred; errors around 0.2 for the rest."""
+    rng = np.random.default_rng(seed)
+    photos = [photo(blur_px=SOFT)] * refused + [photo()] * (n - refused)
+    errors = [err_refused] * refused + list(rng.uniform(0.0, 0.4, n - refused))
+    return photos, errors
+
+
+def test_a_rule_over_budget_refusing_photos_judged_as_well_becomes_advisory() -> None:
+    photos, errors = _set(200, 10, 0.2)
+    v = judge_rules({"real": photos}, {"real": errors}, T)["blurry"]
+    assert (v.refused, v.within_budget, v.advisory) == ({"real": (10, 200)}, False, True)
+    assert v.p_value >= 0.05
+    assert v.decision.startswith("advisory")
+
+
+def test_a_rule_over_budget_refusing_photos_judged_worse_keeps_refusing() -> None:
+    photos, errors = _set(200, 10, 0.9)
+    v = judge_rules({"real": photos}, {"real": errors}, T)["blurry"]
+    assert (v.within_budget, v.advisory) == (False, False)
+    assert v.p_value < 0.05 and v.excess > 0.5
+    assert "judged worse" in v.decision
+
+
+def test_a_rule_within_budget_refuses_whatever_it_refuses() -> None:
+    photos, errors = _set(200, 2, 0.0)
+    v = judge_rules({"real": photos}, {"real": errors}, T)["blurry"]
+    assert (v.within_budget, v.advisory) == (True, False)
+
+
+def test_each_set_is_judged_against_its_own_mean() -> None:
+    """Refusals from a harder set are not 'worse' just because that set is harder: ten
+    photos of an easy set and ten of a hard one, each as badly judged as its own set."""
+    easy, _ = _set(200, 10, 0.05)
+    hard, _ = _set(200, 10, 0.6)
+    easy_err = [0.05] * 200
+    hard_err = [0.6] * 200
+    v = judge_rules({"easy": easy, "hard": hard}, {"easy": easy_err, "hard": hard_err}, T)
+    assert v["blurry"].advisory
+
+
+def test_no_lesion_found_always_refuses() -> None:
+    photos = [photo(box=None)] * 10 + [photo()] * 190
+    errors = [0.0] * 10 + [0.3] * 190
+    v = judge_rules({"real": photos}, {"real": errors}, T)["no_lesion_found"]
+    assert not v.advisory and "no_lesion_found" in ALWAYS_REFUSES
+
+
+def test_calibration_writes_the_advisory_rules_into_the_gate() -> None:
+    photos, errors = _set(200, 10, 0.2)
+    gate, _, values = calibrate_gate({"real": photos}, {"real": [150.0] * 200}, {"real": errors})
+    assert gate.advisory_rules == ("blurry",)
+    assert set(values) == set(RULE_NAMES)
+    text = report("v", {name: v.as_json() for name, v in values.items()})
+    assert "| blurry | 10 of 200 (5.0%) |" in text and "advisory" in text
