@@ -6,8 +6,10 @@ only measure; this module turns their measurements (one typed
 threshold from the model's :class:`~inference.metadata.GateThresholds`, which calibration
 chose on validation photos (:mod:`training.gate_calibration`). A refusal is not free: a clear
 lesion refused leaves a person without an answer, so each threshold refuses at most 1 % of the
-clean validation photos where its defect allows (``python -m training.gate_rules`` reports
-what each rule refuses, and how the classifier does on it, on PAD-UFES-20 val).
+clean validation photos where its defect allows, and a rule that still refuses more without
+the classifier judging what it refuses worse is *advisory* (``GateThresholds.advisory_rules``,
+chosen by :mod:`training.gate_value`): it does not refuse, and its issue goes with the answer
+as a retake tip (:func:`tips`).
 """
 
 from __future__ import annotations

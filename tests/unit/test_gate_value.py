@@ -63,14 +63,15 @@ def test_a_rule_within_budget_refuses_whatever_it_refuses() -> None:
 
 
 def test_each_set_is_judged_against_its_own_mean() -> None:
-    """Refusals from a harder set are not 'worse' just because that set is harder: ten
-    photos of an easy set and ten of a hard one, each as badly judged as its own set."""
-    easy, _ = _set(200, 10, 0.05)
-    hard, _ = _set(200, 10, 0.6)
-    easy_err = [0.05] * 200
-    hard_err = [0.6] * 200
-    v = judge_rules({"easy": easy, "hard": hard}, {"easy": easy_err, "hard": hard_err}, T)
-    assert v["blurry"].advisory
+    """Refusals from a harder set are not 'worse' just because that set is harder: the
+    rule refuses ten photos of the hard set only, each as well judged as the rest of it."""
+    easy, _ = _set(200, 0, 0.0)
+    hard, _ = _set(200, 10, 0.0)
+    errors = {"easy": [0.05] * 200, "hard": [0.6] * 200}
+    v = judge_rules({"easy": easy, "hard": hard}, errors, T)["blurry"]
+    assert v.refused == {"easy": (0, 200), "hard": (10, 200)}
+    assert v.error_refused > v.error_answered  # pooled, they look worse ...
+    assert v.excess == pytest.approx(0.0) and v.advisory  # ... but are not
 
 
 def test_no_lesion_found_always_refuses() -> None:
