@@ -35,7 +35,7 @@ from inference.gate import GateInput, decide
 from inference.metadata import RiskThresholds
 from inference.pipeline import Screener
 from training.config import TrainConfig
-from training.data import load_split
+from training.data import default_box, load_split
 from training.domains import milk_split
 from training.evalsets import (
     DOMAINS,
@@ -49,6 +49,7 @@ from training.evalsets import (
 from training.export import write_metadata
 from training.gate_calibration import OOD_QUANTILE, calibrate_gate
 from training.gate_calibration import report as gate_report
+from training.gate_eval import REAL_DEFECTS, not_lesion_set
 from training.gate_value import rank_errors
 from training.gate_value import report as value_report
 from training.metrics import (
@@ -96,12 +97,33 @@ def validation_photos(cfg: TrainConfig, seed_offset: int = 11) -> dict[str, list
     return sets
 
 
+# Seeds the motion blur of the guard set's copies (gate_eval draws its own, apart).
+GUARD_SEED = 71
+
+
+def guard_photos(cfg: TrainConfig) -> dict[str, list[Photo]]:
+    """What an advisory rule must not let through (training.gate_value), validation only:
+    PAD-UFES-20's validation photos motion-blurred (a defect the classifier is judged
+    clearly worse on, gate_rules.md) and the validation non-lesion images of gate_eval."""
+    rng = np.random.default_rng(cfg.seed + GUARD_SEED)
+    blur, _ = REAL_DEFECTS["motion_blur"]
+    pad = real_photos(cfg, SPLIT)[0]
+    return {
+        "motion_blur": [Photo(blur(p.rgb, p.box, rng), p.label, p.box) for p in pad],
+        "not_a_lesion": [
+            Photo(img, -1, default_box(img.shape[1], img.shape[0]))
+            for _, img in not_lesion_set(SPLIT, cfg.seed)
+        ],
+    }
+
+
 def write_gate_evidence(
     path: Path,
     version: str,
     clean: dict[str, list[GateInput]],
     ood_scores: dict[str, list[float]],
     errors: dict[str, list[float]],
+    guards: dict[str, list[GateInput]],
 ) -> None:
     """The measurements the gate was calibrated on (numbers only, no image), so the rules
     can be rerun and tested without the data sets (tests/unit/test_gate_calibration.py)."""
@@ -122,6 +144,8 @@ def write_gate_evidence(
         "ood_scores": ood_scores,
         # The classifier's rank error on each clean photo (training.gate_value).
         "errors": errors,
+        # The guard sets' gate inputs: what advisory rules must keep refusing.
+        "guards": {k: [one(g) for g in gs] for k, gs in guards.items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, separators=(",", ":")) + "\n")
@@ -172,7 +196,10 @@ def main() -> None:
         ]
         for d in clean
     }
-    gate, choices, values = calibrate_gate(clean, ood_scores, errors)
+    guards = {
+        k: run_pipeline(screener, iter(ps)).gate_inputs for k, ps in guard_photos(cfg).items()
+    }
+    gate, choices, values = calibrate_gate(clean, ood_scores, errors, guards)
     rule_values = {name: v.as_json() for name, v in values.items()}
     # Every photo that decodes is classified (the centre square when no lesion is found),
     # and the bot answers only some; risk thresholds are set on the ones the calibrated
@@ -257,7 +284,7 @@ def main() -> None:
         sys.exit(0 if same else 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_metadata(args.model, final, args.out)
-    write_gate_evidence(args.gate_evidence, final.version, clean, ood_scores, errors)
+    write_gate_evidence(args.gate_evidence, final.version, clean, ood_scores, errors, guards)
     args.gate_evidence.with_suffix(".md").write_text(
         gate_report(final.version, {name: c.as_json() for name, c in choices.items()})
     )

@@ -243,10 +243,12 @@ def calibrate_gate(
     clean: Mapping[str, Sequence[GateInput]],
     ood_scores: Mapping[str, Sequence[float]],
     errors: Mapping[str, Sequence[float]],
+    guards: Mapping[str, Sequence[GateInput]],
 ) -> tuple[GateThresholds, dict[str, Choice], dict[str, RuleValue]]:
     """Every gate threshold from the clean validation photos' gate inputs and OOD scores,
     and which rules only advise, from the classifier's rank error on each clean photo
-    (``errors``, aligned with ``clean``; :func:`training.gate_value.rank_errors`).
+    (``errors``, aligned with ``clean``; :func:`training.gate_value.rank_errors`) and the
+    guard sets whose refusals advisory rules must keep (``guards``).
 
     Fitted in :data:`THRESHOLD_RULES`' order from a start with every threshold at its
     loosest allowed value: a rule with two thresholds fits the first with its partner as
@@ -267,7 +269,7 @@ def calibrate_gate(
         c = choose(spec, clean, t)
         choices[spec.field] = c
         t = _with(t, spec.field, c.value)
-    values = judge_rules(clean, errors, t)
+    values = judge_rules(clean, errors, guards, t)
     t = replace(t, advisory_rules=tuple(name for name, v in values.items() if v.advisory))
     return t, choices, values
 

@@ -20,7 +20,12 @@ The decision per rule (:func:`judge_rules`), which calibration records in the mo
   what the gate allows each rule);
 - over the budget somewhere, but its refusals are judged worse: it refuses (it earns it);
 - over the budget and not judged worse: it is **advisory** -- the photo is answered, and
-  the rule's retake tip goes with the answer (``GateThresholds.advisory_rules``).
+  the rule's retake tip goes with the answer (``GateThresholds.advisory_rules``) --
+  unless that would let through what the gate is there to stop. The *guard sets* (the
+  validation split's real phone photos motion-blurred, and its non-lesion images) must keep
+  their refusals: rules are made advisory one at a time, the least evidence of value
+  first (highest p), and one that would let through more than the budget of a guard set
+  that the gate with every rule refusing catches stays a refusal.
 
 :data:`ALWAYS_REFUSES` are exempt: with no spot found there is nothing to rank.
 """
@@ -29,13 +34,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from inference.gate import RULES, GateInput
+from inference.gate import RULES, GateInput, decide
 from inference.metadata import GateThresholds
 
 # At most this share of the clean photos of each validation set may one rule refuse
@@ -106,18 +111,35 @@ class RuleValue:
     within_budget: bool
     advisory: bool
     decision: str  # in words
+    # Guard set -> (photos the gate would let through that it refuses with every rule
+    # refusing, photos), with this rule advisory besides those made advisory before it.
+    guard_lost: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def guard_lost(
+    guards: Mapping[str, Sequence[GateInput]], t: GateThresholds, advisory: tuple[str, ...]
+) -> dict[str, tuple[int, int]]:
+    """Per guard set: photos refused with every rule refusing but answered with
+    ``advisory`` advising, and the set's size."""
+    strict, loose = replace(t, advisory_rules=()), replace(t, advisory_rules=advisory)
+    return {
+        k: (sum(bool(decide(g, strict)) and not decide(g, loose) for g in gs), len(gs))
+        for k, gs in guards.items()
+    }
+
+
 def judge_rules(
     clean: Mapping[str, Sequence[GateInput]],
     errors: Mapping[str, Sequence[float]],
+    guards: Mapping[str, Sequence[GateInput]],
     t: GateThresholds,
     budget: float = CLEAN_BUDGET,
 ) -> dict[str, RuleValue]:
-    """The value test of every rule at thresholds ``t`` (each rule on its own)."""
+    """The value test of every rule at thresholds ``t`` (each rule on its own), then which
+    of the rules that fail it become advisory without costing the guard sets."""
     rng = np.random.default_rng(SEED)
     err = {k: np.asarray(errors[k], np.float64) for k in clean}
     for k in clean:
@@ -134,7 +156,6 @@ def judge_rules(
         e_ref = float(all_err[all_fired].mean()) if all_fired.any() else float("nan")
         e_ans = float(all_err[~all_fired].mean()) if (~all_fired).any() else float("nan")
         worse = p < ALPHA and excess > 0
-        advisory = not within and not worse and rule.name not in ALWAYS_REFUSES
         if rule.name in ALWAYS_REFUSES:
             decision = "refuses: no spot found, nothing to rank"
         elif within:
@@ -142,13 +163,32 @@ def judge_rules(
         elif worse:
             decision = f"refuses: over budget, but what it refuses is judged worse (p={p:.3f})"
         else:
-            decision = (
-                f"advisory: over budget and what it refuses is judged no worse (p={p:.3f}); "
-                "answered, with its retake tip"
-            )
+            decision = "candidate"
         out[rule.name] = RuleValue(
-            rule.name, counts, e_ref, e_ans, excess, p, within, advisory, decision
+            rule.name, counts, e_ref, e_ans, excess, p, within, False, decision
         )
+    # The least evidence of value first; the name breaks ties, so the order is fixed.
+    candidates = sorted(
+        (v for v in out.values() if v.decision == "candidate"), key=lambda v: (-v.p_value, v.rule)
+    )
+    advisory: tuple[str, ...] = ()
+    for v in candidates:
+        lost = guard_lost(guards, t, (*advisory, v.rule))
+        keeps = all(k <= allowed(n, budget) for k, n in lost.values())
+        lost_text = ", ".join(f"{k} {r}/{n}" for k, (r, n) in lost.items())
+        if keeps:
+            advisory = (*advisory, v.rule)
+            decision = (
+                f"advisory: over budget and what it refuses is judged no worse "
+                f"(p={v.p_value:.3f}); guard sets keep their refusals ({lost_text} let "
+                "through); answered, with its retake tip"
+            )
+        else:
+            decision = (
+                f"refuses: over budget and judged no worse (p={v.p_value:.3f}), but as advice "
+                f"it would let through {lost_text} of the guard sets"
+            )
+        out[v.rule] = replace(v, advisory=keeps, decision=decision, guard_lost=lost)
     return out
 
 
@@ -164,8 +204,10 @@ def report(version: str, values: Mapping[str, Mapping[str, Any]]) -> str:
         "the model ranks above it, a benign photo's share of cancer photos ranked below it",
         "(mean = 1 - AUC of the set). Excess: the refused photos' rank error above their own",
         "set's mean; p: one-sided permutation test (refusing as many photos per set at random).",
-        f"A rule over its budget whose refusals are not judged worse (p >= {ALPHA}) is advisory:",
-        "the photo is answered and its retake tip goes with the answer.",
+        f"A rule over its budget whose refusals are not judged worse (p >= {ALPHA}) is advisory",
+        "(the photo is answered and its retake tip goes with the answer) unless that lets",
+        "through more than the budget of a guard set (motion-blurred validation phone photos,",
+        "validation non-lesion images) that the gate with every rule refusing catches.",
         "",
         "| rule | "
         + " | ".join(f"{s} refused" for s in sets)
