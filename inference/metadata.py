@@ -84,7 +84,8 @@ class GateThresholds:
     # Rules (inference.gate rule names) that advise instead of refusing: the photo is
     # answered and the rule's retake tip goes with the answer. Calibration makes a rule
     # advisory when its refusals cost clean photos the classifier judges no worse than
-    # the rest (training.gate_value); old model files refuse with every rule.
+    # the rest and, as advice, it lets through no motion-blurred or non-lesion validation
+    # images (training.gate_value); old model files refuse with every rule.
     advisory_rules: tuple[str, ...] = ()
 
     @classmethod

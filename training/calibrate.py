@@ -11,10 +11,11 @@ the temperature and the risk thresholds are chosen on them, because that is what
 send. The HAM10000 validation split (dermoscopy and a synthetic phone photo of each lesion)
 is the second check: its figures at the chosen thresholds are written beside the real ones.
 The photo gate's thresholds are chosen first (:mod:`training.gate_calibration`, each with
-the rule that chose it, in ``metrics["gate"]``), and the risk thresholds then on the photos
-that gate answers. Only the weights, the class list and the preprocessing come from the
-input model: run on its own output, calibration writes the same metadata again
-(``--check`` says whether it does, writing nothing).
+the rule that chose it, in ``metrics["gate"]``; which rules only advise, by the value test of
+:mod:`training.gate_value`, in ``metrics["gate_rules"]`` and ``gate_value.md``), and the risk
+thresholds then on the photos that gate answers. Only the weights, the class list and the
+preprocessing come from the input model: run on its own output, calibration writes the same
+metadata again (``--check`` says whether it does, writing nothing).
 """
 
 from __future__ import annotations

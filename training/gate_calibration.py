@@ -9,7 +9,10 @@ defect it is there for. When even the loosest value refuses more, the loosest is
 the record says so. Each rule is judged on its own, as :func:`inference.gate.fired_rules`
 does: whatever the other rules say.
 
-The OOD cut-off has its own rule (a quantile of every validation set's lesion crops).
+The OOD cut-off has its own rule (a quantile of every validation set's lesion crops). Then
+every rule faces the value test of :mod:`training.gate_value`: one over its budget whose
+refusals the classifier judges no worse than what it answers becomes advisory, unless that
+lets through motion-blurred or non-lesion validation images the gate now stops.
 
 :func:`calibrate_gate` is pure: the same measurements give the same thresholds, whatever
 thresholds the model being calibrated carried before, and none comes from a code default
