@@ -206,7 +206,7 @@ def main() -> None:
         "on all of them (lesion crop, or centre square when none was found). AUC: malignant",
         "vs benign; log-loss: mean -log p(true class). A rule that refuses clean photos",
         "without the classifier doing clearly worse on them costs answers and buys nothing.",
-        "Rules calibration made advisory (they answer, with a tip): "
+        "Rules calibration made advisory (they answer; a retake tip where they have one): "
         + (", ".join(meta.gate.advisory_rules) or "none")
         + "; the gate's row counts the refusing rules only.",
         "Small groups (a handful of photos) give noisy figures: read n first.",
