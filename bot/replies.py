@@ -134,7 +134,10 @@ class Replies:
         match outcome:
             case Assessed():
                 advice = advise(
-                    outcome.risk, outcome.top_class, earlier=earlier.risk if earlier else None
+                    outcome.risk,
+                    outcome.top_class,
+                    earlier=earlier.risk if earlier else None,
+                    tips=outcome.tips,
                 )
                 return self.assessed(advice, self.lesion_name(outcome), earlier)
             case Unassessable():

@@ -107,6 +107,8 @@ class Assessed:
     lesion_name: str  # plain words, from the model's metadata
     heatmap_jpeg: bytes | None
     consultation_id: int | None = None  # set once logged
+    # Retake tips that go with the answer (the gate's advisory rules; most important first).
+    tips: tuple[QualityIssue, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -620,6 +622,7 @@ class ScreeningService:
             top_class=top,
             lesion_name=self.metadata.class_names.get(top, top),
             heatmap_jpeg=screened.heatmap_jpeg,
+            tips=verdict.quality.tips,
         )
 
 

@@ -105,7 +105,11 @@ def to_record(
     else:
         pred = outcome.prediction
         record.update(
-            quality={"ok": outcome.quality.ok, "issues": [i.value for i in outcome.quality.issues]},
+            quality={
+                "ok": outcome.quality.ok,
+                "issues": [i.value for i in outcome.quality.issues],
+                "tips": [i.value for i in outcome.quality.tips],
+            },
             probabilities={k: round(v, 5) for k, v in pred.probabilities.items()} if pred else None,
             malignant_probability=round(pred.malignant_probability, 5) if pred else None,
             top_class=pred.top_class if pred else None,

@@ -95,7 +95,9 @@ class Advice:
     # the advice or refusal text already lists them.
     warning_signs: bool = True
     name_type: bool = True  # name the likely type (never on a refused photo)
-    # A refused photo: the gate's issues to give a tip for, most important first.
+    # A refused photo: the gate's issues to give a tip for, most important first. An
+    # answered one: the first retake tip of the gate's advisory rules (the result stands;
+    # the next photo can be better).
     tips: tuple[QualityIssue, ...] = ()
 
 
@@ -118,6 +120,7 @@ def advise(
     suspicious: bool = False,
     earlier: Risk | None = None,
     signs: frozenset[str] = frozenset(),
+    tips: tuple[QualityIssue, ...] = (),
 ) -> Advice:
     """The advice for one result.
 
@@ -126,7 +129,9 @@ def advise(
     classifier still saw high malignancy in a refused photo; ``earlier`` is the highest
     recent level of the same named spot that no doctor's answer has overruled (None when
     there is none); ``signs`` what the person answered about the spot (``bot.answers``
-    codes): a change or bleeding adds its warning, never a different level.
+    codes): a change or bleeding adds its warning, never a different level; ``tips`` the
+    retake tips of the gate's advisory rules that fired on an answered photo (the first is
+    given, with the answer).
     """
     if risk is Risk.UNASSESSABLE:
         return _refusal(issues, suspicious=suspicious)
@@ -145,7 +150,11 @@ def advise(
     reported = {SIGN_NOTES[sign] for sign in signs if sign in SIGN_NOTES}
     notes += [note for note in (Note.SIGN_CHANGED, Note.SIGN_BLED) if note in reported]
     return Advice(
-        level=level, action=action, notes=tuple(notes), warning_signs=action is not Action.LOW
+        level=level,
+        action=action,
+        notes=tuple(notes),
+        warning_signs=action is not Action.LOW,
+        tips=tips[:1],
     )
 
 
@@ -161,7 +170,7 @@ def advise_result(result: ScreeningResult, high_cutoff: float) -> Advice:
             issues=result.quality.issues,
             suspicious=is_suspicious(malignant, high_cutoff),
         )
-    return advise(result.risk, prediction.top_class)
+    return advise(result.risk, prediction.top_class, tips=result.quality.tips)
 
 
 def _refusal(issues: tuple[QualityIssue, ...], *, suspicious: bool) -> Advice:
@@ -226,5 +235,6 @@ def paragraphs(
     parts.append(text(f"advice.{advice.action.value}"))
     if advice.warning_signs:
         parts.append(text("advice.warning_signs"))
+    parts += [text("result.tip", tip=text(f"issue.{tip.value}")) for tip in advice.tips]
     parts.append(text("disclaimer"))
     return parts

@@ -6,8 +6,10 @@ only measure; this module turns their measurements (one typed
 threshold from the model's :class:`~inference.metadata.GateThresholds`, which calibration
 chose on validation photos (:mod:`training.gate_calibration`). A refusal is not free: a clear
 lesion refused leaves a person without an answer, so each threshold refuses at most 1 % of the
-clean validation photos where its defect allows (``python -m training.gate_rules`` reports
-what each rule refuses, and how the classifier does on it, on PAD-UFES-20 val).
+clean validation photos where its defect allows, and a rule that still refuses more without
+the classifier judging what it refuses worse is *advisory* (``GateThresholds.advisory_rules``,
+chosen by :mod:`training.gate_value`): it does not refuse, and its issue goes with the answer
+as a retake tip (:func:`tips`).
 """
 
 from __future__ import annotations
@@ -160,12 +162,35 @@ def order_issues(
     return (*first, *(i for i in ranked if i not in first))
 
 
-def decide(
-    g: GateInput, t: GateThresholds, rules: tuple[Rule, ...] = RULES
-) -> tuple[QualityIssue, ...]:
-    """Every issue that refuses this photo, the one to fix first first; () to answer."""
+def _found(g: GateInput, t: GateThresholds, rules: tuple[Rule, ...]) -> set[QualityIssue]:
     found: set[QualityIssue] = set()
     for rule in rules:
         if rule.issue not in found and not (rule.unless & found) and rule.fires(g, t):
             found.add(rule.issue)
+    return found
+
+
+def refusing(t: GateThresholds, rules: tuple[Rule, ...] = RULES) -> tuple[Rule, ...]:
+    """The rules that refuse: all but the ones calibration made advisory."""
+    return tuple(r for r in rules if r.name not in t.advisory_rules)
+
+
+def decide(
+    g: GateInput, t: GateThresholds, rules: tuple[Rule, ...] = RULES
+) -> tuple[QualityIssue, ...]:
+    """Every issue that refuses this photo, the one to fix first first; () to answer."""
+    found = _found(g, t, refusing(t, rules))
     return order_issues(tuple(found), g.evidence.skin_fraction, g.box is not None)
+
+
+def tips(g: GateInput, t: GateThresholds) -> tuple[QualityIssue, ...]:
+    """Retake tips for an answered photo: the issues of the advisory rules that fire.
+
+    "Not a lesion" is never a tip (it would contradict the answer it goes with): an
+    advisory not-a-lesion rule is simply one that no longer refuses.
+    """
+    advisory = tuple(
+        r for r in RULES if r.name in t.advisory_rules and r.issue is not Q.NOT_A_LESION
+    )
+    found = _found(g, t, advisory)
+    return tuple(i for i in QUALITY_PRIORITY if i in found)

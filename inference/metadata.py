@@ -81,6 +81,12 @@ class GateThresholds:
     # from the image centre.
     max_edge_contact: float = 0.25
     max_centre_offset: float = 0.75
+    # Rules (inference.gate rule names) that advise instead of refusing: the photo is
+    # answered and the rule's retake tip goes with the answer. Calibration makes a rule
+    # advisory when its refusals cost clean photos the classifier judges no worse than
+    # the rest and, as advice, it lets through no motion-blurred or non-lesion validation
+    # images (training.gate_value); old model files refuse with every rule.
+    advisory_rules: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> GateThresholds:
@@ -89,6 +95,9 @@ class GateThresholds:
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown gate thresholds: {sorted(unknown)}")
+        raw = dict(raw)
+        if "advisory_rules" in raw:  # a JSON list
+            raw["advisory_rules"] = tuple(raw["advisory_rules"])
         return cls(**raw)
 
 

@@ -17,7 +17,7 @@ import cv2
 
 from inference.classifier import OnnxClassifier, overlay_heatmap, risk_level
 from inference.decode import DEFAULT_MAX_DECODE_BYTES, decode_image
-from inference.gate import GateInput, decide
+from inference.gate import GateInput, decide, tips
 from inference.localize import LocalisationResult, LocaliserParams, find_lesion
 from inference.metadata import ModelMetadata
 from inference.preprocess import crop_square, square_crop_box
@@ -162,7 +162,9 @@ class Screener:
         lap = self._lap("quality", lap, deadline)
         prediction = self.classifier.predict(crop_square(rgb, crop_box))
         evidence = gate_evidence(found, scene, quality, prediction.ood_score)
-        issues = decide(GateInput(w, h, found.box, crop_box, evidence), meta.gate)
+        judged = GateInput(w, h, found.box, crop_box, evidence)
+        issues = decide(judged, meta.gate)
+        advice = () if issues else tips(judged, meta.gate)
         risk = Risk.UNASSESSABLE if issues else risk_level(prediction.malignant_probability, meta)
         lap = self._lap("classify", lap, deadline)
         overlay = None
@@ -179,7 +181,7 @@ class Screener:
         return ScreeningResult(
             width=w,
             height=h,
-            quality=QualityReport(issues=issues, measurements=measurements),
+            quality=QualityReport(issues=issues, tips=advice, measurements=measurements),
             lesion_box=found.box,
             prediction=prediction,
             risk=risk,

@@ -109,6 +109,9 @@ class GateEvidence:
 @dataclass(frozen=True)
 class QualityReport:
     issues: tuple[QualityIssue, ...] = ()
+    # Retake tips that go WITH an answer (advisory rules that fired on an answered photo,
+    # inference.gate.tips); empty when the photo is refused.
+    tips: tuple[QualityIssue, ...] = ()
     # Raw measurements behind the verdict, for logging and threshold calibration.
     measurements: dict[str, float] = field(default_factory=dict)
 

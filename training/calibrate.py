@@ -11,10 +11,11 @@ the temperature and the risk thresholds are chosen on them, because that is what
 send. The HAM10000 validation split (dermoscopy and a synthetic phone photo of each lesion)
 is the second check: its figures at the chosen thresholds are written beside the real ones.
 The photo gate's thresholds are chosen first (:mod:`training.gate_calibration`, each with
-the rule that chose it, in ``metrics["gate"]``), and the risk thresholds then on the photos
-that gate answers. Only the weights, the class list and the preprocessing come from the
-input model: run on its own output, calibration writes the same metadata again
-(``--check`` says whether it does, writing nothing).
+the rule that chose it, in ``metrics["gate"]``; which rules only advise, by the value test of
+:mod:`training.gate_value`, in ``metrics["gate_rules"]`` and ``gate_value.md``), and the risk
+thresholds then on the photos that gate answers. Only the weights, the class list and the
+preprocessing come from the input model: run on its own output, calibration writes the same
+metadata again (``--check`` says whether it does, writing nothing).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from inference.gate import GateInput, decide
 from inference.metadata import RiskThresholds
 from inference.pipeline import Screener
 from training.config import TrainConfig
-from training.data import load_split
+from training.data import default_box, load_split
 from training.domains import milk_split
 from training.evalsets import (
     DOMAINS,
@@ -49,6 +50,9 @@ from training.evalsets import (
 from training.export import write_metadata
 from training.gate_calibration import OOD_QUANTILE, calibrate_gate
 from training.gate_calibration import report as gate_report
+from training.gate_eval import REAL_DEFECTS, not_lesion_set
+from training.gate_value import rank_errors
+from training.gate_value import report as value_report
 from training.metrics import (
     fit_temperature,
     sensitivity_specificity,
@@ -94,11 +98,33 @@ def validation_photos(cfg: TrainConfig, seed_offset: int = 11) -> dict[str, list
     return sets
 
 
+# Seeds the motion blur of the guard set's copies (gate_eval draws its own, apart).
+GUARD_SEED = 71
+
+
+def guard_photos(cfg: TrainConfig) -> dict[str, list[Photo]]:
+    """What an advisory rule must not let through (training.gate_value), validation only:
+    PAD-UFES-20's validation photos motion-blurred (a defect the classifier is judged
+    clearly worse on, gate_rules.md) and the validation non-lesion images of gate_eval."""
+    rng = np.random.default_rng(cfg.seed + GUARD_SEED)
+    blur, _ = REAL_DEFECTS["motion_blur"]
+    pad = real_photos(cfg, SPLIT)[0]
+    return {
+        "motion_blur": [Photo(blur(p.rgb, p.box, rng), p.label, p.box) for p in pad],
+        "not_a_lesion": [
+            Photo(img, -1, default_box(img.shape[1], img.shape[0]))
+            for _, img in not_lesion_set(SPLIT, cfg.seed)
+        ],
+    }
+
+
 def write_gate_evidence(
     path: Path,
     version: str,
     clean: dict[str, list[GateInput]],
     ood_scores: dict[str, list[float]],
+    errors: dict[str, list[float]],
+    guards: dict[str, list[GateInput]],
 ) -> None:
     """The measurements the gate was calibrated on (numbers only, no image), so the rules
     can be rerun and tested without the data sets (tests/unit/test_gate_calibration.py)."""
@@ -117,6 +143,10 @@ def write_gate_evidence(
         "split": SPLIT,
         "clean": {d: [one(g) for g in gs] for d, gs in clean.items()},
         "ood_scores": ood_scores,
+        # The classifier's rank error on each clean photo (training.gate_value).
+        "errors": errors,
+        # The guard sets' gate inputs: what advisory rules must keep refusing.
+        "guards": {k: [one(g) for g in gs] for k, gs in guards.items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, separators=(",", ":")) + "\n")
@@ -157,7 +187,21 @@ def main() -> None:
 
     clean = {d: runs[d].gate_inputs for d in GATE_CLEAN_SETS if d in runs}
     ood_scores = {d: [float(v) for v in r.ood[r.classified]] for d, r in runs.items()}
-    gate, choices = calibrate_gate(clean, ood_scores)
+    # Each clean photo's rank error (temperature-free): which rules refuse what the
+    # classifier judges badly (training.gate_value).
+    mal_idx = [meta.classes.index(c) for c in meta.malignant_classes]
+    errors = {
+        d: [
+            float(e)
+            for e in rank_errors(runs[d].malignant, malignant_probability(runs[d], 1.0, mal_idx))
+        ]
+        for d in clean
+    }
+    guards = {
+        k: run_pipeline(screener, iter(ps)).gate_inputs for k, ps in guard_photos(cfg).items()
+    }
+    gate, choices, values = calibrate_gate(clean, ood_scores, errors, guards)
+    rule_values = {name: v.as_json() for name, v in values.items()}
     # Every photo that decodes is classified (the centre square when no lesion is found),
     # and the bot answers only some; risk thresholds are set on the ones the calibrated
     # gate lets through, since a refused photo never gets a risk level.
@@ -168,7 +212,6 @@ def main() -> None:
     real, real_ok = runs[REAL_DOMAIN], ok[REAL_DOMAIN]
 
     temperature = fit_temperature(real.log_probs[real_ok], real.labels[real_ok])
-    mal_idx = [meta.classes.index(c) for c in meta.malignant_classes]
     pm = {d: malignant_probability(r, temperature, mal_idx) for d, r in runs.items()}
     if CLINICAL_DOMAIN in runs:
         # Phone photos and clinic close-ups each keep a lower confidence bound of 95%
@@ -220,6 +263,7 @@ def main() -> None:
             "ood_quantile": OOD_QUANTILE,
         },
         "gate": {name: c.as_json() for name, c in choices.items()},
+        "gate_rules": rule_values,
     }
     final = replace(
         meta,
@@ -241,9 +285,12 @@ def main() -> None:
         sys.exit(0 if same else 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_metadata(args.model, final, args.out)
-    write_gate_evidence(args.gate_evidence, final.version, clean, ood_scores)
+    write_gate_evidence(args.gate_evidence, final.version, clean, ood_scores, errors, guards)
     args.gate_evidence.with_suffix(".md").write_text(
         gate_report(final.version, {name: c.as_json() for name, c in choices.items()})
+    )
+    args.gate_evidence.with_name("gate_value.md").write_text(
+        value_report(final.version, rule_values)
     )
     log.info(
         "wrote %s: T=%.3f medium=%.4f high=%.4f ood=%.1f",

@@ -9,7 +9,10 @@ defect it is there for. When even the loosest value refuses more, the loosest is
 the record says so. Each rule is judged on its own, as :func:`inference.gate.fired_rules`
 does: whatever the other rules say.
 
-The OOD cut-off has its own rule (a quantile of every validation set's lesion crops).
+The OOD cut-off has its own rule (a quantile of every validation set's lesion crops). Then
+every rule faces the value test of :mod:`training.gate_value`: one over its budget whose
+refusals the classifier judges no worse than what it answers becomes advisory, unless that
+lets through motion-blurred or non-lesion validation images the gate now stops.
 
 :func:`calibrate_gate` is pure: the same measurements give the same thresholds, whatever
 thresholds the model being calibrated carried before, and none comes from a code default
@@ -18,7 +21,6 @@ thresholds the model being calibrated carried before, and none comes from a code
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -27,10 +29,9 @@ import numpy as np
 
 from inference.gate import RULES, GateInput, Rule
 from inference.metadata import GateThresholds
+from training.gate_value import CLEAN_BUDGET, RuleValue, allowed, judge_rules
 
-# At most this share of the clean photos of each validation set may one rule refuse.
-# With ~15 rules the gate as a whole then stays near the 5 % the project allows.
-CLEAN_BUDGET = 0.01
+__all__ = ["CLEAN_BUDGET", "allowed", "calibrate_gate", "choose", "ood_cutoff", "report"]
 # Share of each validation set's lesion crops allowed above the OOD cut-off: a small
 # refusal rate on real lesions for refusing images far from anything seen in training.
 OOD_QUANTILE = 0.99
@@ -192,11 +193,6 @@ def refusals(rule: Rule, photos: Sequence[GateInput], t: GateThresholds) -> int:
     return int(sum(bool(rule.fires(g, t)) for g in photos))
 
 
-def allowed(n: int, budget: float = CLEAN_BUDGET) -> int:
-    """How many of ``n`` clean photos one rule may refuse."""
-    return math.floor(budget * n + 1e-9)
-
-
 def choose(
     spec: ThresholdRule,
     clean: Mapping[str, Sequence[GateInput]],
@@ -248,15 +244,24 @@ def ood_cutoff(ood_scores: Mapping[str, Sequence[float]], quantile: float = OOD_
 
 
 def calibrate_gate(
-    clean: Mapping[str, Sequence[GateInput]], ood_scores: Mapping[str, Sequence[float]]
-) -> tuple[GateThresholds, dict[str, Choice]]:
-    """Every gate threshold from the clean validation photos' gate inputs and OOD scores.
+    clean: Mapping[str, Sequence[GateInput]],
+    ood_scores: Mapping[str, Sequence[float]],
+    errors: Mapping[str, Sequence[float]],
+    guards: Mapping[str, Sequence[GateInput]],
+) -> tuple[GateThresholds, dict[str, Choice], dict[str, RuleValue]]:
+    """Every gate threshold from the clean validation photos' gate inputs and OOD scores,
+    and which rules only advise, from the classifier's rank error on each clean photo
+    (``errors``, aligned with ``clean``; :func:`training.gate_value.rank_errors`) and the
+    guard sets whose refusals advisory rules must keep (``guards``).
 
     Fitted in :data:`THRESHOLD_RULES`' order from a start with every threshold at its
     loosest allowed value: a rule with two thresholds fits the first with its partner as
     loose as it may be, then the partner with the first as chosen. No code default enters.
+    Then each rule's value test at the chosen thresholds (:func:`training.gate_value.
+    judge_rules`): a rule over its budget whose refusals the classifier judges no worse
+    than the photos it answers becomes advisory.
     """
-    covered = {s.field for s in THRESHOLD_RULES} | {"max_ood_score"}
+    covered = {s.field for s in THRESHOLD_RULES} | {"max_ood_score", "advisory_rules"}
     missing = {f.name for f in fields(GateThresholds)} - covered
     if missing:
         raise ValueError(f"gate thresholds without a calibration rule: {sorted(missing)}")
@@ -268,7 +273,9 @@ def calibrate_gate(
         c = choose(spec, clean, t)
         choices[spec.field] = c
         t = _with(t, spec.field, c.value)
-    return t, choices
+    values = judge_rules(clean, errors, guards, t)
+    t = replace(t, advisory_rules=tuple(name for name, v in values.items() if v.advisory))
+    return t, choices, values
 
 
 _INT_FIELDS = frozenset(f.name for f in fields(GateThresholds) if f.type in ("int", int))

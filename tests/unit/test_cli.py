@@ -10,6 +10,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
@@ -22,6 +24,7 @@ from inference.pipeline import Screener
 from inference.texts import LANGUAGES, Texts
 from inference.types import QualityIssue, Risk, ScreeningResult
 from tests.conftest import DATA_DIR
+from tests.model_copy import shipped_with_gate
 from tests.results import screening_result
 
 PAD_PHOTOS = sorted((DATA_DIR / "pad").glob("*.jpg"))[:2]
@@ -234,3 +237,32 @@ def test_a_real_refused_photo_the_classifier_judged_high_gets_cannot_assess(
         assert f"• {t.text('issue.not_a_lesion')}" not in lines, language
         bot = for_language(language).outcome(Unassessable(issues, suspicious=True))
         assert lines == _bot_lines(bot), language
+
+
+def test_an_advisory_rule_answers_with_its_retake_tip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A blurred phone photo: refused by the gate as the shipped model's metadata has it
+    when ``blurry`` refuses; answered with the blur tip when calibration made it advisory."""
+    rgb = np.asarray(Image.open(DATA_DIR / "pad" / "PAT_1364_1246_447.jpg").convert("RGB"))
+    blurred = tmp_path / "blurred.png"
+    Image.fromarray(np.asarray(cv2.GaussianBlur(rgb, (0, 0), 3), np.uint8)).save(blurred)
+    refusing = shipped_with_gate(tmp_path / "refusing.onnx", advisory_rules=())
+    advising = shipped_with_gate(tmp_path / "advising.onnx", advisory_rules=("blurry",))
+
+    _, out, _ = run(capsys, "--json", "--model", refusing, blurred)
+    record = json.loads(out)
+    assert record["risk"] == "unassessable"
+    assert record["quality"] == {"ok": False, "issues": ["blurry"], "tips": []}
+
+    _, out, _ = run(capsys, "--json", "--model", advising, blurred)
+    record = json.loads(out)
+    assert record["risk"] in ("low", "medium", "high")
+    assert record["quality"] == {"ok": True, "issues": [], "tips": ["blurry"]}
+
+    _, out, _ = run(capsys, "--model", advising, blurred)
+    tip = EN.text("result.tip", tip=EN.text("issue.blurry"))
+    assert tip in out
+    # The tip goes with the answer, before the disclaimer that ends it.
+    assert out.index(EN.text(f"risk.{record['risk']}")) < out.index(tip)
+    assert out.index(tip) < out.index(EN.text("disclaimer"))

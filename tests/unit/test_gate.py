@@ -10,14 +10,17 @@ from dataclasses import asdict, fields, replace
 
 import pytest
 
-from inference.gate import RULE_NAMES, RULES, GateInput, decide, fired_rules
+from inference.gate import RULE_NAMES, RULES, GateInput, decide, fired_rules, tips
 from inference.metadata import GateThresholds, ModelMetadata, RiskThresholds
 from inference.preprocess import square_crop_box
 from inference.types import GateEvidence, LesionBox
 from inference.types import QualityIssue as Q
 from tests.shipped import shipped_gate, shipped_metadata
 
-T = shipped_gate()
+SHIPPED = shipped_gate()
+# The rules themselves at the shipped thresholds, every one refusing: which of them only
+# advise is calibration's decision (pinned in CALIBRATED_ADVISORY, tested apart).
+T = replace(SHIPPED, advisory_rules=())
 W, H = 1280, 960
 BOX = LesionBox(580, 430, 700, 530)  # 120 px: well inside, large enough
 
@@ -117,18 +120,33 @@ CALIBRATED: dict[str, float] = {
 }
 
 
+# The rules calibration made advisory (training.gate_value): over their budget of clean
+# validation photos, and what they refuse judged no worse by the classifier.
+CALIBRATED_ADVISORY: tuple[str, ...] = ("many_rivals", "out_of_distribution")
+THRESHOLD_FIELDS = tuple(f.name for f in fields(GateThresholds) if f.name != "advisory_rules")
+
+
 def test_the_shipped_gate_is_what_calibration_wrote() -> None:
-    assert set(CALIBRATED) == {f.name for f in fields(GateThresholds)}
+    assert set(CALIBRATED) == set(THRESHOLD_FIELDS)
     for name, value in CALIBRATED.items():
-        assert getattr(T, name) == pytest.approx(value, rel=1e-9), name
+        assert getattr(SHIPPED, name) == pytest.approx(value, rel=1e-9), name
+    assert SHIPPED.advisory_rules == CALIBRATED_ADVISORY
+
+
+def test_each_shipped_advisory_rule_carries_the_value_test_that_chose_it() -> None:
+    judged = shipped_metadata().metrics["gate_rules"]
+    assert set(judged) == set(RULE_NAMES)
+    for name, record in judged.items():
+        assert record["advisory"] == (name in SHIPPED.advisory_rules), name
+        assert record["decision"].startswith("advisory" if record["advisory"] else "refuses")
 
 
 def test_each_shipped_threshold_carries_the_rule_that_chose_it() -> None:
     chosen = shipped_metadata().metrics["gate"]
-    for f in fields(GateThresholds):
-        record = chosen[f.name]
-        assert record["value"] == pytest.approx(getattr(T, f.name), rel=1e-9), f.name
-        assert "validation" in record["rule"], f.name
+    for name in THRESHOLD_FIELDS:
+        record = chosen[name]
+        assert record["value"] == pytest.approx(getattr(SHIPPED, name), rel=1e-9), name
+        assert "validation" in record["rule"], name
 
 
 @pytest.mark.parametrize(
@@ -232,3 +250,37 @@ def test_a_partial_gate_section_keeps_the_other_defaults_and_unknown_keys_fail()
 
 def test_rules_are_named_uniquely() -> None:
     assert len(RULE_NAMES) == len(set(RULE_NAMES)) == len(RULES)
+
+
+def test_an_advisory_rule_answers_with_its_tip_instead_of_refusing() -> None:
+    """Calibration made the rule advisory: the photo is answered, the tip goes with it."""
+    soft = photo(blur_px=T.max_blur_px + 0.5)
+    advising = replace(T, advisory_rules=("blurry",))
+    assert decide(soft, T) == (Q.BLURRY,)
+    assert tips(soft, T) == ()
+    assert decide(soft, advising) == ()
+    assert tips(soft, advising) == (Q.BLURRY,)
+    # The other rules still refuse.
+    assert decide(photo(luma_p90=T.dark_p90 - 1), advising) == (Q.TOO_DARK,)
+
+
+def test_tips_come_in_the_order_to_fix_and_not_a_lesion_is_never_a_tip() -> None:
+    """ "This is not a skin lesion" beside a risk level would contradict it: an advisory
+    not-a-lesion rule just stops refusing."""
+    several = photo(
+        detail_side=T.min_detail_side - 1,
+        lesion_edge_contact=0.5,
+        ood_score=T.max_ood_score + 1,
+    )
+    advising = replace(T, advisory_rules=("lesion_cut_off", "low_detail", "out_of_distribution"))
+    assert decide(several, advising) == ()
+    assert tips(several, advising) == (Q.LOW_RESOLUTION, Q.LESION_CUT_OFF)
+
+
+def test_advisory_rules_travel_with_the_model() -> None:
+    meta = ModelMetadata.from_json(json.dumps(_metadata())).with_gate(
+        advisory_rules=("low_detail",)
+    )
+    again = ModelMetadata.from_json(meta.to_json())
+    assert again.gate.advisory_rules == ("low_detail",)
+    assert decide(photo(detail_side=again.gate.min_detail_side - 1), again.gate) == ()

@@ -61,11 +61,13 @@ def test_the_ood_cut_off_is_the_largest_per_set_quantile() -> None:
 
 def test_every_gate_threshold_has_a_rule_and_no_code_default_enters() -> None:
     """Calibration starts from each rule's loosest value, never from GateThresholds()."""
-    names = {f.name for f in fields(GateThresholds)}
+    names = {f.name for f in fields(GateThresholds)} - {"advisory_rules"}
     assert {r.field for r in THRESHOLD_RULES} | {"max_ood_score"} == names
     clean = {"real": [photo()] * 50}
-    gate, choices = calibrate_gate(clean, {"real": [100.0] * 50})
+    gate, choices, values = calibrate_gate(clean, {"real": [150.0] * 50}, {"real": [0.1] * 50}, {})
     assert set(choices) == names
+    assert gate.advisory_rules == ()
+    assert not any(v.advisory for v in values.values())
     for rule in THRESHOLD_RULES:
         # Nothing clean is refused at the strictest value: every rule takes it.
         assert getattr(gate, rule.field) == rule.candidates[0], rule.field
@@ -98,8 +100,9 @@ def test_the_rules_reproduce_the_shipped_gate_from_its_validation_evidence() -> 
     from tests.shipped import shipped_gate
 
     raw = json.loads(SHIPPED_EVIDENCE.read_text())
-    clean = {
-        name: [
+
+    def inputs(photos: list[dict[str, Any]]) -> list[GateInput]:
+        return [
             GateInput(
                 p["width"],
                 p["height"],
@@ -109,16 +112,18 @@ def test_the_rules_reproduce_the_shipped_gate_from_its_validation_evidence() -> 
             )
             for p in photos
         ]
-        for name, photos in raw["clean"].items()
-    }
-    gate, _ = calibrate_gate(clean, raw["ood_scores"])
+
+    clean = {name: inputs(photos) for name, photos in raw["clean"].items()}
+    guards = {name: inputs(photos) for name, photos in raw["guards"].items()}
+    gate, _, _ = calibrate_gate(clean, raw["ood_scores"], raw["errors"], guards)
     assert gate == shipped_gate()
 
 
 def test_the_report_lists_every_threshold_and_says_which_are_over_budget() -> None:
     clean = {"real": [photo(blur_px=3.5)] * 10 + [photo()] * 90}
-    _, choices = calibrate_gate(clean, {"real": [100.0] * 100})
+    _, choices, _ = calibrate_gate(clean, {"real": [100.0] * 100}, {"real": [0.1] * 100}, {})
     text = report("v", {name: c.as_json() for name, c in choices.items()})
     for f in fields(GateThresholds):
-        assert f"| {f.name} |" in text
+        if f.name != "advisory_rules":
+            assert f"| {f.name} |" in text
     assert "| max_blur_px | 3 | **no** | 10 of 100 (10.0%) |" in text
