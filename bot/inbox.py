@@ -260,7 +260,8 @@ class InboxQueue(asyncio.Queue[object]):
     async def put(self, item: object) -> None:
         if isinstance(item, Update) and self.inbox is not None:
             if self.turns is not None and self.max_backlog > 0:
-                await self.turns.wait_for_room(self.max_backlog)
+                inbox = self.inbox
+                await self.turns.wait_for_room(self.max_backlog, held=lambda: inbox.held)
             try:
                 new = await self.inbox.accept(item)
             except Exception as error:
@@ -390,7 +391,7 @@ async def take_over(inbox: Inbox, queue: InboxQueue, bot: Bot) -> int:
     """Queue the free updates, as far as the backlog leaves room; return how many."""
     room = CLAIM_BATCH
     if queue.turns is not None and queue.max_backlog > 0:
-        room = min(room, queue.max_backlog - queue.turns.waiting - queue.turns.running)
+        room = min(room, queue.max_backlog - queue.turns.load(lambda: inbox.held))
     if room <= 0:
         return 0
     updates = await inbox.claim(bot, room)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 
 class TurnsClosedError(Exception):
@@ -62,9 +62,18 @@ class Turns:
         self._announced.add(sender)
         return count
 
-    async def wait_for_room(self, limit: int) -> None:
-        """Return once fewer than ``limit`` updates wait or run (backpressure)."""
-        while self._total_waiting + len(self._running) >= limit and not self._closed:
+    def load(self, held: Callable[[], int] | None = None) -> int:
+        """Updates waiting or running here or, with ``held`` (the inbox's count of updates
+        kept and not yet settled), kept but not yet at their turn: an update is kept
+        before it reaches :meth:`enter`, and a whole getUpdates batch can be kept in that
+        gap."""
+        here = self._total_waiting + len(self._running)
+        return max(here, held()) if held is not None else here
+
+    async def wait_for_room(self, limit: int, held: Callable[[], int] | None = None) -> None:
+        """Return once fewer than ``limit`` updates are held (:meth:`load`; backpressure).
+        Settling an update happens before its turn is left, so the wake-up sees it."""
+        while self.load(held) >= limit and not self._closed:
             await self._changed.wait()
 
     async def enter(self, sender: Hashable) -> None:

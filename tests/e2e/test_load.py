@@ -146,11 +146,16 @@ async def test_at_the_backlog_limit_no_more_updates_are_taken_from_telegram(
     fresh_api = own_api
     settings = make_settings(fresh_api.url, tmp_path / "bot.db", max_waiting_updates=3)
     users = range(820_001, 820_009)
+    photos = {user: phone_photo(lesion_jpegs, seed=user) for user in users}
     async with start_bot(settings) as bot:
-        held = []
         for user in users:
             await bot.agree(user)
-            file_id = send_photo(fresh_api, user, phone_photo(lesion_jpegs, seed=user))
+        # The photos go out in one burst, after every consent: a held download must be
+        # released within the client's 5 s read timeout, so nothing slow may stand between
+        # the first download and the release (on a loaded machine the consents took longer).
+        held = []
+        for user in users:
+            file_id = send_photo(fresh_api, user, photos[user])
             held.append(fresh_api.hold_download(file_id))
         await fresh_api.wait_for(lambda: len(fresh_api.download_requests) == 3, 60)
         await asyncio.sleep(1.0)  # a fourth update would be kept by now
