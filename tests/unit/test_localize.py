@@ -3,12 +3,15 @@ localiser rules (no quality measurements, no model), refuses everything else."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
 
 from inference.gate import GateInput, decide
 from inference.localize import LocalisationResult, find_lesion
+from inference.metadata import GateThresholds
 from inference.pipeline import gate_evidence, scene_of
 from inference.preprocess import square_crop_box
 from inference.scene import skin_mask
@@ -56,14 +59,21 @@ def add_spot(
     return LesionBox(max(0, cx - rx), max(0, cy - ry), min(w, cx + rx + 1), min(h, cy + ry + 1))
 
 
-def located(img: RGBImage) -> tuple[LocalisationResult, tuple[QualityIssue, ...]]:
-    """The localiser's result and what the shipped gate makes of it (no photo quality,
-    no model)."""
+def located(
+    img: RGBImage, gate: GateThresholds = T
+) -> tuple[LocalisationResult, tuple[QualityIssue, ...]]:
+    """The localiser's result and what the gate (the shipped one unless given) makes of it
+    (no photo quality, no model)."""
     result = find_lesion(img)
     h, w = img.shape[:2]
     crop = square_crop_box(result.box, w, h, shipped_margin()) if result.box else None
     gate_input = GateInput(w, h, result.box, crop, gate_evidence(result, scene_of(result)))
-    return result, decide(gate_input, T)
+    return result, decide(gate_input, gate)
+
+
+# The shipped gate with "many rivals" refusing, as before calibration's value test made it
+# advisory (issue 18): what a freckle field is refused as when the rule refuses.
+RIVALS_REFUSE = replace(T, advisory_rules=tuple(r for r in T.advisory_rules if r != "many_rivals"))
 
 
 @pytest.mark.parametrize("tone", list(SKIN_TONES))
@@ -164,12 +174,15 @@ def test_skin_crease_is_not_a_lesion(angle: int) -> None:
     assert located(img)[1] == (QualityIssue.NOT_A_LESION,)
 
 
-def test_grainy_skin_without_a_spot_is_not_a_lesion() -> None:
-    """Heavy sensor noise (a dim room, high ISO) must not be read as pigment."""
+def test_grainy_skin_without_a_spot_is_not_answered() -> None:
+    """Heavy sensor noise (a dim room, high ISO) must not be read as pigment: its specks are
+    too small to judge, and too many to be one spot when "many rivals" refuses."""
     img = skin_field(480, 640, SKIN_TONES["medium"], seed=3).astype(np.float32)
     img += np.random.default_rng(3).normal(0, 14, img.shape).astype(np.float32)
-    _result, issues = located(np.asarray(np.clip(img, 0, 255), np.uint8))
-    assert issues == (QualityIssue.NOT_A_LESION,)
+    grainy = np.asarray(np.clip(img, 0, 255), np.uint8)
+    assert located(grainy, RIVALS_REFUSE)[1] == (QualityIssue.NOT_A_LESION,)
+    assert "many_rivals" in T.advisory_rules  # the shipped gate: refused all the same
+    assert located(grainy)[1] == (QualityIssue.LESION_TOO_SMALL,)
 
 
 def test_plain_skin_without_a_spot_is_not_a_lesion() -> None:
@@ -370,8 +383,11 @@ def test_distant_specks_are_judged_by_the_gates_rival_count(specks: int) -> None
     places += [(1000, 1250), (250, 750)]
     for x, y in places[:specks]:
         add_spot(img, x, y, 8, 7, SPOTS["medium"])
-    result, issues = located(img)
+    result, issues = located(img, RIVALS_REFUSE)
     assert result.box is not None, result.measurements
     assert result.rivals == specks - 1
     too_many = specks - 1 > T.max_rivals
     assert issues == (QualityIssue.NOT_A_LESION if too_many else QualityIssue.LESION_TOO_SMALL,)
+    # With "many rivals" advisory (the shipped gate) a freckle field is still not answered:
+    # "move closer" instead of "not a lesion".
+    assert located(img)[1] == (QualityIssue.LESION_TOO_SMALL,)
