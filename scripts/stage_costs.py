@@ -20,17 +20,15 @@ from collections.abc import Callable
 from typing import Any
 
 import cv2
-import numpy as np
 import onnxruntime as ort
 
 import inference.classifier as classifier
 import inference.localize as localize
 import inference.pipeline as pipeline
 import inference.quality as quality
-from inference.classifier import SHIPPED_MODEL
 from inference.decode import decode_image
 from inference.types import DecodeRejected
-from scripts.benchmark import phone_photo
+from scripts.benchmark import phone_photo, raw_model_run
 
 SPENT: dict[str, list[float]] = defaultdict(list)
 
@@ -98,12 +96,7 @@ def main() -> None:
     screener.classifier.session = TimedSession(screener.classifier.session)
     screener.classifier.predict = stopwatch(screener.classifier.predict, CLASSIFY)
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    raw = ort.InferenceSession(str(SHIPPED_MODEL), opts, providers=["CPUExecutionProvider"])
-    size = raw.get_inputs()[0].shape[2]
-    x = np.random.default_rng(0).normal(0, 1, (1, 3, size, size)).astype(np.float32)
+    raw = raw_model_run()
 
     decoded = decode_image(phone_photo(1280, 960), max_bytes=40 * 2**20, max_pixels=50_000_000)
     if isinstance(decoded, DecodeRejected):
@@ -111,7 +104,7 @@ def main() -> None:
     rgb = decoded.rgb
     for _ in range(5):  # warm-up
         screener.screen(rgb)
-        raw.run(None, {"input": x})
+        raw()
     SPENT.clear()
     whole, raw_ms = [], []
     for _ in range(args.photos):
@@ -119,7 +112,7 @@ def main() -> None:
         screener.screen(rgb)
         whole.append((time.process_time() - started) * 1000)
         started = time.process_time()
-        raw.run(None, {"input": x})
+        raw()
         raw_ms.append((time.process_time() - started) * 1000)
 
     total = statistics.mean(whole)
