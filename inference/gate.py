@@ -124,6 +124,7 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 RULE_NAMES: tuple[str, ...] = tuple(r.name for r in RULES)
+RULES_BY_NAME: dict[str, Rule] = {r.name: r for r in RULES}
 # The rules about the photo itself rather than about what is in it.
 _ABOUT_CONTENT = (Q.NOT_A_LESION, Q.LESION_TOO_SMALL, Q.LESION_CUT_OFF)
 PHOTO_RULES: tuple[Rule, ...] = tuple(r for r in RULES if r.issue not in _ABOUT_CONTENT)

@@ -164,7 +164,7 @@ class Screener:
         evidence = gate_evidence(found, scene, quality, prediction.ood_score)
         judged = GateInput(w, h, found.box, crop_box, evidence)
         issues = decide(judged, meta.gate)
-        advice = () if issues else tips(judged, meta.gate)
+        retake_tips = () if issues else tips(judged, meta.gate)
         risk = Risk.UNASSESSABLE if issues else risk_level(prediction.malignant_probability, meta)
         lap = self._lap("classify", lap, deadline)
         overlay = None
@@ -181,7 +181,7 @@ class Screener:
         return ScreeningResult(
             width=w,
             height=h,
-            quality=QualityReport(issues=issues, tips=advice, measurements=measurements),
+            quality=QualityReport(issues=issues, tips=retake_tips, measurements=measurements),
             lesion_box=found.box,
             prediction=prediction,
             risk=risk,

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.gate import RULES, GateInput, Rule
+from inference.gate import RULES_BY_NAME, GateInput, Rule
 from inference.metadata import GateThresholds
 from training.gate_value import CLEAN_BUDGET, RuleValue, allowed, judge_rules
 
@@ -184,10 +184,6 @@ class Choice:
         return asdict(self)
 
 
-def _rules_by_name() -> dict[str, Rule]:
-    return {r.name: r for r in RULES}
-
-
 def refusals(rule: Rule, photos: Sequence[GateInput], t: GateThresholds) -> int:
     # int(): a rule may answer with a numpy bool, and the count goes into JSON metadata.
     return int(sum(bool(rule.fires(g, t)) for g in photos))
@@ -200,7 +196,7 @@ def choose(
     budget: float = CLEAN_BUDGET,
 ) -> Choice:
     """The strictest candidate within the budget on every clean set, else the loosest."""
-    rule = _rules_by_name()[spec.rule]
+    rule = RULES_BY_NAME[spec.rule]
     counts: dict[str, tuple[int, int]] = {}
     value = spec.candidates[-1]
     within = False

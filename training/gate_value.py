@@ -40,8 +40,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from inference.gate import RULES, GateInput, decide
+from inference.gate import RULES, RULES_BY_NAME, GateInput, decide
 from inference.metadata import GateThresholds
+from inference.types import QualityIssue
 
 # At most this share of the clean photos of each validation set may one rule refuse
 # without having to show that what it refuses is judged worse.
@@ -178,10 +179,17 @@ def judge_rules(
         lost_text = ", ".join(f"{k} {r}/{n}" for k, (r, n) in lost.items())
         if keeps:
             advisory = (*advisory, v.rule)
+            # inference.gate.tips never gives "not a lesion" as a tip (it would contradict
+            # the answer): such a rule just stops refusing.
+            answered = (
+                "answered, with no tip"
+                if RULES_BY_NAME[v.rule].issue is QualityIssue.NOT_A_LESION
+                else "answered, with its retake tip"
+            )
             decision = (
                 f"advisory: over budget and what it refuses is judged no worse "
                 f"(p={v.p_value:.3f}); guard sets keep their refusals ({lost_text} let "
-                "through); answered, with its retake tip"
+                f"through); {answered}"
             )
         else:
             decision = (

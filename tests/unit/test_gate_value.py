@@ -48,6 +48,18 @@ def test_a_rule_over_budget_refusing_photos_judged_as_well_becomes_advisory() ->
     assert v.decision.startswith("advisory")
 
 
+def test_an_advisory_decision_says_whether_a_tip_goes_with_the_answer() -> None:
+    """A blur rule made advisory gives its retake tip; a "not a lesion" rule made advisory
+    gives none (inference.gate.tips), and the recorded decision says so."""
+    rivals = [photo(rivals=T.max_rivals + 1)] * 10 + [photo()] * 190
+    errors = list(np.random.default_rng(0).uniform(0.0, 0.4, 200))
+    v = judge_rules({"real": rivals}, {"real": errors}, {}, T)["many_rivals"]
+    assert v.advisory and v.decision.endswith("answered, with no tip")
+    photos, errors = _set(200, 10, 0.2)
+    v = judge_rules({"real": photos}, {"real": errors}, {}, T)["blurry"]
+    assert v.advisory and v.decision.endswith("answered, with its retake tip")
+
+
 def test_a_rule_over_budget_refusing_photos_judged_worse_keeps_refusing() -> None:
     photos, errors = _set(200, 10, 0.9)
     v = judge_rules({"real": photos}, {"real": errors}, {}, T)["blurry"]
