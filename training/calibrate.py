@@ -191,10 +191,7 @@ def main() -> None:
     # classifier judges badly (training.gate_value).
     mal_idx = [meta.classes.index(c) for c in meta.malignant_classes]
     errors = {
-        d: [
-            float(e)
-            for e in rank_errors(runs[d].malignant, malignant_probability(runs[d], 1.0, mal_idx))
-        ]
+        d: rank_errors(runs[d].malignant, malignant_probability(runs[d], 1.0, mal_idx)).tolist()
         for d in clean
     }
     guards = {
