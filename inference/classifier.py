@@ -9,6 +9,7 @@ nearest class centre of the training data.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import cv2
@@ -65,6 +66,11 @@ class OnnxClassifier:
         self.metadata = read_metadata(self.session)
         # None: as the model's metadata says; True or False: studies comparing the two.
         self.flip_average = self.metadata.flip_average if flip_average is None else flip_average
+        # With flip averaging, how far (in log-odds of p(cancer)) a first look must land from
+        # every risk cut-off to be answered without the mirror (None: always both looks).
+        # Calibration sets it so the answer is the two-look one (training.second_look);
+        # studies set it to None to compare.
+        self.second_look_margin = self.metadata.second_look_margin
         self._input = self.session.get_inputs()[0].name
         self._outputs = [o.name for o in self.session.get_outputs()]
 
@@ -80,10 +86,13 @@ class OnnxClassifier:
         values = self._run(crop, names or tuple(self._outputs))
         return {name: self._merge(v) for name, v in values.items()}
 
+    def _input_of(self, crop: RGBImage) -> npt.NDArray[np.float32]:
+        m = self.metadata
+        return to_model_input(crop, m.input_size, m.mean, m.std, m.color_constancy_power)
+
     def _run(self, crop: RGBImage, names: tuple[str, ...]) -> dict[str, npt.NDArray[np.float32]]:
         """The named outputs for the crop (and its mirror, as a batch of two), batch axis kept."""
-        m = self.metadata
-        x = to_model_input(crop, m.input_size, m.mean, m.std, m.color_constancy_power)
+        x = self._input_of(crop)
         if self.flip_average:
             # Written straight into one batch: np.stack would copy the mirror view first.
             batch = np.empty((2, *x.shape), np.float32)
@@ -91,6 +100,11 @@ class OnnxClassifier:
             batch[1] = x[:, :, ::-1]
         else:
             batch = x[None]
+        return self._session_run(batch, names)
+
+    def _session_run(
+        self, batch: npt.NDArray[np.float32], names: tuple[str, ...]
+    ) -> dict[str, npt.NDArray[np.float32]]:
         values = self.session.run(list(names), {self._input: batch})
         return {n: np.asarray(v, np.float32) for n, v in zip(names, values, strict=True)}
 
@@ -101,11 +115,33 @@ class OnnxClassifier:
         mirror = v[1][..., ::-1] if v.ndim >= 3 else v[1]  # maps (C, h, w) flip back
         return np.asarray((v[0] + mirror) / 2, np.float32)
 
+    def _looks(self, crop: RGBImage) -> tuple[dict[str, npt.NDArray[np.float32]], int]:
+        """The prediction's outputs (batch axis kept, as ``_merge`` reads them) and how many
+        looks they took: the mirror is only run when the first look lands near a cut-off."""
+        margin = self.second_look_margin
+        if not self.flip_average or margin is None:
+            return self._run(crop, _PREDICT_OUTPUTS), 2 if self.flip_average else 1
+        x = self._input_of(crop)
+        first = self._session_run(x[None], _PREDICT_OUTPUTS)
+        p = self._malignant(first["logits"][0])
+        if not near_cutoff(p, self.metadata, margin):
+            # The answer both looks would give: a single one, "merged" with itself.
+            return {k: np.concatenate([v, _mirrored(v)]) for k, v in first.items()}, 1
+        second = self._session_run(np.ascontiguousarray(x[None, :, :, ::-1]), _PREDICT_OUTPUTS)
+        return {k: np.concatenate([first[k], second[k]]) for k in first}, 2
+
+    def _malignant(self, logits: npt.NDArray[np.float32]) -> float:
+        m = self.metadata
+        z = logits.astype(np.float64) / m.temperature
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        return float(sum(p[m.classes.index(c)] for c in m.malignant_classes))
+
     def predict(self, crop: RGBImage) -> Prediction:
         m = self.metadata
         # Only what the prediction reads: the pooled features stay inside the network,
         # and of the class-activation maps only the top class's is flipped and averaged.
-        out = self._run(crop, _PREDICT_OUTPUTS)
+        out, looks = self._looks(crop)
         logits = self._merge(out["logits"])
         z = logits.astype(np.float64) / m.temperature
         p = np.exp(z - z.max())
@@ -120,11 +156,35 @@ class OnnxClassifier:
             top_class=m.classes[top],
             ood_score=ood,
             heatmap=normalise_cam(self._merge(out["cam"][:, top])),
+            looks=looks,
         )
 
 
 # The outputs a prediction needs (training/export.py names them).
 _PREDICT_OUTPUTS = ("logits", "cam", "ood_distance")
+
+
+def _mirrored(v: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """A first look as the mirror's slot of a batch: ``_merge`` flips maps back, so a map
+    is stored flipped and the average of the two slots is the first look itself."""
+    return v[..., ::-1] if v.ndim >= 3 else v
+
+
+def near_cutoff(p: float, metadata: ModelMetadata, margin: float) -> bool:
+    """Whether ``p`` lies within ``margin`` log-odds of a risk cut-off.
+
+    Further away, the mirror cannot move the averaged probability across the cut-off unless
+    the two looks differ by more than twice the margin, which calibration measured to be
+    rare (training.second_look); nearer, both looks are needed for the answer to be the
+    same for a photo and its mirror image.
+    """
+    q = min(max(p, 1e-9), 1 - 1e-9)
+    z = math.log(q / (1 - q))
+    for cut in (metadata.thresholds.medium, metadata.thresholds.high):
+        c = min(max(cut, 1e-9), 1 - 1e-9)
+        if abs(z - math.log(c / (1 - c))) <= margin:
+            return True
+    return False
 
 
 def normalise_cam(cam: npt.NDArray[np.float32]) -> FloatMap:

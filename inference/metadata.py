@@ -122,6 +122,10 @@ class ModelMetadata:
     # same: the 95th percentile of |delta p| between photos of one lesion on validation
     # (see the model card). None for models calibrated before it was measured.
     same_spot_delta: float | None = None
+    # With flip averaging: the mirror is only run when the first look's p(cancer) lies within
+    # this many log-odds of a risk cut-off (further away, the average lands on the same side);
+    # chosen on validation by training.second_look. None: both looks for every photo.
+    second_look_margin: float | None = None
     training_data: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     # Where the photo gate refuses; models exported before it existed get the defaults.

@@ -166,6 +166,7 @@ class Prediction:
     top_class: str
     ood_score: float  # higher means less like the training data
     heatmap: FloatMap  # class-activation map on the classifier input, values in [0, 1]
+    looks: int = 1  # network passes: 2 when the crop's mirror image was averaged in
 
 
 @dataclass(frozen=True)

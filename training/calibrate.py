@@ -181,8 +181,11 @@ def main() -> None:
     screener = Screener(args.model, flip_average=args.flip_average)
     # The input model's own temperature and thresholds must not enter: probabilities at
     # temperature 1 (the logits as they are), so a rerun on the output fits the same.
-    meta = replace(screener.metadata, temperature=1.0)
+    # Both looks for every photo: the second look's margin is chosen after, against the
+    # cut-offs chosen here (training.second_look).
+    meta = replace(screener.metadata, temperature=1.0, second_look_margin=None)
     screener.classifier.metadata = meta
+    screener.classifier.second_look_margin = None
     runs = {d: run_pipeline(screener, iter(ps)) for d, ps in validation_photos(cfg).items()}
 
     clean = {d: runs[d].gate_inputs for d in GATE_CLEAN_SETS if d in runs}

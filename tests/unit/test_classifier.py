@@ -1,10 +1,14 @@
-"""The shipped ONNX classifier's flip averaging: a mirrored lesion gets the same answer."""
+"""The shipped ONNX classifier's flip averaging: a mirrored lesion gets the same answer,
+and the mirror is run only when its answer could differ."""
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
-from inference.classifier import OnnxClassifier
+import numpy as np
+import pytest
+
+from inference.classifier import OnnxClassifier, near_cutoff
 
 
 def _crop(seed: int = 0) -> np.ndarray:
@@ -19,6 +23,7 @@ def _crop(seed: int = 0) -> np.ndarray:
 
 def test_flip_averaging_answers_a_mirrored_crop_alike() -> None:
     model = OnnxClassifier(flip_average=True)
+    model.second_look_margin = None  # both looks for every crop, whatever the model says
     crop = _crop()
     a, b = model.predict(crop), model.predict(np.ascontiguousarray(crop[:, ::-1]))
     for c in model.metadata.classes:
@@ -33,3 +38,48 @@ def test_without_flip_averaging_the_mirror_is_a_different_view() -> None:
     crop = _crop()
     a, b = model.predict(crop), model.predict(np.ascontiguousarray(crop[:, ::-1]))
     assert max(abs(a.probabilities[c] - b.probabilities[c]) for c in model.metadata.classes) > 1e-4
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def _distance_to_cutoffs(model: OnnxClassifier, p: float) -> float:
+    t = model.metadata.thresholds
+    return min(abs(_logit(p) - _logit(c)) for c in (t.medium, t.high))
+
+
+def test_a_first_look_far_from_every_cutoff_is_the_answer() -> None:
+    """The mirror is run only near a cut-off: far from both, one pass, the single look's
+    probabilities; near one, two passes and exactly the two-look answer."""
+    crop = _crop()
+    one = OnnxClassifier(flip_average=False).predict(crop)
+    both_model = OnnxClassifier(flip_average=True)
+    both_model.second_look_margin = None
+    both = both_model.predict(crop)
+    assert (one.looks, both.looks) == (1, 2)
+
+    model = OnnxClassifier(flip_average=True)
+    d = _distance_to_cutoffs(model, one.malignant_probability)
+    model.second_look_margin = d / 2
+    far = model.predict(crop)
+    assert far.looks == 1
+    assert far.probabilities == pytest.approx(one.probabilities, abs=1e-6)
+    np.testing.assert_allclose(far.heatmap, one.heatmap, atol=1e-6)
+    model.second_look_margin = d * 2
+    near = model.predict(crop)
+    assert near.looks == 2
+    assert near.probabilities == pytest.approx(both.probabilities, abs=1e-6)
+    np.testing.assert_allclose(near.heatmap, both.heatmap, atol=1e-6)
+
+
+def test_near_cutoff_is_measured_in_log_odds_from_either_cutoff() -> None:
+    meta = OnnxClassifier().metadata
+    medium, high = meta.thresholds.medium, meta.thresholds.high
+    for cut in (medium, high):
+        assert near_cutoff(cut, meta, 0.0)
+        below = 1 / (1 + math.exp(-(_logit(cut) - 0.3)))
+        assert near_cutoff(below, meta, 0.31)
+        assert not near_cutoff(below, meta, 0.29)
+    assert not near_cutoff(1e-6, meta, 1.0)
+    assert not near_cutoff(1 - 1e-6, meta, 1.0)
