@@ -378,6 +378,7 @@ def reference_prediction(
 @pytest.mark.parametrize("flip", [True, False])
 def test_prediction_from_the_outputs_it_needs_is_the_one_from_all(flip: bool) -> None:
     model = OnnxClassifier(flip_average=flip)
+    model.second_look_margin = None  # both looks, as one batch (the second look: test_classifier)
     rng = np.random.default_rng(12)
     crops = [np.ascontiguousarray(p[: min(p.shape[:2]), : min(p.shape[:2])]) for p in photos()]
     crops += [rng.integers(0, 256, (s, s, 3), dtype=np.uint8) for s in (40, 115, 300)]
