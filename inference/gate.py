@@ -78,6 +78,11 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule("many_rivals", Q.NOT_A_LESION, lambda g, t: g.evidence.rivals > t.max_rivals),
     Rule(
+        "faint_spot",
+        Q.NOT_A_LESION,
+        lambda g, t: g.evidence.lesion_contrast < t.min_lesion_contrast,
+    ),
+    Rule(
         "print_specks",
         Q.NOT_A_LESION,
         lambda g, t: (

@@ -62,6 +62,10 @@ class GateThresholds:
     # ... or when more than this many other spots are half as lesion-like as the best
     # one: text, a pattern, sensor noise ...
     max_rivals: int = 5
+    # ... or when the spot differs from the skin around it by less than this (CIELAB
+    # units): plain skin's faintest shading passes the localiser's floor of 5. Old model
+    # files keep the floor alone.
+    min_lesion_contrast: float = 0.0
     # ... or when more than this many small dark marks lie outside the lesion AND they
     # are print-dark (median darkening at least ``print_speck_darkness`` CIELAB L*) ...
     max_specks_around: int = 30

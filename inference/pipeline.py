@@ -229,6 +229,7 @@ def gate_evidence(
         rivals=found.rivals,
         lesion_edge_contact=found.edge_contact,
         centre_offset=found.centre_offset,
+        lesion_contrast=found.measurements.get("lesion_contrast", math.nan),
         detail_side=quality.detail_side,
         blockiness=quality.blockiness,
         luma_p05=quality.luma_p05,

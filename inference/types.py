@@ -90,6 +90,9 @@ class GateEvidence:
     rivals: float = NOT_MEASURED
     lesion_edge_contact: float = NOT_MEASURED
     centre_offset: float = NOT_MEASURED
+    # How much the spot differs from the skin around it (CIELAB units; the localiser's own
+    # floor is 5): plain skin's pores and shading barely pass that floor.
+    lesion_contrast: float = NOT_MEASURED
     # The photo (inference.quality).
     detail_side: float = NOT_MEASURED
     blockiness: float = NOT_MEASURED

@@ -83,6 +83,14 @@ THRESHOLD_RULES: tuple[ThresholdRule, ...] = (
         "grainy skin without a spot (6 rivals, tests/unit/test_localize.py) must stay refused",
     ),
     ThresholdRule(
+        "min_lesion_contrast",
+        "faint_spot",
+        _steps(6.5, 5.0, 0.25),
+        "the best spot on plain skin differs from the skin around it by 5.3-7.0 CIELAB units "
+        "(gate_eval's plain skin, validation half); 5.0 is the localiser's own floor, so the "
+        "loosest refuses nothing more",
+    ),
+    ThresholdRule(
         "max_specks_around",
         "print_specks",
         (30,),

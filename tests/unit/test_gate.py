@@ -42,6 +42,7 @@ CLEAN = GateEvidence(
     lesion_glare_fraction=0.0,
     lesion_edge_contact=0.0,
     centre_offset=0.1,
+    lesion_contrast=20.0,
 )
 
 
@@ -59,6 +60,7 @@ FIRING: dict[str, tuple[GateInput, Q]] = {
         Q.NOT_A_LESION,
     ),
     "many_rivals": (photo(rivals=T.max_rivals + 1), Q.NOT_A_LESION),
+    "faint_spot": (photo(lesion_contrast=T.min_lesion_contrast - 0.5), Q.NOT_A_LESION),
     "print_specks": (photo(specks_around=120, speck_darkness=40), Q.NOT_A_LESION),
     "out_of_distribution": (photo(ood_score=T.max_ood_score + 1), Q.NOT_A_LESION),
     "low_detail": (photo(detail_side=T.min_detail_side - 1), Q.LOW_RESOLUTION),
