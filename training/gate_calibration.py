@@ -136,6 +136,15 @@ THRESHOLD_RULES: tuple[ThresholdRule, ...] = (
         "0.842 at 3; 2.6 the strictest, 3.0 the loosest",
     ),
     ThresholdRule(
+        "max_motion_blur_px",
+        "motion_blurred",
+        _steps(0.5, 1.0, 0.05),
+        "worst minus best direction's blur: clean validation photos' median is 0.15-0.19 px "
+        "in every domain, and 0.5 the strictest; a straight smear of 10 % of the shorter side "
+        "(gate_eval's real motion_blur copies of PAD val) reads >= 1.0 on 117 of 119, so 1.0 "
+        "is the loosest (motion_blur.md)",
+    ),
+    ThresholdRule(
         "max_lesion_glare_fraction",
         "glare_on_lesion",
         (0.02, 0.03),

@@ -39,6 +39,7 @@ CLEAN = GateEvidence(
     luma_p90=190.0,
     clipped_fraction=0.0,
     blur_px=1.0,
+    motion_blur_px=0.2,
     lesion_glare_fraction=0.0,
     lesion_edge_contact=0.0,
     centre_offset=0.1,
@@ -67,6 +68,7 @@ FIRING: dict[str, tuple[GateInput, Q]] = {
     "blown_out": (photo(clipped_fraction=T.max_clipped_fraction + 0.1), Q.OVEREXPOSED),
     "washed_out": (photo(luma_p05=T.washed_out_p05 + 1), Q.OVEREXPOSED),
     "blurry": (photo(blur_px=T.max_blur_px + 0.5), Q.BLURRY),
+    "motion_blurred": (photo(motion_blur_px=T.max_motion_blur_px + 0.5), Q.BLURRY),
     "glare_on_lesion": (
         photo(lesion_glare_fraction=T.max_lesion_glare_fraction + 0.05),
         Q.GLARE,
@@ -105,6 +107,7 @@ CALIBRATED: dict[str, float] = {
     "max_clipped_fraction": 0.25,
     "washed_out_p05": 200.0,
     "max_blur_px": 3.0,
+    "max_motion_blur_px": 0.85,
     "max_lesion_glare_fraction": 0.02,
     "min_skin_fraction": 0.15,
     "close_up_lesion_fraction": 0.1,
@@ -122,7 +125,7 @@ CALIBRATED: dict[str, float] = {
 
 # The rules calibration made advisory (training.gate_value): over their budget of clean
 # validation photos, and what they refuse judged no worse by the classifier.
-CALIBRATED_ADVISORY: tuple[str, ...] = ("many_rivals", "out_of_distribution")
+CALIBRATED_ADVISORY: tuple[str, ...] = ("many_rivals", "out_of_distribution", "low_detail")
 THRESHOLD_FIELDS = tuple(f.name for f in fields(GateThresholds) if f.name != "advisory_rules")
 
 
