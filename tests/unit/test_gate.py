@@ -125,7 +125,7 @@ CALIBRATED: dict[str, float] = {
 
 # The rules calibration made advisory (training.gate_value): over their budget of clean
 # validation photos, and what they refuse judged no worse by the classifier.
-CALIBRATED_ADVISORY: tuple[str, ...] = ("many_rivals", "out_of_distribution", "low_detail")
+CALIBRATED_ADVISORY: tuple[str, ...] = ("many_rivals", "out_of_distribution")
 THRESHOLD_FIELDS = tuple(f.name for f in fields(GateThresholds) if f.name != "advisory_rules")
 
 
