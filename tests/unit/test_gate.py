@@ -234,6 +234,16 @@ def test_an_old_model_files_ood_cut_off_moves_into_the_gate() -> None:
     assert math.isinf(GateThresholds().max_ood_score)
 
 
+def test_a_model_file_calibrated_before_the_smear_measure_does_not_judge_smears() -> None:
+    """Its gate section has no ``max_motion_blur_px``: it loads, and refuses as it did."""
+    gate = {k: v for k, v in asdict(T).items() if k != "max_motion_blur_px"}
+    meta = ModelMetadata.from_json(json.dumps(_metadata(gate=gate)))
+    assert math.isinf(meta.gate.max_motion_blur_px)
+    assert decide(photo(motion_blur_px=5.0), meta.gate) == ()
+    calibrated = ModelMetadata.from_json(meta.with_gate(max_motion_blur_px=0.85).to_json())
+    assert decide(photo(motion_blur_px=5.0), calibrated.gate) == (Q.BLURRY,)
+
+
 def test_gate_thresholds_travel_with_the_model() -> None:
     """Calibration writes its thresholds into the metadata; the gate reads them back."""
     meta = ModelMetadata.from_json(json.dumps(_metadata())).with_gate(max_blur_px=2.0)
