@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Turn a training run into the shipped model and every table the model card quotes, in order:
 #   export (ONNX, parity, compression choice) -> flip-averaging study on validation
-#   -> calibrate on real phone photos (PAD validation) -> risk cut-offs and same-spot
+#   -> calibrate on real phone photos (PAD validation) -> motion blur on validation -> risk cut-offs and same-spot
 #   variation on PAD, MILK10k and HAM10000 validation -> the cut-off rules cross-fitted on
 #   validation -> the questions-a-doctor-asks study
 #   (validation) -> evaluate on the test splits (risk_eval: cancer vs rest per domain)
@@ -23,6 +23,8 @@ python -m training.flip_study --config "$config" --model "$run/export/model.onnx
 flip=()
 if [[ "${FLIP_AVERAGE:-0}" == 1 ]]; then flip=(--flip-average); fi
 python -m training.calibrate --config "$config" --model "$run/export/model.onnx" --out "$model" --version "$version" "${flip[@]}"
+# What the motion-smear threshold's candidates rest on, at the calibrated gate (validation).
+python -m training.motion_blur_study --config "$config" --model "$model" --out docs/evaluation
 python -m training.risk_calibrate --config "$config" --model "$model" --out docs/evaluation \
   --scores-out "$run/val_scores.json"
 python -m training.threshold_crossfit --scores "$run/val_scores.json" --model "$version" \
