@@ -111,6 +111,12 @@ RULES: tuple[Rule, ...] = (
         unless=frozenset({Q.TOO_DARK, Q.OVEREXPOSED}),
     ),
     Rule(
+        "motion_blurred",
+        Q.BLURRY,
+        lambda g, t: g.evidence.motion_blur_px > t.max_motion_blur_px,
+        unless=frozenset({Q.TOO_DARK, Q.OVEREXPOSED}),
+    ),
+    Rule(
         "glare_on_lesion",
         Q.GLARE,
         lambda g, t: g.evidence.lesion_glare_fraction > t.max_lesion_glare_fraction,

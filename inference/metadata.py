@@ -50,6 +50,10 @@ class GateThresholds:
     # BLURRY when the estimated blur (Gaussian sigma, px, on the lesion's crop at <= 256
     # px) exceeds this.
     max_blur_px: float = 3.0
+    # ... or when its worst direction is this much blurrier than its best (px): a straight
+    # motion smear, which the Gaussian sigma above reads too low. Infinite (off) for model
+    # files calibrated before the measure existed.
+    max_motion_blur_px: float = math.inf
     # GLARE when specular highlights cover more than this share of the lesion's own box.
     max_lesion_glare_fraction: float = 0.02
     # NOT_A_LESION when the frame (less any dermoscope ring) is less than this share

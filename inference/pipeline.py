@@ -219,7 +219,7 @@ def gate_evidence(
     """
     if quality is None:
         nan = math.nan
-        quality = PhotoQuality(nan, nan, nan, nan, nan, nan, nan, nan, nan)
+        quality = PhotoQuality(nan, nan, nan, nan, nan, nan, nan, nan, nan, nan)
     return GateEvidence(
         skin_fraction=scene.skin_fraction,
         skin_or_lesion_fraction=scene.skin_or_lesion_fraction,
@@ -236,6 +236,7 @@ def gate_evidence(
         luma_p90=quality.luma_p90,
         clipped_fraction=quality.clipped_fraction,
         blur_px=quality.blur_px,
+        motion_blur_px=quality.motion_blur_px,
         lesion_glare_fraction=quality.lesion_glare_fraction,
         ood_score=ood_score,
     )

@@ -100,6 +100,7 @@ class GateEvidence:
     luma_p90: float = NOT_MEASURED
     clipped_fraction: float = NOT_MEASURED
     blur_px: float = NOT_MEASURED
+    motion_blur_px: float = NOT_MEASURED
     lesion_glare_fraction: float = NOT_MEASURED
     # The classifier: distance of the crop's features from the training lesions.
     ood_score: float = NOT_MEASURED

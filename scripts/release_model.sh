@@ -2,7 +2,8 @@
 # Turn a training run into the shipped model and every table the model card quotes, in order:
 #   export (ONNX, parity, compression choice) -> flip-averaging study on validation
 #   -> calibrate on real phone photos (PAD validation) -> with flip averaging, when the
-#   mirror is worth a second pass (validation) -> risk cut-offs and same-spot
+#   mirror is worth a second pass (validation) -> motion blur on validation -> risk
+#   cut-offs and same-spot
 #   variation on PAD, MILK10k and HAM10000 validation -> the cut-off rules cross-fitted on
 #   validation -> the questions-a-doctor-asks study
 #   (validation) -> evaluate on the test splits (risk_eval: cancer vs rest per domain)
@@ -27,6 +28,8 @@ python -m training.calibrate --config "$config" --model "$run/export/model.onnx"
 if [[ "${FLIP_AVERAGE:-0}" == 1 ]]; then
   python -m training.second_look --config "$config" --model "$model" --out docs/evaluation
 fi
+# What the motion-smear threshold's candidates rest on, at the calibrated gate (validation).
+python -m training.motion_blur_study --config "$config" --model "$model" --out docs/evaluation
 python -m training.risk_calibrate --config "$config" --model "$model" --out docs/evaluation \
   --scores-out "$run/val_scores.json"
 python -m training.threshold_crossfit --scores "$run/val_scores.json" --model "$version" \
@@ -35,6 +38,7 @@ python -m training.fusion --config "$config" --scores "$run/val_scores.json" --o
 python -m training.risk_eval --config "$config" --model "$model" --split test --out docs/evaluation
 python -m training.evaluate --config "$config" --model "$model" --out docs/evaluation
 python -m training.gate_rules --config "$config" --model "$model" --out docs/evaluation
+python -m training.gate_eval --config "$config" --model "$model" --out docs/evaluation --split val
 python -m training.gate_eval --config "$config" --model "$model" --out docs/evaluation --split test
 cp "$run/export/export_report.json" docs/evaluation/export_report.json
 python scripts/benchmark.py --model-dir "$run/export" | tee docs/evaluation/benchmark.md

@@ -49,7 +49,7 @@ STAGES: tuple[tuple[Any, str, str], ...] = (
     (pipeline, "find_lesion", "localiser"),
     (pipeline, "scene_of", "scene (skin share, specks)"),
     (quality, "glare_mask", "- glare"),
-    (quality, "blur_sigma", "- blur"),
+    (quality, "directional_blur", "- blur (Gaussian sigma and motion smear)"),
     (quality, "luma_percentiles", "- exposure percentiles"),
     (quality, "clipped_fraction", "- clipped share"),
     (pipeline, "measure_quality", "photo quality"),

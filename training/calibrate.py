@@ -105,12 +105,26 @@ GUARD_SEED = 71
 def guard_photos(cfg: TrainConfig) -> dict[str, list[Photo]]:
     """What an advisory rule must not let through (training.gate_value), validation only:
     PAD-UFES-20's validation photos motion-blurred (a defect the classifier is judged
-    clearly worse on, gate_rules.md) and the validation non-lesion images of gate_eval."""
+    clearly worse on, gate_rules.md), the same photos as 96 px thumbnails (gate_eval's
+    'tiny', which min_detail_side's rule says must be refused), and the validation
+    non-lesion images of gate_eval.
+
+    The thumbnails are a guard of their own since the motion-smear rule: until then the
+    low-detail rule stayed refusing only because as advice it let 2 of 119 motion-blurred
+    copies through; with those caught it became advisory, and 85 % of the thumbnails
+    were answered (quality_gate_val.md of that calibration).
+    """
     rng = np.random.default_rng(cfg.seed + GUARD_SEED)
     blur, _ = REAL_DEFECTS["motion_blur"]
+    shrink, _ = REAL_DEFECTS["tiny"]
     pad = real_photos(cfg, SPLIT)[0]
     return {
         "motion_blur": [Photo(blur(p.rgb, p.box, rng), p.label, p.box) for p in pad],
+        # The thumbnail's lesion box only enters IoU, which the gate does not judge.
+        "tiny": [
+            Photo(t, label, default_box(t.shape[1], t.shape[0]))
+            for t, label in ((shrink(p.rgb, p.box, rng), p.label) for p in pad)
+        ],
         "not_a_lesion": [
             Photo(img, -1, default_box(img.shape[1], img.shape[0]))
             for _, img in not_lesion_set(SPLIT, cfg.seed)

@@ -144,6 +144,15 @@ THRESHOLD_RULES: tuple[ThresholdRule, ...] = (
         "0.842 at 3; 2.6 the strictest, 3.0 the loosest",
     ),
     ThresholdRule(
+        "max_motion_blur_px",
+        "motion_blurred",
+        _steps(0.5, 1.0, 0.05),
+        "worst minus best direction's blur (motion_blur.md, PAD val): a straight smear of 2 % "
+        "of the shorter side reads 0.71 (median) and already costs cancer AUC 0.911 -> 0.863, "
+        "so 0.5 the strictest; one of 10 % (gate_eval's real motion_blur copies, AUC 0.727) "
+        "reads >= 1.0 on 97 %, so 1.0 the loosest",
+    ),
+    ThresholdRule(
         "max_lesion_glare_fraction",
         "glare_on_lesion",
         (0.02, 0.03),

@@ -39,6 +39,7 @@ CLEAN = GateEvidence(
     luma_p90=190.0,
     clipped_fraction=0.0,
     blur_px=1.0,
+    motion_blur_px=0.2,
     lesion_glare_fraction=0.0,
     lesion_edge_contact=0.0,
     centre_offset=0.1,
@@ -69,6 +70,7 @@ FIRING: dict[str, tuple[GateInput, Q]] = {
     "blown_out": (photo(clipped_fraction=T.max_clipped_fraction + 0.1), Q.OVEREXPOSED),
     "washed_out": (photo(luma_p05=T.washed_out_p05 + 1), Q.OVEREXPOSED),
     "blurry": (photo(blur_px=T.max_blur_px + 0.5), Q.BLURRY),
+    "motion_blurred": (photo(motion_blur_px=T.max_motion_blur_px + 0.5), Q.BLURRY),
     "glare_on_lesion": (
         photo(lesion_glare_fraction=T.max_lesion_glare_fraction + 0.05),
         Q.GLARE,
@@ -107,6 +109,7 @@ CALIBRATED: dict[str, float] = {
     "max_clipped_fraction": 0.25,
     "washed_out_p05": 200.0,
     "max_blur_px": 3.0,
+    "max_motion_blur_px": 0.85,
     "max_lesion_glare_fraction": 0.02,
     "min_skin_fraction": 0.15,
     "close_up_lesion_fraction": 0.1,
@@ -231,6 +234,16 @@ def test_an_old_model_files_ood_cut_off_moves_into_the_gate() -> None:
     assert "ood_threshold" not in json.loads(meta.to_json())
     assert decide(photo(ood_score=312.0), meta.gate) == (Q.NOT_A_LESION,)
     assert math.isinf(GateThresholds().max_ood_score)
+
+
+def test_a_model_file_calibrated_before_the_smear_measure_does_not_judge_smears() -> None:
+    """Its gate section has no ``max_motion_blur_px``: it loads, and refuses as it did."""
+    gate = {k: v for k, v in asdict(T).items() if k != "max_motion_blur_px"}
+    meta = ModelMetadata.from_json(json.dumps(_metadata(gate=gate)))
+    assert math.isinf(meta.gate.max_motion_blur_px)
+    assert decide(photo(motion_blur_px=5.0), meta.gate) == ()
+    calibrated = ModelMetadata.from_json(meta.with_gate(max_motion_blur_px=0.85).to_json())
+    assert decide(photo(motion_blur_px=5.0), calibrated.gate) == (Q.BLURRY,)
 
 
 def test_gate_thresholds_travel_with_the_model() -> None:

@@ -127,3 +127,31 @@ def test_the_report_lists_every_threshold_and_says_which_are_over_budget() -> No
         if f.name != "advisory_rules":
             assert f"| {f.name} |" in text
     assert "| max_blur_px | 3 | **no** | 10 of 100 (10.0%) |" in text
+
+
+def test_the_guard_sets_hold_smeared_photos_and_thumbnails_of_validation_photos(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What an advisory rule must not let through: besides non-lesion images, validation
+    photos smeared and as thumbnails. Without the thumbnails the low-detail rule turned
+    advisory once the motion rule caught the smears, and 85 % of 96 px thumbnails were
+    answered (docs/model_card.md, motion blur)."""
+    import numpy as np
+
+    from training.evalsets import Photo
+
+    rgb = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    box = LesionBox(150, 100, 250, 200)
+    asked: list[str] = []
+
+    def real_photos(cfg: TrainConfig, split: str) -> tuple[list[Photo], list[Any]]:
+        asked.append(split)
+        return [Photo(rgb, 0, box)] * 3, []
+
+    monkeypatch.setattr(calibrate, "real_photos", real_photos)
+    monkeypatch.setattr(calibrate, "not_lesion_set", lambda split, seed: iter([("x", rgb)]))
+    guards = calibrate.guard_photos(TrainConfig())
+    assert asked == ["val"]
+    assert set(guards) == {"motion_blur", "tiny", "not_a_lesion"}
+    assert [min(p.rgb.shape[:2]) for p in guards["tiny"]] == [96] * 3
+    assert all(not np.array_equal(p.rgb, rgb) for p in guards["motion_blur"])

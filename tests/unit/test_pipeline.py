@@ -11,7 +11,7 @@ from inference.pipeline import Screener
 from inference.quality import blockiness
 from inference.types import DecodeFailure, DecodeRejected, ScreeningResult
 from inference.types import QualityIssue as Q
-from tests.unit.test_quality import textured_skin
+from tests.unit.test_quality import MOTION_LOOSEST, MOTION_STRICTEST, smear, textured_skin
 
 
 def test_exposure_problem_comes_before_not_a_lesion() -> None:
@@ -55,6 +55,15 @@ def test_blocking_measured_before_the_localiser_is_the_photos_own(screener: Scre
     photo = np.ascontiguousarray(cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[..., ::-1])
     result = screener.screen(photo, with_overlay=False)
     assert result.evidence.blockiness == blockiness(photo) > 1.2
+
+
+def test_the_motion_smear_reaches_the_gate(screener: Screener) -> None:
+    """The pipeline hands the crop's motion smear to the gate: a shaken photo of the mole
+    carries it, a steady one does not."""
+    steady = screener.screen(textured_skin(), with_overlay=False)
+    shaken = screener.screen(smear(textured_skin(), 15, 60.0), with_overlay=False)
+    assert steady.evidence.motion_blur_px < MOTION_STRICTEST
+    assert shaken.evidence.motion_blur_px > MOTION_LOOSEST
 
 
 def test_blurred_printed_page_is_still_not_a_lesion_first(screener: Screener) -> None:

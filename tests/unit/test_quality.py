@@ -3,6 +3,8 @@ each rule fires on its defect only."""
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from inference.gate import PHOTO_RULES, GateInput, decide
 from inference.preprocess import square_crop_box
 from inference.quality import (
+    NO_DETAIL_BLUR,
     PhotoQuality,
     blockiness,
     blur_sigma,
@@ -22,6 +25,7 @@ from inference.quality import (
 )
 from inference.types import QUALITY_PRIORITY, GateEvidence, LesionBox, QualityIssue, RGBImage
 from tests.shipped import shipped_gate, shipped_margin
+from training.gate_calibration import THRESHOLD_RULES
 
 T = shipped_gate()
 
@@ -62,6 +66,7 @@ def evidence(q: PhotoQuality) -> GateEvidence:
         luma_p90=q.luma_p90,
         clipped_fraction=q.clipped_fraction,
         blur_px=q.blur_px,
+        motion_blur_px=q.motion_blur_px,
         lesion_glare_fraction=q.lesion_glare_fraction,
     )
 
@@ -127,6 +132,45 @@ def test_diagonal_motion_blur_is_measured_along_its_direction(angle: float) -> N
     along_x = blur_sigma(np.asarray(cv2.filter2D(grey, -1, straight), np.float32))
     diagonal = blur_sigma(np.asarray(cv2.filter2D(grey, -1, kernel / kernel.sum()), np.float32))
     assert diagonal > 0.8 * along_x > T.max_blur_px
+
+
+# The range calibration may choose the motion-smear threshold from: whatever it picks,
+# a smear must read above the loosest and a sharp or evenly blurred photo below the strictest.
+_MOTION = next(r for r in THRESHOLD_RULES if r.field == "max_motion_blur_px").candidates
+MOTION_STRICTEST, MOTION_LOOSEST = _MOTION[0], _MOTION[-1]
+MOLE_BOX = LesionBox(580, 430, 701, 531)  # textured_skin's mole; its square crop is 266 px
+
+
+def smear(rgb: RGBImage, length: int, angle: float) -> RGBImage:
+    """A shaken camera: a straight line kernel ``length`` px long at ``angle`` degrees."""
+    kernel = np.zeros((length, length), np.float32)
+    kernel[length // 2, :] = 1.0
+    rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), angle, 1.0)
+    kernel = np.asarray(cv2.warpAffine(kernel, rot, (length, length)), np.float32)
+    return np.asarray(cv2.filter2D(rgb, -1, kernel / kernel.sum()), np.uint8)
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0, 45.0, 60.0, 90.0, 135.0, 170.0])
+def test_a_straight_smear_reads_as_motion_at_any_angle(angle: float) -> None:
+    """A 9 px shake across the mole's 266 px crop: the Gaussian sigma reads it at 2.7-3.1,
+    inside what soft clean photos read, but its worst direction stands out from its best."""
+    q = measure(_with_noise(smear(textured_skin(), 9, angle)), MOLE_BOX)
+    assert q.motion_blur_px > MOTION_LOOSEST, q
+
+
+@pytest.mark.parametrize("sigma", [0.0, 1.0, 2.0, 5.0])
+def test_sharp_or_evenly_blurred_photos_have_no_motion_smear(sigma: float) -> None:
+    """Defocus blurs every direction alike: that is the blur rule's, not a smear."""
+    img = cv2.GaussianBlur(textured_skin(), (0, 0), sigma) if sigma else textured_skin()
+    q = measure(_with_noise(img), MOLE_BOX)
+    assert q.motion_blur_px < MOTION_STRICTEST, q
+
+
+def test_a_frame_without_detail_has_no_motion_measurement() -> None:
+    """A flat frame is refused as blurry by the sigma (NO_DETAIL_BLUR); the smear of
+    nothing is not measured (NaN), so its rule does not fire on it."""
+    q = measure(np.full((480, 640, 3), 128, np.uint8))
+    assert q.blur_px == NO_DETAIL_BLUR and math.isnan(q.motion_blur_px)
 
 
 def test_blur_is_measured_on_the_lesion_when_a_box_is_given() -> None:
