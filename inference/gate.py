@@ -95,6 +95,7 @@ RULES: tuple[Rule, ...] = (
         Q.NOT_A_LESION,
         lambda g, t: g.evidence.ood_score > t.max_ood_score,
     ),
+    Rule("few_pixels", Q.LOW_RESOLUTION, lambda g, t: min(g.width, g.height) < t.min_photo_side),
     Rule("low_detail", Q.LOW_RESOLUTION, lambda g, t: g.evidence.detail_side < t.min_detail_side),
     Rule("jpeg_blocking", Q.LOW_RESOLUTION, lambda g, t: g.evidence.blockiness > t.max_blockiness),
     Rule("too_dark", Q.TOO_DARK, lambda g, t: g.evidence.luma_p90 < t.dark_p90),

@@ -37,7 +37,12 @@ class GateThresholds:
     shipped with, set by hand); no code path chooses a threshold from them.
     """
 
-    # LOW_RESOLUTION under this many pixels of real detail on the shorter side ...
+    # LOW_RESOLUTION when the photo's shorter side has fewer pixels than this (a
+    # thumbnail: nothing to see at the classifier's input) ... Old model files judge
+    # this through min_detail_side alone.
+    min_photo_side: float = 0.0
+    # ... or under this many pixels of real detail on the shorter side (an upscaled or
+    # soft photo: calibration may make this one advice, the thumbnail rule above stays) ...
     min_detail_side: float = 100.0
     # ... or when JPEG blocking is this strong (boundary steps / in-block steps).
     max_blockiness: float = 8.0

@@ -106,6 +106,14 @@ THRESHOLD_RULES: tuple[ThresholdRule, ...] = (
         "darkens by 23-58 (gate_eval's rendered documents): the faintest print is the loosest",
     ),
     ThresholdRule(
+        "min_photo_side",
+        "few_pixels",
+        _steps(120, 100, 10),
+        "0.75 x the 160 px input is the strictest; a 96 px thumbnail (gate_eval's 'tiny') "
+        "must be refused, so 100 is the loosest; unlike low detail this counts pixels, so a "
+        "soft photo of full size is not a thumbnail",
+    ),
+    ThresholdRule(
         "min_detail_side",
         "low_detail",
         _steps(120, 100, 10),

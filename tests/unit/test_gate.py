@@ -64,6 +64,16 @@ FIRING: dict[str, tuple[GateInput, Q]] = {
     "faint_spot": (photo(lesion_contrast=T.min_lesion_contrast - 0.5), Q.NOT_A_LESION),
     "print_specks": (photo(specks_around=120, speck_darkness=40), Q.NOT_A_LESION),
     "out_of_distribution": (photo(ood_score=T.max_ood_score + 1), Q.NOT_A_LESION),
+    "few_pixels": (
+        GateInput(
+            int(T.min_photo_side) - 1,
+            int(T.min_photo_side) - 1,
+            LesionBox(30, 30, 60, 60),
+            LesionBox(18, 18, 72, 72),
+            CLEAN,
+        ),
+        Q.LOW_RESOLUTION,
+    ),
     "low_detail": (photo(detail_side=T.min_detail_side - 1), Q.LOW_RESOLUTION),
     "jpeg_blocking": (photo(blockiness=T.max_blockiness + 1), Q.LOW_RESOLUTION),
     "too_dark": (photo(luma_p90=T.dark_p90 - 1), Q.TOO_DARK),
