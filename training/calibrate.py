@@ -196,7 +196,9 @@ def main() -> None:
     # The input model's own temperature and thresholds must not enter: probabilities at
     # temperature 1 (the logits as they are), so a rerun on the output fits the same.
     # Both looks for every photo: the second look's margin is chosen after, against the
-    # cut-offs chosen here (training.second_look).
+    # cut-offs chosen here (training.second_look), which writes it; the input's own is kept
+    # as it is, like same_spot_delta, so that --check on the shipped file compares alike.
+    kept_margin = screener.metadata.second_look_margin
     meta = replace(screener.metadata, temperature=1.0, second_look_margin=None)
     screener.classifier.metadata = meta
     screener.classifier.second_look_margin = None
@@ -287,6 +289,7 @@ def main() -> None:
         thresholds=RiskThresholds(medium=medium, high=high),
         gate=gate,
         metrics=metrics,
+        second_look_margin=kept_margin,
     )
     log.info("validation: %s", json.dumps(expected, indent=1))
     log.info("gate: %s", json.dumps(metrics["gate"], indent=1))
