@@ -3,12 +3,16 @@ carrying what that step chose."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 
 from tests.shipped import shipped_metadata
 from training.second_look import AGREEMENT, Looks, at_margin, choose_margin
+
+EVALUATION = Path(__file__).resolve().parents[2] / "docs" / "evaluation"
 
 
 def _p(logit: float) -> float:
@@ -41,3 +45,13 @@ def test_the_margin_is_the_smallest_that_keeps_every_domain_as_two_looks_answer(
     assert chosen["second_look_share"] == 2 / 200
     # One photo in 200 on the wrong side is within what AGREEMENT allows: no second look.
     assert choose_margin({"pad": _looks(200, 1, 0.52)}, meta) == 0.0
+
+
+def test_the_shipped_margin_is_what_second_look_chose() -> None:
+    """Change only by rerunning training.second_look on the calibrated model."""
+    report = json.loads((EVALUATION / "second_look.json").read_text())
+    meta = shipped_metadata()
+    assert report["model_version"] == meta.version
+    assert meta.second_look_margin == report["margin"]
+    assert meta.thresholds.medium == report["medium"]
+    assert meta.thresholds.high == report["high"]

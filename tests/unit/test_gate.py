@@ -113,6 +113,7 @@ def test_each_rule_refuses_its_own_defect_and_only_it(name: str) -> None:
 # Change these only by recalibrating: a hand edit of the model or a change of a rule in
 # training/gate_calibration.py shows up here.
 CALIBRATED: dict[str, float] = {
+    "min_photo_side": 120.0,
     "min_detail_side": 100.0,
     "max_blockiness": 8.0,
     "dark_p90": 45.0,
@@ -125,6 +126,7 @@ CALIBRATED: dict[str, float] = {
     "close_up_lesion_fraction": 0.1,
     "close_up_min_skin": 0.85,
     "max_rivals": 5,
+    "min_lesion_contrast": 5.75,
     "max_specks_around": 30,
     "print_speck_darkness": 18.0,
     "max_ood_score": 383.0994122314453,
@@ -137,7 +139,7 @@ CALIBRATED: dict[str, float] = {
 
 # The rules calibration made advisory (training.gate_value): over their budget of clean
 # validation photos, and what they refuse judged no worse by the classifier.
-CALIBRATED_ADVISORY: tuple[str, ...] = ("many_rivals", "out_of_distribution")
+CALIBRATED_ADVISORY: tuple[str, ...] = ("many_rivals", "out_of_distribution", "low_detail")
 THRESHOLD_FIELDS = tuple(f.name for f in fields(GateThresholds) if f.name != "advisory_rules")
 
 
