@@ -28,7 +28,9 @@ def _looks(n: int, moved: int, above_medium_by: float) -> Looks:
     two = one.copy()
     one[:moved] = _p(z + above_medium_by)
     two[:moved] = _p(z - 0.1)
-    return Looks(one=one, two=two, one_mirror=two.copy(), answered=np.ones(n, bool))
+    return Looks(
+        one=one, two=two, one_mirror=two.copy(), two_mirror=two.copy(), answered=np.ones(n, bool)
+    )
 
 
 def test_the_margin_is_the_smallest_that_keeps_every_domain_as_two_looks_answer() -> None:
