@@ -65,11 +65,12 @@ FIRING: dict[str, tuple[GateInput, Q]] = {
     "print_specks": (photo(specks_around=120, speck_darkness=40), Q.NOT_A_LESION),
     "out_of_distribution": (photo(ood_score=T.max_ood_score + 1), Q.NOT_A_LESION),
     "few_pixels": (
+        # A strip: wide enough, but its shorter side one pixel short.
         GateInput(
+            4 * int(T.min_photo_side),
             int(T.min_photo_side) - 1,
-            int(T.min_photo_side) - 1,
-            LesionBox(30, 30, 60, 60),
-            LesionBox(18, 18, 72, 72),
+            LesionBox(200, 30, 230, 60),
+            LesionBox(188, 18, 242, 72),
             CLEAN,
         ),
         Q.LOW_RESOLUTION,

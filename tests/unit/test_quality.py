@@ -4,12 +4,13 @@ each rule fires on its defect only."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import cv2
 import numpy as np
 import pytest
 
-from inference.gate import PHOTO_RULES, GateInput, decide
+from inference.gate import PHOTO_RULES, GateInput, decide, tips
 from inference.preprocess import square_crop_box
 from inference.quality import (
     NO_DETAIL_BLUR,
@@ -71,11 +72,14 @@ def evidence(q: PhotoQuality) -> GateEvidence:
     )
 
 
+def gate_input(rgb: RGBImage, box: LesionBox | None = None) -> GateInput:
+    h, w = rgb.shape[:2]
+    return GateInput(w, h, box, crop_of(rgb, box), evidence(measure(rgb, box)))
+
+
 def issues(rgb: RGBImage, box: LesionBox | None = None) -> tuple[QualityIssue, ...]:
     """The gate's verdict from the photo rules alone (what is in the photo aside)."""
-    h, w = rgb.shape[:2]
-    gate_input = GateInput(w, h, box, crop_of(rgb, box), evidence(measure(rgb, box)))
-    return decide(gate_input, T, PHOTO_RULES)
+    return decide(gate_input(rgb, box), T, PHOTO_RULES)
 
 
 def test_a_good_photo_passes_every_check() -> None:
@@ -298,8 +302,22 @@ def test_upscaled_thumbnail_is_low_resolution() -> None:
     thumb = downscale(textured_skin(), 120)
     big = np.asarray(cv2.resize(thumb, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC), np.uint8)
     assert min(big.shape[:2]) >= T.min_detail_side
+    assert min(big.shape[:2]) >= T.min_photo_side  # enough pixels: only the detail is short
     assert detail_side(big) < T.min_detail_side
-    assert QualityIssue.LOW_RESOLUTION in issues(big)
+    # The shipped gate says so: a refusal, or, where calibration made low detail advisory
+    # (soft photos judged no worse), a retake tip with the answer.
+    judged = gate_input(big)
+    if "low_detail" in T.advisory_rules:
+        assert QualityIssue.LOW_RESOLUTION in tips(judged, T)
+    else:
+        assert QualityIssue.LOW_RESOLUTION in decide(judged, T, PHOTO_RULES)
+
+
+def test_a_thumbnail_is_refused_for_its_pixels_whatever_low_detail_does() -> None:
+    """A photo with too few pixels is refused even where soft photos only get a tip."""
+    thumb = downscale(textured_skin(), int(T.min_photo_side) - 8)
+    assert T.min_photo_side > 0
+    assert QualityIssue.LOW_RESOLUTION in issues(thumb)
 
 
 def test_native_small_photo_keeps_its_detail() -> None:
@@ -312,7 +330,8 @@ def test_issues_follow_quality_priority() -> None:
     """Several defects are reported most-important first (the order users fix them in)."""
     img = downscale(np.asarray(cv2.GaussianBlur(textured_skin(), (0, 0), 4.0), np.uint8), 180)
     img = (img.astype(np.float32) * 0.12).astype(np.uint8)
-    found = issues(img)
+    # Every rule refusing: which of them only advise is calibration's call, not the order's.
+    found = decide(gate_input(img), replace(T, advisory_rules=()), PHOTO_RULES)
     assert len(found) >= 2
     assert list(found) == sorted(found, key=QUALITY_PRIORITY.index)
 
