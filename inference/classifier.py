@@ -125,7 +125,9 @@ class OnnxClassifier:
         first = self._session_run(x[None], _PREDICT_OUTPUTS)
         p = self._malignant(first["logits"][0])
         if not near_cutoff(p, self.metadata, margin):
-            # The answer both looks would give: a single one, "merged" with itself.
+            # Far from every cut-off the first look is the answer (its level is the one both
+            # looks would give): put in both slots, the mirror's flipped as _merge expects,
+            # so that their average is the first look itself.
             return {k: np.concatenate([v, _mirrored(v)]) for k, v in first.items()}, 1
         second = self._session_run(np.ascontiguousarray(x[None, :, :, ::-1]), _PREDICT_OUTPUTS)
         return {k: np.concatenate([first[k], second[k]]) for k in first}, 2
