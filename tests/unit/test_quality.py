@@ -27,6 +27,7 @@ from inference.quality import (
 from inference.types import QUALITY_PRIORITY, GateEvidence, LesionBox, QualityIssue, RGBImage
 from tests.shipped import shipped_gate, shipped_margin
 from training.gate_calibration import THRESHOLD_RULES
+from training.gate_eval import motion_blur
 
 T = shipped_gate()
 
@@ -145,20 +146,11 @@ MOTION_STRICTEST, MOTION_LOOSEST = _MOTION[0], _MOTION[-1]
 MOLE_BOX = LesionBox(580, 430, 701, 531)  # textured_skin's mole; its square crop is 266 px
 
 
-def smear(rgb: RGBImage, length: int, angle: float) -> RGBImage:
-    """A shaken camera: a straight line kernel ``length`` px long at ``angle`` degrees."""
-    kernel = np.zeros((length, length), np.float32)
-    kernel[length // 2, :] = 1.0
-    rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), angle, 1.0)
-    kernel = np.asarray(cv2.warpAffine(kernel, rot, (length, length)), np.float32)
-    return np.asarray(cv2.filter2D(rgb, -1, kernel / kernel.sum()), np.uint8)
-
-
 @pytest.mark.parametrize("angle", [0.0, 30.0, 45.0, 60.0, 90.0, 135.0, 170.0])
 def test_a_straight_smear_reads_as_motion_at_any_angle(angle: float) -> None:
     """A 9 px shake across the mole's 266 px crop: the Gaussian sigma reads it at 2.7-3.1,
     inside what soft clean photos read, but its worst direction stands out from its best."""
-    q = measure(_with_noise(smear(textured_skin(), 9, angle)), MOLE_BOX)
+    q = measure(_with_noise(motion_blur(textured_skin(), 9, angle)), MOLE_BOX)
     assert q.motion_blur_px > MOTION_LOOSEST, q
 
 
