@@ -134,9 +134,7 @@ class OnnxClassifier:
 
     def _malignant(self, logits: npt.NDArray[np.float32]) -> float:
         m = self.metadata
-        z = logits.astype(np.float64) / m.temperature
-        p = np.exp(z - z.max())
-        p /= p.sum()
+        p = calibrated_softmax(logits, m.temperature)
         return float(sum(p[m.classes.index(c)] for c in m.malignant_classes))
 
     def predict(self, crop: RGBImage) -> Prediction:
@@ -144,10 +142,7 @@ class OnnxClassifier:
         # Only what the prediction reads: the pooled features stay inside the network,
         # and of the class-activation maps only the top class's is flipped and averaged.
         out, looks = self._looks(crop)
-        logits = self._merge(out["logits"])
-        z = logits.astype(np.float64) / m.temperature
-        p = np.exp(z - z.max())
-        p /= p.sum()
+        p = calibrated_softmax(self._merge(out["logits"]), m.temperature)
         probs = {c: float(v) for c, v in zip(m.classes, p, strict=True)}
         top = int(np.argmax(p))
         mal = float(sum(probs[c] for c in m.malignant_classes))
@@ -160,6 +155,16 @@ class OnnxClassifier:
             heatmap=normalise_cam(self._merge(out["cam"][:, top])),
             looks=looks,
         )
+
+
+def calibrated_softmax(
+    logits: npt.NDArray[np.float32], temperature: float
+) -> npt.NDArray[np.float64]:
+    """Class probabilities from one image's logits at the model's temperature (float64)."""
+    z = logits.astype(np.float64) / temperature
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    return np.asarray(p, np.float64)
 
 
 # The outputs a prediction needs (training/export.py names them).

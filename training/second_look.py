@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from inference.classifier import near_cutoff
+from inference.classifier import near_cutoff, risk_level
 from inference.metadata import ModelMetadata
 from inference.pipeline import Screener
 from training.config import TrainConfig
@@ -50,7 +50,6 @@ AGREEMENT = 0.995
 # Candidate margins in log-odds of p(cancer); the last one sends nearly every photo to a
 # second look, so the search always ends.
 MARGINS = tuple(round(0.05 * i, 2) for i in range(0, 101))
-LEVELS = np.array(["low", "medium", "high"])
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,8 @@ class Looks:
 
 
 def level(p: npt.NDArray[np.float64], meta: ModelMetadata) -> npt.NDArray[np.str_]:
-    t = meta.thresholds
-    return np.asarray(LEVELS[(p >= t.medium).astype(int) + (p >= t.high).astype(int)])
+    """Each photo's risk level as the bot words it (inference.classifier.risk_level)."""
+    return np.array([risk_level(float(v), meta).value for v in p])
 
 
 def adaptive(
