@@ -11,7 +11,8 @@ from inference.pipeline import Screener
 from inference.quality import blockiness
 from inference.types import DecodeFailure, DecodeRejected, ScreeningResult
 from inference.types import QualityIssue as Q
-from tests.unit.test_quality import MOTION_LOOSEST, MOTION_STRICTEST, smear, textured_skin
+from tests.unit.test_quality import MOTION_LOOSEST, MOTION_STRICTEST, textured_skin
+from training.gate_eval import motion_blur
 
 
 def test_exposure_problem_comes_before_not_a_lesion() -> None:
@@ -61,7 +62,7 @@ def test_the_motion_smear_reaches_the_gate(screener: Screener) -> None:
     """The pipeline hands the crop's motion smear to the gate: a shaken photo of the mole
     carries it, a steady one does not."""
     steady = screener.screen(textured_skin(), with_overlay=False)
-    shaken = screener.screen(smear(textured_skin(), 15, 60.0), with_overlay=False)
+    shaken = screener.screen(motion_blur(textured_skin(), 15, 60.0), with_overlay=False)
     assert steady.evidence.motion_blur_px < MOTION_STRICTEST
     assert shaken.evidence.motion_blur_px > MOTION_LOOSEST
 
