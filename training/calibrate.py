@@ -24,7 +24,7 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +105,14 @@ GUARD_SEED = 71
 def guard_photos(cfg: TrainConfig) -> dict[str, list[Photo]]:
     """What an advisory rule must not let through (training.gate_value), validation only:
     PAD-UFES-20's validation photos motion-blurred (a defect the classifier is judged
-    clearly worse on, gate_rules.md), the same photos as 96 px thumbnails (gate_eval's
-    'tiny', which min_detail_side's rule says must be refused), and the validation
-    non-lesion images of gate_eval.
+    clearly worse on, gate_rules.md) and out of focus (gate_eval's 'gaussian_blur'), the
+    same photos as 96 px thumbnails (gate_eval's 'tiny', which min_detail_side's rule says
+    must be refused), and the validation non-lesion images of gate_eval.
+
+    Defocus is a guard of its own since the spot floor (training/spot_floor_study.py):
+    the motion-smear rule reads the difference between directions, which an even blur
+    does not have, so with only motion blur guarded the blur rule could become advisory
+    on a permutation p-value near 0.05 and out-of-focus photos would be answered.
 
     The thumbnails are a guard of their own since the motion-smear rule: until then the
     low-detail rule stayed refusing only because as advice it let 2 of 119 motion-blurred
@@ -116,10 +121,12 @@ def guard_photos(cfg: TrainConfig) -> dict[str, list[Photo]]:
     """
     rng = np.random.default_rng(cfg.seed + GUARD_SEED)
     blur, _ = REAL_DEFECTS["motion_blur"]
+    defocus, _ = REAL_DEFECTS["gaussian_blur"]
     shrink, _ = REAL_DEFECTS["tiny"]
     pad = real_photos(cfg, SPLIT)[0]
     return {
         "motion_blur": [Photo(blur(p.rgb, p.box, rng), p.label, p.box) for p in pad],
+        "defocus": [Photo(defocus(p.rgb, p.box, rng), p.label, p.box) for p in pad],
         # The thumbnail's lesion box only enters IoU, which the gate does not judge.
         "tiny": [
             Photo(t, label, default_box(t.shape[1], t.shape[0]))
@@ -130,6 +137,46 @@ def guard_photos(cfg: TrainConfig) -> dict[str, list[Photo]]:
             for _, img in not_lesion_set(SPLIT, cfg.seed)
         ],
     }
+
+
+@dataclass
+class Measured:
+    """What the gate is calibrated on: the validation sets through the pipeline."""
+
+    runs: dict[str, PipelineRun]  # every validation set
+    clean: dict[str, list[GateInput]]  # GATE_CLEAN_SETS' gate inputs
+    ood_scores: dict[str, list[float]]
+    errors: dict[str, list[float]]  # each clean photo's rank error (training.gate_value)
+    guards: dict[str, list[GateInput]]  # what advisory rules must keep refusing
+
+
+def measure(screener: Screener, cfg: TrainConfig) -> Measured:
+    """Screen the validation and guard sets at temperature 1, both looks for every photo.
+
+    The input model's own temperature and thresholds must not enter: probabilities at
+    temperature 1 (the logits as they are), so a rerun on the output fits the same. The
+    second look's margin is chosen after, against the cut-offs chosen here
+    (training.second_look). ``screener`` is changed to match.
+    """
+    meta = replace(screener.metadata, temperature=1.0, second_look_margin=None)
+    screener.classifier.metadata = meta
+    screener.classifier.second_look_margin = None
+    runs = {d: run_pipeline(screener, iter(ps)) for d, ps in validation_photos(cfg).items()}
+    clean = {d: runs[d].gate_inputs for d in GATE_CLEAN_SETS if d in runs}
+    mal_idx = [meta.classes.index(c) for c in meta.malignant_classes]
+    return Measured(
+        runs=runs,
+        clean=clean,
+        ood_scores={d: [float(v) for v in r.ood[r.classified]] for d, r in runs.items()},
+        # Temperature-free: which rules refuse what the classifier judges badly.
+        errors={
+            d: rank_errors(runs[d].malignant, malignant_probability(runs[d], 1.0, mal_idx)).tolist()
+            for d in clean
+        },
+        guards={
+            k: run_pipeline(screener, iter(ps)).gate_inputs for k, ps in guard_photos(cfg).items()
+        },
+    )
 
 
 def write_gate_evidence(
@@ -193,29 +240,18 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = TrainConfig.load(args.config, limit_images=args.limit)
     screener = Screener(args.model, flip_average=args.flip_average)
-    # The input model's own temperature and thresholds must not enter: probabilities at
-    # temperature 1 (the logits as they are), so a rerun on the output fits the same.
-    # Both looks for every photo: the second look's margin is chosen after, against the
-    # cut-offs chosen here (training.second_look), which writes it; the input's own is kept
+    # The second look's margin is written by training.second_look; the input's own is kept
     # as it is, like same_spot_delta, so that --check on the shipped file compares alike.
     kept_margin = screener.metadata.second_look_margin
-    meta = replace(screener.metadata, temperature=1.0, second_look_margin=None)
-    screener.classifier.metadata = meta
-    screener.classifier.second_look_margin = None
-    runs = {d: run_pipeline(screener, iter(ps)) for d, ps in validation_photos(cfg).items()}
-
-    clean = {d: runs[d].gate_inputs for d in GATE_CLEAN_SETS if d in runs}
-    ood_scores = {d: [float(v) for v in r.ood[r.classified]] for d, r in runs.items()}
-    # Each clean photo's rank error (temperature-free): which rules refuse what the
-    # classifier judges badly (training.gate_value).
+    measured = measure(screener, cfg)
+    meta, runs = screener.metadata, measured.runs
+    clean, ood_scores, errors, guards = (
+        measured.clean,
+        measured.ood_scores,
+        measured.errors,
+        measured.guards,
+    )
     mal_idx = [meta.classes.index(c) for c in meta.malignant_classes]
-    errors = {
-        d: rank_errors(runs[d].malignant, malignant_probability(runs[d], 1.0, mal_idx)).tolist()
-        for d in clean
-    }
-    guards = {
-        k: run_pipeline(screener, iter(ps)).gate_inputs for k, ps in guard_photos(cfg).items()
-    }
     gate, choices, values = calibrate_gate(clean, ood_scores, errors, guards)
     rule_values = {name: v.as_json() for name, v in values.items()}
     # Every photo that decodes is classified (the centre square when no lesion is found),

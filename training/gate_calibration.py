@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from inference.gate import RULES_BY_NAME, GateInput, Rule
+from inference.localize import LocaliserParams
 from inference.metadata import GateThresholds
 from training.gate_value import CLEAN_BUDGET, RuleValue, allowed, judge_rules
 
@@ -85,10 +86,10 @@ THRESHOLD_RULES: tuple[ThresholdRule, ...] = (
     ThresholdRule(
         "min_lesion_contrast",
         "faint_spot",
-        _steps(6.5, 5.0, 0.25),
+        _steps(6.5, LocaliserParams().min_spot_contrast, 0.25),
         "the best spot on plain skin differs from the skin around it by 5.3-7.0 CIELAB units "
-        "(gate_eval's plain skin, validation half); 5.0 is the localiser's own floor, so the "
-        "loosest refuses nothing more",
+        "(gate_eval's plain skin, validation half); the loosest is the localiser's own floor "
+        "for a spot (min_spot_contrast), so it refuses nothing more",
     ),
     ThresholdRule(
         "max_specks_around",

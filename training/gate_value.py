@@ -22,8 +22,8 @@ The decision per rule (:func:`judge_rules`), which calibration records in the mo
 - over the budget and not judged worse: it is **advisory** -- the photo is answered, and
   the rule's retake tip goes with the answer (``GateThresholds.advisory_rules``) --
   unless that would let through what the gate is there to stop. The *guard sets* (the
-  validation split's real phone photos motion-blurred and as 96 px thumbnails, and its
-  non-lesion images) must keep
+  validation split's real phone photos motion-blurred, out of focus and as 96 px
+  thumbnails, and its non-lesion images) must keep
   their refusals: rules are made advisory one at a time, the least evidence of value
   first (highest p), and one that would let through more than the budget of a guard set
   that the gate with every rule refusing catches stays a refusal.
@@ -215,9 +215,9 @@ def report(version: str, values: Mapping[str, Mapping[str, Any]]) -> str:
         "set's mean; p: one-sided permutation test (refusing as many photos per set at random).",
         f"A rule over its budget whose refusals are not judged worse (p >= {ALPHA}) is advisory",
         "(the photo is answered and its retake tip goes with the answer) unless that lets",
-        "through more than the budget of a guard set (motion-blurred validation phone photos,",
-        "the same as 96 px thumbnails, validation non-lesion images) that the gate with every",
-        "rule refusing catches.",
+        "through more than the budget of a guard set (validation phone photos motion-blurred,",
+        "out of focus and as 96 px thumbnails; validation non-lesion images) that the gate with",
+        "every rule refusing catches.",
         "",
         "| rule | "
         + " | ".join(f"{s} refused" for s in sets)

@@ -129,14 +129,15 @@ def test_the_report_lists_every_threshold_and_says_which_are_over_budget() -> No
     assert "| max_blur_px | 3 | **no** | 10 of 100 (10.0%) |" in text
 
 
-def test_the_guard_sets_hold_smeared_photos_and_thumbnails_of_validation_photos(
+def test_the_guard_sets_hold_smeared_defocused_and_thumbnail_validation_photos(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """What an advisory rule must not let through: besides non-lesion images, validation
-    photos smeared and as thumbnails. Without the thumbnails the low-detail rule turned
-    advisory once the motion rule caught the smears, and 85 % of 96 px thumbnails were
-    answered (docs/model_card.md, motion blur)."""
+    photos smeared, out of focus and as thumbnails. Without the thumbnails the low-detail
+    rule turned advisory once the motion rule caught the smears, and 85 % of 96 px
+    thumbnails were answered (docs/model_card.md, motion blur)."""
     import numpy as np
+    import numpy.typing as npt
 
     from training.evalsets import Photo
 
@@ -152,6 +153,12 @@ def test_the_guard_sets_hold_smeared_photos_and_thumbnails_of_validation_photos(
     monkeypatch.setattr(calibrate, "not_lesion_set", lambda split, seed: iter([("x", rgb)]))
     guards = calibrate.guard_photos(TrainConfig())
     assert asked == ["val"]
-    assert set(guards) == {"motion_blur", "tiny", "not_a_lesion"}
+    assert set(guards) == {"motion_blur", "defocus", "tiny", "not_a_lesion"}
     assert [min(p.rgb.shape[:2]) for p in guards["tiny"]] == [96] * 3
     assert all(not np.array_equal(p.rgb, rgb) for p in guards["motion_blur"])
+
+    # Out of focus: the same photos, evenly softened (far less pixel-to-pixel detail).
+    def detail(img: npt.NDArray[np.uint8]) -> float:
+        return float(np.abs(np.diff(img.astype(float), axis=1)).mean())
+
+    assert all(detail(p.rgb) < 0.2 * detail(rgb) for p in guards["defocus"])

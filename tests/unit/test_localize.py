@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from inference.gate import GateInput, decide
-from inference.localize import LocalisationResult, find_lesion
+from inference.localize import LocalisationResult, LocaliserParams, find_lesion
 from inference.metadata import GateThresholds
 from inference.pipeline import gate_evidence, scene_of
 from inference.preprocess import square_crop_box
@@ -142,6 +142,21 @@ def test_tiny_spot_far_away_is_lesion_too_small() -> None:
     assert issues == (QualityIssue.LESION_TOO_SMALL,), result
     assert result.box is not None
     assert abs((result.box.x0 + result.box.x1) / 2 - 1000) < 20
+
+
+def test_faint_pink_patch_in_the_middle_is_found_not_a_distant_speck() -> None:
+    """A faint carcinoma or keratosis: pinker than reddened skin, its core only just past
+    the evidence threshold and a fainter rim around it, so the core differs from the ring
+    around it by under 5 CIELAB units (4.8 here; min_spot_contrast). Passed over for a dark
+    speck in a corner, the user was told to move closer."""
+    img = skin_field(720, 960, (220, 156, 136), seed=3)
+    add_spot(img, 480, 360, 140, 120, (217, 152, 138))  # the fainter rim
+    core = add_spot(img, 480, 360, 80, 65, (214, 144, 134))
+    add_spot(img, 820, 140, 3, 3, (90, 55, 40))  # a freckle far from it
+    result = find_lesion(img)
+    assert result.box is not None and result.box.iou(core) > 0.8, result
+    contrast = result.measurements["lesion_contrast"]
+    assert LocaliserParams().min_spot_contrast <= contrast < LocaliserParams().min_contrast
 
 
 def test_spot_cut_by_the_frame_edge_is_lesion_cut_off() -> None:
