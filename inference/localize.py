@@ -20,7 +20,9 @@ The approach, on a copy whose longer side is at most :attr:`LocaliserParams.work
 4. Threshold at the larger of Otsu's level and a minimum contrast, clean with
    morphology, and score each region by its contrast with the ring of skin around it,
    its size, compactness and centrality; long thin regions (creases, words) are never
-   candidates. Grow the winner to its fainter rim and to nearby pigment islands.
+   candidates. The best is the lesion when it differs from its ring by the spot floor
+   (a faint lesion's ring takes in its rim, so the floor is below the pixel threshold).
+   Grow the winner to its fainter rim and to nearby pigment islands.
 5. Nothing lesion-sized found: look for a compact speck the hair closing erased, so a
    mole photographed from too far gets "move closer" rather than "no lesion".
 

@@ -127,7 +127,7 @@ CALIBRATED: dict[str, float] = {
     "close_up_lesion_fraction": 0.1,
     "close_up_min_skin": 0.85,
     "max_rivals": 5,
-    "min_lesion_contrast": 5.75,
+    "min_lesion_contrast": 5.5,
     "max_specks_around": 30,
     "print_speck_darkness": 18.0,
     "max_ood_score": 383.0994122314453,
