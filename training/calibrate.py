@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from inference.classifier import load_session, read_metadata
 from inference.gate import GateInput, decide
-from inference.metadata import RiskThresholds
+from inference.metadata import ModelMetadata, RiskThresholds
 from inference.pipeline import Screener
 from training.config import TrainConfig
 from training.data import default_box, load_split
@@ -77,6 +77,11 @@ CLINICAL_DOMAIN = "clinical"
 GATE_CLEAN_SETS = (REAL_DOMAIN, "dermoscopy", CLINICAL_DOMAIN)
 # The photos the risk cut-offs serve, when close-ups are configured.
 RISK_DOMAINS = (REAL_DOMAIN, CLINICAL_DOMAIN)
+
+
+def malignant_index(meta: ModelMetadata) -> list[int]:
+    """The logit positions of the classes that make up p(cancer)."""
+    return [meta.classes.index(c) for c in meta.malignant_classes]
 
 
 def malignant_probability(
@@ -163,7 +168,7 @@ def measure(screener: Screener, cfg: TrainConfig) -> Measured:
     screener.classifier.second_look_margin = None
     runs = {d: run_pipeline(screener, iter(ps)) for d, ps in validation_photos(cfg).items()}
     clean = {d: runs[d].gate_inputs for d in GATE_CLEAN_SETS if d in runs}
-    mal_idx = [meta.classes.index(c) for c in meta.malignant_classes]
+    mal_idx = malignant_index(meta)
     return Measured(
         runs=runs,
         clean=clean,
@@ -251,7 +256,7 @@ def main() -> None:
         measured.errors,
         measured.guards,
     )
-    mal_idx = [meta.classes.index(c) for c in meta.malignant_classes]
+    mal_idx = malignant_index(meta)
     gate, choices, values = calibrate_gate(clean, ood_scores, errors, guards)
     rule_values = {name: v.as_json() for name, v in values.items()}
     # Every photo that decodes is classified (the centre square when no lesion is found),

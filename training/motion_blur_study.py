@@ -31,6 +31,7 @@ import numpy.typing as npt
 from inference.gate import RULES_BY_NAME, decide
 from inference.metadata import GateThresholds
 from inference.pipeline import Screener
+from training.calibrate import malignant_index, malignant_probability
 from training.config import TrainConfig
 from training.data import default_box, load_split
 from training.domains import milk_split
@@ -95,9 +96,8 @@ def fired(run: PipelineRun, name: str, t: GateThresholds) -> Floats:
 
 
 def malignant_p(run: PipelineRun, screener: Screener) -> Floats:
-    meta = screener.metadata
-    idx = [meta.classes.index(c) for c in meta.malignant_classes]
-    return np.asarray(np.exp(run.log_probs)[:, idx].sum(1), np.float64)
+    # The run's log-probabilities are at the model's own temperature already.
+    return malignant_probability(run, 1.0, malignant_index(screener.metadata))
 
 
 def main() -> None:
